@@ -1,0 +1,63 @@
+//! `keyplane`: the command-line entry point. `serve` runs the server; the other commands act on
+//! the same database through the same services the HTTP API uses.
+
+mod commands;
+mod config;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "keyplane", version, about = "Keyplane: a self-hosted passkey control plane")]
+pub struct Cli {
+    /// TOML configuration file (settings in docs/configuration.md). KEYPLANE_* environment
+    /// variables override it.
+    #[arg(long, global = true, env = "KEYPLANE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (default ./keyplane-data). Same as KEYPLANE_DATA_DIR.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: sqlite:PATH or postgres://… Same as KEYPLANE_DATABASE__URL.
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the server (creates the database and a default tenant on first start).
+    Serve(commands::ServeArgs),
+    /// Manage tenants (authentication domains).
+    #[command(subcommand)]
+    Tenant(commands::TenantCommand),
+    /// Administrative actions: invitations.
+    #[command(subcommand)]
+    Admin(commands::AdminCommand),
+    /// Look at users.
+    #[command(subcommand)]
+    User(commands::UserCommand),
+    /// Look at credentials (passkeys).
+    #[command(subcommand)]
+    Credential(commands::CredentialCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Keyplane's domain: tenants, users, credentials, ceremonies, sessions and assurance.
+//!
+//! Architecture invariant: nothing here performs I/O, reads the clock or draws randomness on its
+//! own. Time arrives as [`Timestamp`] values, randomness through a `rand` RNG handed in.
+
+pub mod assurance;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod secret;
+pub mod time;
+
+pub use assurance::{Aal, Amr, AssuranceFacts};
+pub use error::{Error, ErrorKind};
+pub use ids::{CeremonyId, CredentialRecordId, EnrolmentId, SessionId, TenantId, UserId};
+pub use model::*;
+pub use secret::{Secret, TokenHash};
+pub use time::{Clock, SystemClock, Timestamp};

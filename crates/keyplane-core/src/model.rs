@@ -1,0 +1,299 @@
+//! The records Keyplane keeps: tenants, users, credentials, ceremonies, sessions, enrolments.
+//! Plain data; the rules that act on them live beside them in small pure functions.
+
+use crate::assurance::{Aal, Amr};
+use crate::ids::*;
+use crate::secret::TokenHash;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// One authentication domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: TenantId,
+    /// Short unique name used by the CLI (`--tenant`).
+    pub name: String,
+    /// WebAuthn relying-party id (a registrable domain, or `localhost`).
+    pub rp_id: String,
+    /// Name shown by authenticators.
+    pub rp_name: String,
+    /// Origins accepted in `clientDataJSON.origin`.
+    pub origins: Vec<String>,
+    /// Host names (without port) that route HTTP requests to this tenant.
+    pub hostnames: Vec<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    Active,
+    Suspended,
+    Deprovisioned,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Suspended => "suspended",
+            UserStatus::Deprovisioned => "deprovisioned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(UserStatus::Active),
+            "suspended" => Some(UserStatus::Suspended),
+            "deprovisioned" => Some(UserStatus::Deprovisioned),
+            _ => None,
+        }
+    }
+}
+
+/// A user account. The WebAuthn user handle is random bytes, never derived from the username.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub tenant_id: TenantId,
+    pub username: String,
+    pub display_name: String,
+    pub user_handle: Vec<u8>,
+    pub status: UserStatus,
+    /// Administrative role, if any (`owner` for the bootstrap administrator).
+    pub role: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// Length of a user handle in bytes (WebAuthn allows up to 64).
+pub const USER_HANDLE_BYTES: usize = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialStatus {
+    Active,
+    Suspended,
+    Revoked,
+}
+
+impl CredentialStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialStatus::Active => "active",
+            CredentialStatus::Suspended => "suspended",
+            CredentialStatus::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(CredentialStatus::Active),
+            "suspended" => Some(CredentialStatus::Suspended),
+            "revoked" => Some(CredentialStatus::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// A registered passkey.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    pub id: CredentialRecordId,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+    /// The authenticator-chosen credential id (rawId).
+    pub credential_id: Vec<u8>,
+    /// The credential public key, COSE-encoded, as the authenticator sent it.
+    pub public_key: Vec<u8>,
+    pub sign_count: u32,
+    /// AAGUID as a lowercase hyphenated UUID (all zeros when the authenticator hides it).
+    pub aaguid: String,
+    pub transports: Vec<String>,
+    pub backup_eligible: bool,
+    pub backup_state: bool,
+    /// Attestation statement format (`none`, `packed`, `tpm`, ...).
+    pub attestation_format: String,
+    /// Whether the user was verified (UV flag) at registration.
+    pub user_verified: bool,
+    pub nickname: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub status: CredentialStatus,
+    pub status_reason: Option<String>,
+    /// The WebAuthn library's own serialised view of the credential (opaque to everything but the
+    /// webauthn adapter).
+    pub library_state: String,
+}
+
+/// Why a ceremony was started. A ceremony can only be finished for the purpose it began with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CeremonyPurpose {
+    /// Registering a passkey from an enrolment invitation.
+    Enrolment,
+    /// Registering an additional passkey from a signed-in session.
+    AddCredential,
+    /// Signing in.
+    SignIn,
+}
+
+impl CeremonyPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CeremonyPurpose::Enrolment => "enrolment",
+            CeremonyPurpose::AddCredential => "add_credential",
+            CeremonyPurpose::SignIn => "sign_in",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "enrolment" => Some(CeremonyPurpose::Enrolment),
+            "add_credential" => Some(CeremonyPurpose::AddCredential),
+            "sign_in" => Some(CeremonyPurpose::SignIn),
+            _ => None,
+        }
+    }
+
+    pub fn is_registration(self) -> bool {
+        matches!(self, CeremonyPurpose::Enrolment | CeremonyPurpose::AddCredential)
+    }
+}
+
+/// An in-flight ceremony, as stored between its options and its verify request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ceremony {
+    pub id: CeremonyId,
+    pub tenant_id: TenantId,
+    pub purpose: CeremonyPurpose,
+    /// The user the ceremony is bound to, when known at start.
+    pub user_id: Option<UserId>,
+    /// The enrolment invitation that authorised a registration ceremony.
+    pub enrolment_id: Option<EnrolmentId>,
+    /// The webauthn library's serialised state (challenge, policy, allowed credentials).
+    pub state: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl Ceremony {
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        now >= self.expires_at
+    }
+}
+
+/// A signed-in session. Only the hash of its token is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+    pub token_hash: TokenHash,
+    pub aal: Aal,
+    pub amr: Vec<Amr>,
+    pub auth_time: Timestamp,
+    /// The credential the user signed in with.
+    pub credential_id: Option<CredentialRecordId>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl Session {
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        now >= self.expires_at
+    }
+}
+
+/// A single-use invitation to register a first passkey.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Enrolment {
+    pub id: EnrolmentId,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+    pub token_hash: TokenHash,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+}
+
+impl Enrolment {
+    /// An invitation can start a ceremony while it is unused and unexpired.
+    pub fn is_usable(&self, now: Timestamp) -> bool {
+        self.used_at.is_none() && now < self.expires_at
+    }
+}
+
+/// What a nickname may be: what people type, trimmed, without control characters.
+pub fn normalise_nickname(raw: &str) -> Result<String, crate::Error> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > 64 || trimmed.chars().any(char::is_control) {
+        return Err(crate::Error::invalid(
+            "invalid_nickname",
+            "a nickname is 1 to 64 printable characters",
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// What a username may be: 1-128 characters, no control characters or surrounding spaces;
+/// compared case-insensitively (stored lowercased).
+pub fn normalise_username(raw: &str) -> Result<String, crate::Error> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty()
+        || trimmed.chars().count() > 128
+        || trimmed.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(crate::Error::invalid(
+            "invalid_username",
+            "a username is 1 to 128 characters without spaces or control characters",
+        ));
+    }
+    Ok(trimmed.to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enrolment_is_usable_once_and_before_expiry() {
+        let mut e = Enrolment {
+            id: EnrolmentId::generate(),
+            tenant_id: TenantId::generate(),
+            user_id: UserId::generate(),
+            token_hash: TokenHash(vec![1]),
+            created_at: Timestamp(0),
+            expires_at: Timestamp(1000),
+            used_at: None,
+        };
+        assert!(e.is_usable(Timestamp(999)));
+        assert!(!e.is_usable(Timestamp(1000)));
+        e.used_at = Some(Timestamp(5));
+        assert!(!e.is_usable(Timestamp(10)));
+    }
+
+    #[test]
+    fn usernames_are_normalised_and_checked() {
+        assert_eq!(normalise_username("  Alice@Example.COM ").unwrap(), "alice@example.com");
+        assert!(normalise_username("").is_err());
+        assert!(normalise_username("a b").is_err());
+        assert!(normalise_username("a\u{0}").is_err());
+        assert!(normalise_username(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn nicknames_are_bounded() {
+        assert_eq!(normalise_nickname(" Work laptop ").unwrap(), "Work laptop");
+        assert!(normalise_nickname("   ").is_err());
+        assert!(normalise_nickname(&"x".repeat(65)).is_err());
+        assert!(normalise_nickname("a\nb").is_err());
+    }
+
+    #[test]
+    fn purposes_round_trip() {
+        for p in [CeremonyPurpose::Enrolment, CeremonyPurpose::AddCredential, CeremonyPurpose::SignIn] {
+            assert_eq!(CeremonyPurpose::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(CeremonyPurpose::parse("step_up_admin"), None);
+    }
+}

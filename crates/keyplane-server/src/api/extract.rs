@@ -1,0 +1,141 @@
+//! Extractors: the tenant (from `Host`), the signed-in session (bearer token or cookie, with
+//! CSRF protection for cookie-authenticated changes) and JSON bodies with JSON errors.
+
+use super::error::ApiError;
+use crate::App;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, Method};
+use keyplane_core::{Error, ErrorKind, Secret, Session, Tenant, User};
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+pub const SESSION_COOKIE: &str = "keyplane_session";
+pub const CSRF_COOKIE: &str = "keyplane_csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The tenant the request is addressed to.
+pub struct TenantCtx(pub Tenant);
+
+impl FromRequestParts<Arc<App>> for TenantCtx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.host())
+            .ok_or_else(|| Error::invalid("missing_host", "the request has no Host header"))?;
+        Ok(TenantCtx(app.tenant_for_host(host).await?))
+    }
+}
+
+/// How the client proved its session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    Bearer,
+    Cookie,
+}
+
+/// A signed-in user.
+pub struct Auth {
+    pub tenant: Tenant,
+    pub session: Session,
+    pub user: User,
+    pub token: Secret,
+    pub method: AuthMethod,
+}
+
+fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn presented_token(parts: &Parts) -> Result<Option<(Secret, AuthMethod)>, Error> {
+    if let Some(h) = parts.headers.get(header::AUTHORIZATION) {
+        let v = h.to_str().map_err(|_| Error::unauthenticated("unauthenticated", "malformed Authorization header"))?;
+        let token = v
+            .strip_prefix("Bearer ")
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::unauthenticated("unauthenticated", "Authorization must be \"Bearer <token>\""))?;
+        return Ok(Some((Secret::from_presented(token), AuthMethod::Bearer)));
+    }
+    Ok(cookie(parts, SESSION_COOKIE).filter(|t| !t.is_empty()).map(|t| (Secret::from_presented(t), AuthMethod::Cookie)))
+}
+
+/// Cookie-authenticated requests that change state must carry the session's CSRF token in a
+/// header, which a cross-site form or image cannot set.
+fn check_csrf(parts: &Parts, token: &Secret) -> Result<(), Error> {
+    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let expected = token.derive("csrf");
+    let presented = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if keyplane_core::secret::constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Error::forbidden("csrf_failed", "missing or wrong X-CSRF-Token header for a cookie-authenticated change"))
+    }
+}
+
+impl FromRequestParts<Arc<App>> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let TenantCtx(tenant) = TenantCtx::from_request_parts(parts, app).await?;
+        let (token, method) =
+            presented_token(parts)?.ok_or_else(|| Error::unauthenticated("unauthenticated", "sign in first: no session token or cookie"))?;
+        let (session, user) = app.session_for_token(&tenant, &token).await?;
+        if method == AuthMethod::Cookie {
+            check_csrf(parts, &token)?;
+        }
+        Ok(Auth { tenant, session, user, token, method })
+    }
+}
+
+/// A session if one is presented (and valid), else none. A presented but invalid one is an error.
+pub struct MaybeAuth(pub Option<Auth>);
+
+impl FromRequestParts<Arc<App>> for MaybeAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        if presented_token(parts)?.is_none() {
+            return Ok(MaybeAuth(None));
+        }
+        Auth::from_request_parts(parts, app).await.map(|a| MaybeAuth(Some(a)))
+    }
+}
+
+/// A JSON body whose every failure is a JSON error with a stable code.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::rejection::JsonRejection;
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(ApiError(match rejection {
+                JsonRejection::JsonDataError(e) => Error::invalid("invalid_request", e.body_text()),
+                JsonRejection::JsonSyntaxError(e) => Error::invalid("invalid_json", e.body_text()),
+                JsonRejection::MissingJsonContentType(_) => {
+                    Error::invalid("unsupported_media_type", "send the body as Content-Type: application/json")
+                }
+                other if other.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                    Error::new(ErrorKind::TooLarge, "payload_too_large", "the request body is larger than this server accepts")
+                }
+                other => Error::invalid("invalid_request", other.body_text()),
+            })),
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The signed-in user's own account: who am I, my passkeys, sign out.
+
+use super::ceremonies::session_cookie;
+use super::error::ApiResult;
+use super::extract::{ApiJson, Auth, AuthMethod, CSRF_COOKIE, SESSION_COOKIE};
+use super::types::*;
+use crate::App;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use keyplane_core::{CredentialRecordId, Error};
+use serde_json::json;
+use std::sync::Arc;
+
+fn credential_id(raw: &str) -> Result<CredentialRecordId, Error> {
+    CredentialRecordId::parse(raw).ok_or_else(|| Error::not_found("credential_not_found", "no such passkey on your account"))
+}
+
+pub async fn me(auth: Auth) -> ApiResult<impl IntoResponse> {
+    let mut body = json!({ "user": user_json(&auth.user), "session": session_json(&auth.session) });
+    if auth.method == AuthMethod::Cookie {
+        body["csrf_token"] = json!(auth.token.derive("csrf"));
+    }
+    Ok(Json(body))
+}
+
+pub async fn list_credentials(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl IntoResponse> {
+    let creds = app.my_credentials(&auth.tenant, &auth.user.id).await?;
+    Ok(Json(json!({ "credentials": creds.iter().map(credential_json).collect::<Vec<_>>() })))
+}
+
+pub async fn get_credential(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let c = app.my_credential(&auth.tenant, &auth.user.id, &credential_id(&id)?).await?;
+    Ok(Json(credential_json(&c)))
+}
+
+pub async fn rename_credential(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RenameCredentialRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let c = app.rename_my_credential(&auth.tenant, &auth.user.id, &credential_id(&id)?, &req.nickname).await?;
+    Ok(Json(credential_json(&c)))
+}
+
+pub async fn delete_credential(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    app.remove_my_credential(&auth.tenant, &auth.user.id, &credential_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn logout(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl IntoResponse> {
+    app.logout(&auth.tenant, &auth.session).await?;
+    let mut headers = HeaderMap::new();
+    headers.append(header::SET_COOKIE, session_cookie(&auth.tenant, SESSION_COOKIE, "", 0, true));
+    headers.append(header::SET_COOKIE, session_cookie(&auth.tenant, CSRF_COOKIE, "", 0, false));
+    Ok((StatusCode::NO_CONTENT, headers))
+}

@@ -1,0 +1,80 @@
+//! Wire shapes of the JSON API. Requests are strict (unknown fields are refused); responses are
+//! built from domain values here and nowhere else.
+
+use keyplane_core::{Credential, Session, User};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationOptionsRequest {
+    /// The token from an enrolment link; absent = add a passkey to the signed-in account.
+    pub enrolment_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationVerifyRequest {
+    pub ceremony: String,
+    /// `PublicKeyCredential.toJSON()` of the created credential.
+    pub credential: Value,
+    pub nickname: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthenticationOptionsRequest {
+    /// Absent = usernameless (discoverable credentials, conditional mediation).
+    pub username: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthenticationVerifyRequest {
+    pub ceremony: String,
+    /// `PublicKeyCredential.toJSON()` of the assertion.
+    pub credential: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameCredentialRequest {
+    pub nickname: String,
+}
+
+pub fn credential_json(c: &Credential) -> Value {
+    json!({
+        "id": c.id,
+        "nickname": c.nickname,
+        "aaguid": c.aaguid,
+        "attestation_format": c.attestation_format,
+        "transports": c.transports,
+        "backup_eligible": c.backup_eligible,
+        "backup_state": c.backup_state,
+        "user_verified": c.user_verified,
+        "sign_count": c.sign_count,
+        "status": c.status.as_str(),
+        "status_reason": c.status_reason,
+        "created_at": c.created_at.to_rfc3339(),
+        "last_used_at": c.last_used_at.map(|t| t.to_rfc3339()),
+    })
+}
+
+pub fn user_json(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "username": u.username,
+        "display_name": u.display_name,
+        "status": u.status.as_str(),
+        "role": u.role,
+    })
+}
+
+pub fn session_json(s: &Session) -> Value {
+    json!({
+        "aal": s.aal.as_str(),
+        "amr": s.amr.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+        "auth_time": s.auth_time.unix_seconds(),
+        "expires_at": s.expires_at.to_rfc3339(),
+    })
+}

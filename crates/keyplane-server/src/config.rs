@@ -1,0 +1,173 @@
+//! Server settings. Loaded by the CLI from defaults, a TOML file and `KEYPLANE_*` environment
+//! variables (see `docs/configuration.md`); every field has a safe default so `keyplane serve`
+//! runs with no configuration at all.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The URL users reach Keyplane at; used in printed links.
+    pub public_url: String,
+    /// Where the SQLite database (and later, keys) live.
+    pub data_dir: PathBuf,
+    pub database: DatabaseSettings,
+    /// Lifetime of a WebAuthn ceremony (challenge), seconds.
+    pub ceremony_ttl_secs: i64,
+    /// Lifetime of a session, seconds.
+    pub session_ttl_secs: i64,
+    /// Lifetime of an enrolment invitation, seconds.
+    pub enrolment_ttl_secs: i64,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+    /// `json` (default) or `pretty`.
+    pub log_format: String,
+    /// The tenant created on first start.
+    pub default_tenant: TenantSettings,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite:PATH` or `postgres://…`; empty = `sqlite:<data_dir>/keyplane.db`.
+    pub url: String,
+    /// Connection pool size.
+    pub max_connections: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantSettings {
+    pub name: String,
+    pub rp_id: String,
+    pub rp_name: String,
+    /// Empty = the public URL's origin.
+    pub origins: Vec<String>,
+    /// Empty = the RP ID.
+    pub hostnames: Vec<String>,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        TenantSettings {
+            name: "default".into(),
+            rp_id: "localhost".into(),
+            rp_name: "Keyplane".into(),
+            origins: vec![],
+            hostnames: vec![],
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: "http://localhost:8080".into(),
+            data_dir: PathBuf::from("keyplane-data"),
+            database: DatabaseSettings { url: String::new(), max_connections: 0 },
+            ceremony_ttl_secs: 300,
+            session_ttl_secs: 12 * 3600,
+            enrolment_ttl_secs: 7 * 24 * 3600,
+            max_body_bytes: 64 * 1024,
+            log_format: "json".into(),
+            default_tenant: TenantSettings::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// The database URL actually used.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite:{}", self.data_dir.join("keyplane.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// Pool size: the setting, or a default suited to the backend.
+    pub fn max_connections(&self) -> u32 {
+        match self.database.max_connections {
+            0 if self.database_url().starts_with("sqlite:") => 8,
+            0 => 16,
+            n => n,
+        }
+    }
+
+    /// Checks values that serde cannot; every problem is reported, not just the first.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if url::Url::parse(&self.public_url).is_err() {
+            problems.push(format!("public_url {:?} is not a URL", self.public_url));
+        }
+        for (name, v) in [
+            ("ceremony_ttl_secs", self.ceremony_ttl_secs),
+            ("session_ttl_secs", self.session_ttl_secs),
+            ("enrolment_ttl_secs", self.enrolment_ttl_secs),
+        ] {
+            if v <= 0 {
+                problems.push(format!("{name} must be positive (got {v})"));
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            problems.push("max_body_bytes must be at least 1024".into());
+        }
+        if !matches!(self.log_format.as_str(), "json" | "pretty") {
+            problems.push(format!("log_format must be \"json\" or \"pretty\" (got {:?})", self.log_format));
+        }
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            problems.push("database.url must start with sqlite: or postgres://".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The default tenant's origins: configured, or the public URL's origin.
+    pub fn default_tenant_origins(&self) -> Vec<String> {
+        if !self.default_tenant.origins.is_empty() {
+            return self.default_tenant.origins.clone();
+        }
+        match url::Url::parse(&self.public_url) {
+            Ok(u) => vec![u.origin().ascii_serialization()],
+            Err(_) => vec![],
+        }
+    }
+
+    pub fn default_tenant_hostnames(&self) -> Vec<String> {
+        if self.default_tenant.hostnames.is_empty() {
+            vec![self.default_tenant.rp_id.clone()]
+        } else {
+            self.default_tenant.hostnames.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_local() {
+        let s = Settings::default();
+        assert!(s.validate().is_ok());
+        assert!(s.listen.ip().is_loopback());
+        assert_eq!(s.default_tenant_origins(), vec!["http://localhost:8080".to_string()]);
+        assert!(s.database_url().starts_with("sqlite:keyplane-data"));
+    }
+
+    #[test]
+    fn validation_reports_every_problem() {
+        let s = Settings { ceremony_ttl_secs: 0, session_ttl_secs: -1, public_url: "nope".into(), ..Settings::default() };
+        let problems = s.validate().unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+}

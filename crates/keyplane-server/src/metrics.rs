@@ -1,0 +1,45 @@
+//! Prometheus metrics: ceremonies started / succeeded / failed (by reason) and request latency.
+//! One process-wide recorder; every server in the process (tests start several) renders it.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the recorder once; later calls return the same handle.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("duration_seconds".into()),
+                    &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                )
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+pub fn ceremony_started(kind: &'static str) {
+    metrics::counter!("keyplane_ceremonies_started_total", "ceremony" => kind).increment(1);
+}
+
+pub fn ceremony_succeeded(kind: &'static str) {
+    metrics::counter!("keyplane_ceremonies_succeeded_total", "ceremony" => kind).increment(1);
+}
+
+pub fn ceremony_failed(kind: &'static str, reason: &'static str) {
+    metrics::counter!("keyplane_ceremonies_failed_total", "ceremony" => kind, "reason" => reason).increment(1);
+}
+
+pub fn request_finished(method: String, route: String, status: u16, seconds: f64) {
+    metrics::histogram!(
+        "keyplane_http_request_duration_seconds",
+        "method" => method, "route" => route, "status" => status.to_string()
+    )
+    .record(seconds);
+}

@@ -1,0 +1,177 @@
+//! Registering passkeys: from an enrolment invitation (first passkey) or from a signed-in
+//! session (another passkey). Options and verify are two requests; the ceremony between them
+//! lives in the database, bound to tenant, purpose and user, and is consumed exactly once.
+
+use super::App;
+use crate::metrics;
+use keyplane_core::*;
+use keyplane_webauthn::{ParsedRegistration, VerifyOptions};
+use serde_json::Value;
+
+/// Who is asking to register.
+pub enum RegistrationAuth<'a> {
+    /// An enrolment invitation token.
+    Enrolment(&'a Secret),
+    /// A signed-in session (adding another passkey).
+    Session(&'a Session),
+}
+
+/// A started ceremony: its id and the options for the browser.
+pub struct StartedCeremony {
+    pub ceremony: Ceremony,
+    pub public_key: Value,
+}
+
+const KIND: &str = "registration";
+
+impl App {
+    pub async fn start_registration(&self, tenant: &Tenant, auth: RegistrationAuth<'_>) -> Result<StartedCeremony, Error> {
+        let now = self.clock.now();
+        let (user, purpose, enrolment_id) = match auth {
+            RegistrationAuth::Enrolment(token) => {
+                let enrolment = self
+                    .store
+                    .enrolment_by_token(&tenant.id, &token.hash())
+                    .await?
+                    .filter(|e| e.is_usable(now))
+                    .ok_or_else(|| Error::unauthenticated("enrolment_token_invalid", "the enrolment link is unknown, used or expired"))?;
+                let user = self.active_user(tenant, &enrolment.user_id).await?;
+                (user, CeremonyPurpose::Enrolment, Some(enrolment.id))
+            }
+            RegistrationAuth::Session(session) => {
+                let user = self.active_user(tenant, &session.user_id).await?;
+                (user, CeremonyPurpose::AddCredential, None)
+            }
+        };
+        let existing = self.store.list_credentials(&tenant.id, Some(&user.id)).await?;
+        let exclude = existing
+            .iter()
+            .filter(|c| c.status != CredentialStatus::Revoked)
+            .map(|c| c.credential_id.clone())
+            .collect();
+        let rp = self.relying_party(tenant)?;
+        let (public_key, state) = rp.start_registration(&user.user_handle, &user.username, &user.display_name, exclude, false)?;
+        let ceremony = Ceremony {
+            id: CeremonyId::generate(),
+            tenant_id: tenant.id.clone(),
+            purpose,
+            user_id: Some(user.id.clone()),
+            enrolment_id,
+            state,
+            created_at: now,
+            expires_at: now.plus_secs(self.settings.ceremony_ttl_secs),
+        };
+        self.store.insert_ceremony(&ceremony).await?;
+        metrics::ceremony_started(KIND);
+        Ok(StartedCeremony { ceremony, public_key })
+    }
+
+    /// Verifies the browser's response and stores the new credential. `session` must be given
+    /// for an add-credential ceremony and must belong to the ceremony's user.
+    pub async fn finish_registration(
+        &self,
+        tenant: &Tenant,
+        ceremony_id: &CeremonyId,
+        credential: &Value,
+        nickname: Option<&str>,
+        session: Option<&Session>,
+    ) -> Result<Credential, Error> {
+        let result = self.finish_registration_inner(tenant, ceremony_id, credential, nickname, session).await;
+        match &result {
+            Ok(_) => metrics::ceremony_succeeded(KIND),
+            Err(e) => metrics::ceremony_failed(KIND, e.code),
+        }
+        result
+    }
+
+    async fn finish_registration_inner(
+        &self,
+        tenant: &Tenant,
+        ceremony_id: &CeremonyId,
+        credential: &Value,
+        nickname: Option<&str>,
+        session: Option<&Session>,
+    ) -> Result<Credential, Error> {
+        // Decode before consuming the ceremony: a malformed body changes nothing.
+        let nickname = nickname.map(normalise_nickname).transpose()?;
+        let parsed = ParsedRegistration::from_json(credential)?;
+        // An enrolment ceremony needs no session; an add-credential ceremony needs the session of
+        // the user it was started for. Anything else is indistinguishable from "not found".
+        let ceremony = match self.take_ceremony(tenant, ceremony_id, CeremonyPurpose::Enrolment).await {
+            Err(e) if e.code == "ceremony_not_found" && session.is_some() => {
+                self.take_ceremony(tenant, ceremony_id, CeremonyPurpose::AddCredential).await?
+            }
+            other => other?,
+        };
+        let user_id = ceremony
+            .user_id
+            .clone()
+            .ok_or_else(|| Error::internal("registration ceremony without a user"))?;
+        if ceremony.purpose == CeremonyPurpose::AddCredential && session.map(|s| &s.user_id) != Some(&user_id) {
+            return Err(Error::not_found("ceremony_not_found", "no such ceremony for this session"));
+        }
+        let user = self.active_user(tenant, &user_id).await?;
+        let rp = self.relying_party(tenant)?;
+        let registered = rp.finish_parsed_registration(&ceremony.state, &parsed, &VerifyOptions::default())?;
+        let now = self.clock.now();
+        let existing = self.store.list_credentials(&tenant.id, Some(&user.id)).await?;
+        let nickname = nickname.unwrap_or_else(|| format!("Passkey {}", existing.len() + 1));
+        let record = Credential {
+            id: CredentialRecordId::generate(),
+            tenant_id: tenant.id.clone(),
+            user_id: user.id.clone(),
+            credential_id: registered.facts.credential_id.clone(),
+            public_key: registered.facts.public_key.clone(),
+            sign_count: registered.facts.sign_count,
+            aaguid: registered.facts.aaguid_string(),
+            transports: registered.transports.clone(),
+            backup_eligible: registered.facts.backup_eligible,
+            backup_state: registered.facts.backup_state,
+            attestation_format: registered.facts.fmt.clone(),
+            user_verified: registered.facts.user_verified,
+            nickname,
+            created_at: now,
+            last_used_at: None,
+            status: CredentialStatus::Active,
+            status_reason: None,
+            library_state: registered.library_state,
+        };
+        let enrolment = ceremony.enrolment_id.as_ref().map(|e| (e, now));
+        self.store.register_credential(&record, enrolment).await.map_err(|e| match e {
+            keyplane_store::StoreError::Conflict(what) if what.contains("enrolment") => {
+                Error::unauthenticated("enrolment_token_invalid", "the enrolment link was used meanwhile")
+            }
+            keyplane_store::StoreError::Conflict(_) => {
+                Error::conflict("credential_already_registered", "this passkey is already registered")
+            }
+            other => other.into(),
+        })?;
+        Ok(record)
+    }
+
+    /// Takes a ceremony for this tenant and purpose; a replay, another tenant's ceremony or the
+    /// wrong purpose all look the same: not found. An expired one is consumed and refused.
+    pub(crate) async fn take_ceremony(&self, tenant: &Tenant, id: &CeremonyId, purpose: CeremonyPurpose) -> Result<Ceremony, Error> {
+        let ceremony = self
+            .store
+            .take_ceremony(&tenant.id, id, purpose)
+            .await?
+            .ok_or_else(|| Error::not_found("ceremony_not_found", "no such ceremony: unknown, already used, or for another purpose"))?;
+        if ceremony.is_expired(self.clock.now()) {
+            return Err(Error::new(ErrorKind::Gone, "ceremony_expired", "the ceremony expired; start again"));
+        }
+        Ok(ceremony)
+    }
+
+    pub(crate) async fn active_user(&self, tenant: &Tenant, id: &UserId) -> Result<User, Error> {
+        let user = self
+            .store
+            .user_by_id(&tenant.id, id)
+            .await?
+            .ok_or_else(|| Error::not_found("unknown_user", "no such user"))?;
+        if user.status != UserStatus::Active {
+            return Err(Error::forbidden("user_inactive", "the account is suspended or deprovisioned"));
+        }
+        Ok(user)
+    }
+}

@@ -1,0 +1,198 @@
+//! Signing in: authentication ceremonies (username-first or usernameless) and the sessions they
+//! open. A session token is 256 random bits, handed out once, stored as its SHA-256 hash.
+
+use super::{App, StartedCeremony};
+use crate::metrics;
+use keyplane_core::assurance::{assess, AssuranceFacts};
+use keyplane_core::*;
+use keyplane_webauthn::ParsedAssertion;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// A session just opened: the token is returned to the client once.
+pub struct SignedIn {
+    pub session: Session,
+    pub token: Secret,
+    pub user: User,
+    pub credential: CredentialRecordId,
+}
+
+const KIND: &str = "authentication";
+
+impl App {
+    /// Starts a sign-in. With a username, the user's passkeys are listed; an unknown username
+    /// gets a decoy list so that the answer does not reveal whether the account exists. Without
+    /// one, the ceremony is usernameless (discoverable credentials, conditional mediation).
+    pub async fn start_authentication(&self, tenant: &Tenant, username: Option<&str>) -> Result<StartedCeremony, Error> {
+        let now = self.clock.now();
+        let rp = self.relying_party(tenant)?;
+        let (user_id, allowed, decoys) = match username {
+            None => (None, vec![], vec![]),
+            Some(raw) => {
+                let username = normalise_username(raw)?;
+                let user = self.store.user_by_username(&tenant.id, &username).await?.filter(|u| u.status == UserStatus::Active);
+                let creds = match &user {
+                    Some(u) => self.store.list_credentials(&tenant.id, Some(&u.id)).await?,
+                    None => vec![],
+                };
+                let active: Vec<String> = creds
+                    .into_iter()
+                    .filter(|c| c.status == CredentialStatus::Active)
+                    .map(|c| c.library_state)
+                    .collect();
+                if active.is_empty() {
+                    (None, vec![], vec![decoy_credential_id(tenant, &username)])
+                } else {
+                    (user.map(|u| u.id), active, vec![])
+                }
+            }
+        };
+        let (public_key, state) = rp.start_authentication(&allowed, &decoys, false)?;
+        let ceremony = Ceremony {
+            id: CeremonyId::generate(),
+            tenant_id: tenant.id.clone(),
+            purpose: CeremonyPurpose::SignIn,
+            user_id,
+            enrolment_id: None,
+            state,
+            created_at: now,
+            expires_at: now.plus_secs(self.settings.ceremony_ttl_secs),
+        };
+        self.store.insert_ceremony(&ceremony).await?;
+        metrics::ceremony_started(KIND);
+        Ok(StartedCeremony { ceremony, public_key })
+    }
+
+    pub async fn finish_authentication(&self, tenant: &Tenant, ceremony_id: &CeremonyId, credential: &Value) -> Result<SignedIn, Error> {
+        let result = self.finish_authentication_inner(tenant, ceremony_id, credential).await;
+        match &result {
+            Ok(_) => metrics::ceremony_succeeded(KIND),
+            Err(e) => metrics::ceremony_failed(KIND, e.code),
+        }
+        result
+    }
+
+    async fn finish_authentication_inner(&self, tenant: &Tenant, ceremony_id: &CeremonyId, credential: &Value) -> Result<SignedIn, Error> {
+        // Decode before consuming the ceremony: a malformed body changes nothing.
+        let assertion = ParsedAssertion::from_json(credential)?;
+        let ceremony = self.take_ceremony(tenant, ceremony_id, CeremonyPurpose::SignIn).await?;
+        let unknown = || Error::unauthenticated("unknown_credential", "this passkey is not registered here");
+        let stored = self
+            .store
+            .credential_by_credential_id(&tenant.id, assertion.credential_id())
+            .await?
+            .ok_or_else(unknown)?;
+        // Username-first: the passkey must be one of that user's. Usernameless: the user handle
+        // the authenticator returns must be the owner's.
+        if let Some(expected) = &ceremony.user_id {
+            if &stored.user_id != expected {
+                return Err(unknown());
+            }
+        }
+        let user = self.store.user_by_id(&tenant.id, &stored.user_id).await?.ok_or_else(unknown)?;
+        match assertion.user_handle() {
+            Some(h) if h != user.user_handle.as_slice() => return Err(unknown()),
+            None if ceremony.user_id.is_none() => {
+                return Err(Error::invalid("user_handle_missing", "a usernameless sign-in needs the user handle"))
+            }
+            _ => {}
+        }
+        if stored.status != CredentialStatus::Active {
+            return Err(Error::forbidden("credential_inactive", "this passkey is suspended or revoked"));
+        }
+        if user.status != UserStatus::Active {
+            return Err(Error::forbidden("user_inactive", "the account is suspended or deprovisioned"));
+        }
+        let rp = self.relying_party(tenant)?;
+        let outcome = match rp.finish_authentication(&ceremony.state, &assertion, &stored.library_state, stored.sign_count) {
+            Ok(o) => o,
+            Err(e) if e.code == "sign_count_regression" => {
+                self.suspend_for_regression(tenant, &stored.id).await?;
+                return Err(Error::unauthenticated(
+                    "sign_count_regression",
+                    "the signature counter went backwards, which suggests a cloned authenticator; the passkey is suspended",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let now = self.clock.now();
+        let (aal, amr) = assess(AssuranceFacts { user_present: true, user_verified: outcome.user_verified });
+        let token = Secret::generate(&mut rand::rng());
+        let session = Session {
+            id: SessionId::generate(),
+            tenant_id: tenant.id.clone(),
+            user_id: user.id.clone(),
+            token_hash: token.hash(),
+            aal,
+            amr,
+            auth_time: now,
+            credential_id: Some(stored.id.clone()),
+            created_at: now,
+            expires_at: now.plus_secs(self.settings.session_ttl_secs),
+        };
+        let applied = self
+            .store
+            .record_assertion(
+                &tenant.id,
+                &keyplane_store::AssertionRecord {
+                    credential: &stored.id,
+                    sign_count: outcome.sign_count,
+                    backup_eligible: outcome.backup_eligible,
+                    backup_state: outcome.backup_state,
+                    library_state: &outcome.library_state,
+                    used_at: now,
+                    session: &session,
+                },
+            )
+            .await?;
+        if !applied {
+            // Another sign-in with this passkey moved the counter past ours meanwhile, or the
+            // passkey was suspended: either way this assertion no longer stands.
+            let current = self.store.credential_by_id(&tenant.id, &stored.id).await?;
+            if current.as_ref().map(|c| c.status) == Some(CredentialStatus::Active) {
+                self.suspend_for_regression(tenant, &stored.id).await?;
+                return Err(Error::unauthenticated("sign_count_regression", "the signature counter went backwards; the passkey is suspended"));
+            }
+            return Err(Error::forbidden("credential_inactive", "this passkey is suspended or revoked"));
+        }
+        Ok(SignedIn { session, token, user, credential: stored.id })
+    }
+
+    async fn suspend_for_regression(&self, tenant: &Tenant, id: &CredentialRecordId) -> Result<(), Error> {
+        tracing::warn!(tenant = %tenant.name, credential = %id, "sign-count regression: credential suspended");
+        self.store
+            .set_credential_status(&tenant.id, id, CredentialStatus::Suspended, "sign_count_regression")
+            .await?;
+        Ok(())
+    }
+
+    /// The session a bearer token or cookie stands for, with its user, if still valid.
+    pub async fn session_for_token(&self, tenant: &Tenant, token: &Secret) -> Result<(Session, User), Error> {
+        let invalid = || Error::unauthenticated("unauthenticated", "sign in first: no valid session");
+        let session = self.store.session_by_token(&tenant.id, &token.hash()).await?.ok_or_else(invalid)?;
+        if session.is_expired(self.clock.now()) {
+            return Err(invalid());
+        }
+        let user = self.store.user_by_id(&tenant.id, &session.user_id).await?.ok_or_else(invalid)?;
+        if user.status != UserStatus::Active {
+            return Err(invalid());
+        }
+        Ok((session, user))
+    }
+
+    pub async fn logout(&self, tenant: &Tenant, session: &Session) -> Result<(), Error> {
+        self.store.revoke_session(&tenant.id, &session.id, self.clock.now()).await?;
+        Ok(())
+    }
+}
+
+/// A stable, plausible credential id for a username that has no passkeys, so that
+/// username-first options look the same for existing and non-existing accounts.
+fn decoy_credential_id(tenant: &Tenant, username: &str) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"keyplane-decoy-credential\0");
+    h.update(tenant.id.as_str().as_bytes());
+    h.update(tenant.created_at.0.to_be_bytes());
+    h.update(username.as_bytes());
+    h.finalize().to_vec()
+}

@@ -1,0 +1,16 @@
+//! Keyplane's storage: the [`Store`] trait and its SQL implementation for SQLite (embedded,
+//! WAL) and PostgreSQL (scale-out), with migrations per backend.
+//!
+//! Architecture invariants:
+//! - this is the only crate that contains SQL;
+//! - every query takes the tenant id, so nothing can cross tenants;
+//! - single use of ceremonies and enrolment tokens is enforced by the database (a conditional
+//!   `DELETE … RETURNING` / `UPDATE … WHERE used_at IS NULL`), not by the application;
+//! - multi-statement transactions begin with a write, so SQLite never has to upgrade a read lock.
+
+mod rows;
+mod sql;
+mod store;
+
+pub use sql::{redact as redact_url, Backend, SqlStore};
+pub use store::{AssertionRecord, Store, StoreError};

@@ -1,0 +1,491 @@
+//! The SQL implementation of [`Store`], one body of queries for both SQLite and PostgreSQL
+//! through sqlx's `Any` driver. The SQL used is the common subset of both dialects (`$n`
+//! placeholders, `RETURNING`, `ON CONFLICT`); the schemas differ only in type names and live in
+//! `migrations/{sqlite,postgres}`.
+
+use crate::rows;
+use crate::store::{AssertionRecord, Result, Store, StoreError};
+use async_trait::async_trait;
+use keyplane_core::*;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+// Dynamic SQL below is assembled only from the constant column lists in this file.
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+use std::time::Duration;
+
+/// Which database is behind the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A [`Store`] over a pool of SQLite or PostgreSQL connections.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e {
+        if d.is_unique_violation() {
+            return StoreError::Conflict(d.message().to_string());
+        }
+    }
+    StoreError::Database(e.to_string())
+}
+
+fn b(v: bool) -> i64 {
+    i64::from(v)
+}
+
+fn json(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+}
+
+const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_id, public_key, sign_count, aaguid, transports, \
+     backup_eligible, backup_state, attestation_format, user_verified, nickname, created_at, last_used_at, status, \
+     status_reason, library_state";
+const USER_COLUMNS: &str = "id, tenant_id, username, display_name, user_handle, status, role, created_at";
+const SESSION_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at";
+
+impl SqlStore {
+    /// Connects, applies pending migrations, and for SQLite turns on WAL, foreign keys and a
+    /// busy timeout. A `sqlite:` URL creates the file if it is missing.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)
+            .ok_or_else(|| StoreError::Database(format!("unsupported database URL (want sqlite: or postgres:): {}", redact(url))))?;
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                if url.contains('?') { format!("{url}&mode=rwc") } else { format!("{url}?mode=rwc") }
+            }
+            _ => url.to_string(),
+        };
+        let mut opts = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            opts = opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers proceed during a write; FULL makes each commit durable
+                    // before the response is sent; busy_timeout queues writers instead of failing.
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = FULL",
+                        "PRAGMA foreign_keys = ON",
+                        "PRAGMA busy_timeout = 10000",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts.connect(&url).await.map_err(db)?;
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("migrations/postgres"),
+        };
+        migrator.run(&pool).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        Ok(SqlStore { pool, backend })
+    }
+
+    /// The underlying pool, for tests that tamper with the database directly.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn hostnames_of(&self, tenant: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT hostname FROM tenant_hostnames WHERE tenant_id = $1 ORDER BY hostname")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(|r| r.try_get::<String, _>("hostname").map_err(db)).collect()
+    }
+
+    async fn tenant_from_row(&self, row: Option<AnyRow>) -> Result<Option<Tenant>> {
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let id: String = row.try_get("id").map_err(db)?;
+                let hosts = self.hostnames_of(&id).await?;
+                Ok(Some(rows::tenant(&row, hosts)?))
+            }
+        }
+    }
+}
+
+/// A database URL with any password removed, for error messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn migration_level(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT MAX(version) AS v FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(row.try_get::<Option<i64>, _>("v").map_err(db)?.unwrap_or(0))
+    }
+
+    async fn create_tenant(&self, t: &Tenant) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("INSERT INTO tenants (id, name, rp_id, rp_name, origins, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(t.id.as_str())
+            .bind(&t.name)
+            .bind(&t.rp_id)
+            .bind(&t.rp_name)
+            .bind(json(&t.origins))
+            .bind(t.created_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        for h in &t.hostnames {
+            sqlx::query("INSERT INTO tenant_hostnames (hostname, tenant_id) VALUES ($1, $2)")
+                .bind(h)
+                .bind(t.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT id, name, rp_id, rp_name, origins, created_at FROM tenants ORDER BY created_at, name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Some(t) = self.tenant_from_row(Some(row)).await? {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
+        let row = sqlx::query("SELECT id, name, rp_id, rp_name, origins, created_at FROM tenants WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        self.tenant_from_row(row).await
+    }
+
+    async fn tenant_by_hostname(&self, hostname: &str) -> Result<Option<Tenant>> {
+        let row = sqlx::query(
+            "SELECT t.id, t.name, t.rp_id, t.rp_name, t.origins, t.created_at FROM tenants t \
+             JOIN tenant_hostnames h ON h.tenant_id = t.id WHERE h.hostname = $1",
+        )
+        .bind(hostname)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        self.tenant_from_row(row).await
+    }
+
+    async fn create_user(&self, u: &User) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO users (id, tenant_id, username, display_name, user_handle, status, role, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(u.id.as_str())
+        .bind(u.tenant_id.as_str())
+        .bind(&u.username)
+        .bind(&u.display_name)
+        .bind(&u.user_handle)
+        .bind(u.status.as_str())
+        .bind(u.role.clone())
+        .bind(u.created_at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn user_by_id(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>> {
+        let q = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2");
+        let row = sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(&self.pool).await.map_err(db)?;
+        row.as_ref().map(rows::user).transpose()
+    }
+
+    async fn user_by_username(&self, tenant: &TenantId, username: &str) -> Result<Option<User>> {
+        let q = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND username = $2");
+        let row = sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).bind(username).fetch_optional(&self.pool).await.map_err(db)?;
+        row.as_ref().map(rows::user).transpose()
+    }
+
+    async fn user_by_handle(&self, tenant: &TenantId, handle: &[u8]) -> Result<Option<User>> {
+        let q = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND user_handle = $2");
+        let row = sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).bind(handle.to_vec()).fetch_optional(&self.pool).await.map_err(db)?;
+        row.as_ref().map(rows::user).transpose()
+    }
+
+    async fn list_users(&self, tenant: &TenantId) -> Result<Vec<User>> {
+        let q = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY username");
+        let rows = sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(rows::user).collect()
+    }
+
+    async fn create_enrolment(&self, e: &Enrolment) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO enrolments (id, tenant_id, user_id, token_hash, created_at, expires_at, used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(e.id.as_str())
+        .bind(e.tenant_id.as_str())
+        .bind(e.user_id.as_str())
+        .bind(e.token_hash.0.clone())
+        .bind(e.created_at.0)
+        .bind(e.expires_at.0)
+        .bind(e.used_at.map(|t| t.0))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn enrolment_by_token(&self, tenant: &TenantId, hash: &TokenHash) -> Result<Option<Enrolment>> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, user_id, token_hash, created_at, expires_at, used_at FROM enrolments \
+             WHERE tenant_id = $1 AND token_hash = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(hash.0.clone())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(rows::enrolment).transpose()
+    }
+
+    async fn insert_ceremony(&self, c: &Ceremony) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ceremonies (id, tenant_id, purpose, user_id, enrolment_id, state, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(c.id.as_str())
+        .bind(c.tenant_id.as_str())
+        .bind(c.purpose.as_str())
+        .bind(c.user_id.as_ref().map(|u| u.as_str().to_string()))
+        .bind(c.enrolment_id.as_ref().map(|e| e.as_str().to_string()))
+        .bind(&c.state)
+        .bind(c.created_at.0)
+        .bind(c.expires_at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn take_ceremony(&self, tenant: &TenantId, id: &CeremonyId, purpose: CeremonyPurpose) -> Result<Option<Ceremony>> {
+        let row = sqlx::query(
+            "DELETE FROM ceremonies WHERE id = $1 AND tenant_id = $2 AND purpose = $3 \
+             RETURNING id, tenant_id, purpose, user_id, enrolment_id, state, created_at, expires_at",
+        )
+        .bind(id.as_str())
+        .bind(tenant.as_str())
+        .bind(purpose.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(rows::ceremony).transpose()
+    }
+
+    async fn purge_expired_ceremonies(&self, now: Timestamp) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM ceremonies WHERE expires_at <= $1").bind(now.0).execute(&self.pool).await.map_err(db)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn register_credential(&self, c: &Credential, enrolment: Option<(&EnrolmentId, Timestamp)>) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if let Some((eid, at)) = enrolment {
+            let r = sqlx::query("UPDATE enrolments SET used_at = $1 WHERE id = $2 AND tenant_id = $3 AND used_at IS NULL")
+                .bind(at.0)
+                .bind(eid.as_str())
+                .bind(c.tenant_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            if r.rows_affected() != 1 {
+                return Err(StoreError::Conflict("enrolment already used".into()));
+            }
+        }
+        let q = format!("INSERT INTO credentials ({CREDENTIAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)");
+        sqlx::query(AssertSqlSafe(q))
+            .bind(c.id.as_str())
+            .bind(c.tenant_id.as_str())
+            .bind(c.user_id.as_str())
+            .bind(c.credential_id.clone())
+            .bind(c.public_key.clone())
+            .bind(i64::from(c.sign_count))
+            .bind(&c.aaguid)
+            .bind(json(&c.transports))
+            .bind(b(c.backup_eligible))
+            .bind(b(c.backup_state))
+            .bind(&c.attestation_format)
+            .bind(b(c.user_verified))
+            .bind(&c.nickname)
+            .bind(c.created_at.0)
+            .bind(c.last_used_at.map(|t| t.0))
+            .bind(c.status.as_str())
+            .bind(c.status_reason.clone())
+            .bind(&c.library_state)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn credential_by_credential_id(&self, tenant: &TenantId, credential_id: &[u8]) -> Result<Option<Credential>> {
+        let q = format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE tenant_id = $1 AND credential_id = $2");
+        let row = sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).bind(credential_id.to_vec()).fetch_optional(&self.pool).await.map_err(db)?;
+        row.as_ref().map(rows::credential).transpose()
+    }
+
+    async fn credential_by_id(&self, tenant: &TenantId, id: &CredentialRecordId) -> Result<Option<Credential>> {
+        let q = format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE tenant_id = $1 AND id = $2");
+        let row = sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(&self.pool).await.map_err(db)?;
+        row.as_ref().map(rows::credential).transpose()
+    }
+
+    async fn list_credentials(&self, tenant: &TenantId, user: Option<&UserId>) -> Result<Vec<Credential>> {
+        let rows = match user {
+            Some(u) => {
+                let q = format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, id");
+                sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).bind(u.as_str()).fetch_all(&self.pool).await
+            }
+            None => {
+                let q = format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE tenant_id = $1 ORDER BY created_at, id");
+                sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).fetch_all(&self.pool).await
+            }
+        }
+        .map_err(db)?;
+        rows.iter().map(rows::credential).collect()
+    }
+
+    async fn rename_credential(&self, tenant: &TenantId, user: &UserId, id: &CredentialRecordId, nickname: &str) -> Result<bool> {
+        let r = sqlx::query("UPDATE credentials SET nickname = $1 WHERE tenant_id = $2 AND user_id = $3 AND id = $4 AND status <> 'revoked'")
+            .bind(nickname)
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn set_credential_status(&self, tenant: &TenantId, id: &CredentialRecordId, status: CredentialStatus, reason: &str) -> Result<bool> {
+        let r = sqlx::query("UPDATE credentials SET status = $1, status_reason = $2 WHERE tenant_id = $3 AND id = $4")
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn record_assertion(&self, tenant: &TenantId, r: &AssertionRecord<'_>) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let updated = sqlx::query(
+            "UPDATE credentials SET sign_count = $1, backup_eligible = $2, backup_state = $3, library_state = $4, last_used_at = $5 \
+             WHERE tenant_id = $6 AND id = $7 AND status = 'active' AND (sign_count < $1 OR ($1 = 0 AND sign_count = 0))",
+        )
+        .bind(i64::from(r.sign_count))
+        .bind(b(r.backup_eligible))
+        .bind(b(r.backup_state))
+        .bind(r.library_state)
+        .bind(r.used_at.0)
+        .bind(tenant.as_str())
+        .bind(r.credential.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if updated.rows_affected() != 1 {
+            tx.rollback().await.map_err(db)?;
+            return Ok(false);
+        }
+        let s = r.session;
+        let amr: Vec<String> = s.amr.iter().map(|a| a.as_str().to_string()).collect();
+        let q = format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+        sqlx::query(AssertSqlSafe(q))
+            .bind(s.id.as_str())
+            .bind(s.tenant_id.as_str())
+            .bind(s.user_id.as_str())
+            .bind(s.token_hash.0.clone())
+            .bind(s.aal.as_str())
+            .bind(json(&amr))
+            .bind(s.auth_time.0)
+            .bind(s.credential_id.as_ref().map(|c| c.as_str().to_string()))
+            .bind(s.created_at.0)
+            .bind(s.expires_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn session_by_token(&self, tenant: &TenantId, hash: &TokenHash) -> Result<Option<Session>> {
+        let q = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = $1 AND token_hash = $2 AND revoked_at IS NULL");
+        let row = sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).bind(hash.0.clone()).fetch_optional(&self.pool).await.map_err(db)?;
+        row.as_ref().map(rows::session).transpose()
+    }
+
+    async fn revoke_session(&self, tenant: &TenantId, id: &SessionId, at: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL")
+            .bind(at.0)
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,94 @@
+//! The storage interface the services use. One trait; the SQL implementation serves both
+//! backends, and the shared test suite (`tests/store_suite.rs`) runs against both.
+
+use async_trait::async_trait;
+use keyplane_core::*;
+
+/// Storage failures. Constraint violations are reported as such so the services can answer 409.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => Error::conflict("conflict", what),
+            StoreError::Database(msg) => Error::unavailable(msg),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Everything a successful assertion changes, written in one transaction.
+#[derive(Clone, Debug)]
+pub struct AssertionRecord<'a> {
+    pub credential: &'a CredentialRecordId,
+    /// The new counter; the update only applies if it moves forward (or both are zero).
+    pub sign_count: u32,
+    pub backup_eligible: bool,
+    pub backup_state: bool,
+    pub library_state: &'a str,
+    pub used_at: Timestamp,
+    pub session: &'a Session,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> crate::Backend;
+
+    /// A round trip to the database.
+    async fn ping(&self) -> Result<()>;
+    /// Highest applied migration version.
+    async fn migration_level(&self) -> Result<i64>;
+
+    // Tenants
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<()>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>>;
+    async fn tenant_by_hostname(&self, hostname: &str) -> Result<Option<Tenant>>;
+
+    // Users
+    async fn create_user(&self, user: &User) -> Result<()>;
+    async fn user_by_id(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>>;
+    async fn user_by_username(&self, tenant: &TenantId, username: &str) -> Result<Option<User>>;
+    async fn user_by_handle(&self, tenant: &TenantId, handle: &[u8]) -> Result<Option<User>>;
+    async fn list_users(&self, tenant: &TenantId) -> Result<Vec<User>>;
+
+    // Enrolment invitations
+    async fn create_enrolment(&self, enrolment: &Enrolment) -> Result<()>;
+    async fn enrolment_by_token(&self, tenant: &TenantId, hash: &TokenHash) -> Result<Option<Enrolment>>;
+
+    // Ceremonies
+    async fn insert_ceremony(&self, ceremony: &Ceremony) -> Result<()>;
+    /// Removes and returns the ceremony if it exists for this tenant and purpose. Exactly one of
+    /// any number of concurrent callers gets it.
+    async fn take_ceremony(&self, tenant: &TenantId, id: &CeremonyId, purpose: CeremonyPurpose) -> Result<Option<Ceremony>>;
+    /// Deletes ceremonies that expired before `now`; returns how many.
+    async fn purge_expired_ceremonies(&self, now: Timestamp) -> Result<u64>;
+
+    // Credentials
+    /// Stores a new credential; with an enrolment, marks it used in the same transaction and
+    /// fails with `Conflict` if it was already used.
+    async fn register_credential(&self, credential: &Credential, enrolment: Option<(&EnrolmentId, Timestamp)>) -> Result<()>;
+    async fn credential_by_credential_id(&self, tenant: &TenantId, credential_id: &[u8]) -> Result<Option<Credential>>;
+    async fn credential_by_id(&self, tenant: &TenantId, id: &CredentialRecordId) -> Result<Option<Credential>>;
+    /// Credentials of a tenant, or of one user, oldest first.
+    async fn list_credentials(&self, tenant: &TenantId, user: Option<&UserId>) -> Result<Vec<Credential>>;
+    /// Renames a user's credential; false if no such credential of that user.
+    async fn rename_credential(&self, tenant: &TenantId, user: &UserId, id: &CredentialRecordId, nickname: &str) -> Result<bool>;
+    /// Sets a credential's status and reason; false if no such credential.
+    async fn set_credential_status(&self, tenant: &TenantId, id: &CredentialRecordId, status: CredentialStatus, reason: &str) -> Result<bool>;
+    /// Applies a verified assertion: moves the counter forward and opens the session, atomically.
+    /// Returns false (and changes nothing) if the credential is no longer active or its counter
+    /// moved past `sign_count` concurrently.
+    async fn record_assertion(&self, tenant: &TenantId, record: &AssertionRecord<'_>) -> Result<bool>;
+
+    // Sessions
+    async fn session_by_token(&self, tenant: &TenantId, hash: &TokenHash) -> Result<Option<Session>>;
+    async fn revoke_session(&self, tenant: &TenantId, id: &SessionId, at: Timestamp) -> Result<()>;
+}
