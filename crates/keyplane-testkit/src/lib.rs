@@ -1,1 +1,14 @@
-//! keyplane-testkit
+//! Test kit: a real Keyplane server on a random loopback port over a real database (a SQLite
+//! file, or a fresh PostgreSQL database), and a software authenticator that makes real
+//! signatures. Every integration test and the load generator use it.
+
+pub mod authenticator;
+pub mod database;
+pub mod server;
+
+pub use authenticator::SoftAuthenticator;
+pub use database::{postgres_admin_url, TestDatabase};
+pub use server::{TestServer, TestServerBuilder};
+
+/// The backends the shared suites run against.
+pub use keyplane_store::Backend;

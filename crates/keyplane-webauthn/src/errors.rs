@@ -29,9 +29,10 @@ pub fn map_webauthn_error(e: &WebauthnError) -> Error {
         W::SignatureInvalid => ("signature_invalid", "the signature does not verify with the credential's public key"),
         W::AttestationCertificateAAGUIDMismatch => ("attestation_aaguid_mismatch", "the attestation certificate names a different AAGUID than the authenticator data"),
         W::CredentialAlteredAlgFromRequest => ("algorithm_not_allowed", "the credential uses an algorithm that was not offered, or is excluded"),
+        W::CredentialInsecureCryptography => ("unsupported_algorithm", "the attestation is signed with SHA-1, which Keyplane does not accept"),
         W::COSEKeyInvalidType | W::COSEKeyInvalidAlgorithm | W::COSEKeyEDUnsupported | W::COSEKeyInvalidCBORValue
         | W::COSEKeyECDSAXYInvalid | W::COSEKeyRSANEInvalid | W::COSEKeyEDDSAXInvalid
-        | W::COSEKeyECDSAInvalidCurve | W::COSEKeyEDDSAInvalidCurve | W::CredentialInsecureCryptography => {
+        | W::COSEKeyECDSAInvalidCurve | W::COSEKeyEDDSAInvalidCurve | W::SshPublicKeyEDUnsupported => {
             ("unsupported_algorithm", "the credential public key uses an algorithm or key type Keyplane does not accept")
         }
         W::AttestationNotVerifiable | W::AttestationCertificateTrustStoreEmpty | W::AttestationUntrustedAaguid

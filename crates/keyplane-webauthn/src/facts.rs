@@ -89,3 +89,119 @@ impl RegistrationFacts {
         uuid::Uuid::from_bytes(self.aaguid).to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyplane_core::ErrorKind;
+    use serde_cbor_2::Value;
+    use std::collections::BTreeMap;
+
+    fn cbor(v: &Value) -> Vec<u8> {
+        serde_cbor_2::to_vec(v).expect("encode test CBOR")
+    }
+
+    fn text(s: &str) -> Value {
+        Value::Text(s.to_string())
+    }
+
+    fn es256_key() -> Vec<u8> {
+        let mut m = BTreeMap::new();
+        m.insert(Value::Integer(1), Value::Integer(2));
+        m.insert(Value::Integer(3), Value::Integer(-7));
+        m.insert(Value::Integer(-1), Value::Integer(1));
+        m.insert(Value::Integer(-2), Value::Bytes(vec![0x11; 32]));
+        m.insert(Value::Integer(-3), Value::Bytes(vec![0x22; 32]));
+        cbor(&Value::Map(m))
+    }
+
+    /// Authenticator data with an attested credential (and, when `extensions`, an extension map
+    /// after the key, which must not end up in the key bytes).
+    fn auth_data(extensions: bool) -> Vec<u8> {
+        let mut d = vec![0xab; 32];
+        d.push(if extensions { 0x41 | 0x80 } else { 0x41 });
+        d.extend_from_slice(&7u32.to_be_bytes());
+        d.extend_from_slice(&[0x5a; 16]);
+        d.extend_from_slice(&4u16.to_be_bytes());
+        d.extend_from_slice(&[1, 2, 3, 4]);
+        d.extend_from_slice(&es256_key());
+        if extensions {
+            let mut ext = BTreeMap::new();
+            ext.insert(text("credProtect"), Value::Integer(1));
+            d.extend_from_slice(&cbor(&Value::Map(ext)));
+        }
+        d
+    }
+
+    fn attestation_object(fmt: Option<Value>, auth_data: Option<Value>) -> Vec<u8> {
+        let mut m = BTreeMap::new();
+        if let Some(f) = fmt {
+            m.insert(text("fmt"), f);
+        }
+        m.insert(text("attStmt"), Value::Map(BTreeMap::new()));
+        if let Some(a) = auth_data {
+            m.insert(text("authData"), a);
+        }
+        cbor(&Value::Map(m))
+    }
+
+    fn code(bytes: &[u8]) -> &'static str {
+        let e = RegistrationFacts::from_attestation_object(bytes).expect_err("malformed input must be refused");
+        assert_eq!(e.kind, ErrorKind::Invalid, "malformed input is a client error: {e:?}");
+        e.code
+    }
+
+    #[test]
+    fn well_formed_attestation_object_gives_its_facts() {
+        let bytes = attestation_object(Some(text("none")), Some(Value::Bytes(auth_data(true))));
+        let f = RegistrationFacts::from_attestation_object(&bytes).expect("parses");
+        assert_eq!(f.fmt, "none");
+        assert_eq!(f.aaguid, [0x5a; 16]);
+        assert_eq!(f.credential_id, vec![1, 2, 3, 4]);
+        assert_eq!(f.public_key, es256_key(), "exactly the key, without the extensions after it");
+        assert_eq!(f.cose_alg, Some(-7));
+        assert_eq!(f.sign_count, 7);
+        assert!(f.user_present && !f.user_verified && !f.backup_eligible && !f.backup_state);
+    }
+
+    #[test]
+    fn garbage_is_malformed_cbor() {
+        assert_eq!(code(b"\xff\xfe not cbor"), "malformed_cbor");
+        assert_eq!(code(&[]), "malformed_cbor");
+        assert_eq!(code(&[0xa3, 0x63]), "malformed_cbor", "a map cut short");
+    }
+
+    #[test]
+    fn cbor_that_is_not_a_map_is_malformed_attestation() {
+        assert_eq!(code(&cbor(&Value::Array(vec![text("fmt"), text("none")]))), "malformed_attestation");
+        assert_eq!(code(&cbor(&text("none"))), "malformed_attestation");
+    }
+
+    #[test]
+    fn missing_or_mistyped_members_are_malformed_attestation() {
+        let ad = || Some(Value::Bytes(auth_data(false)));
+        assert_eq!(code(&attestation_object(None, ad())), "malformed_attestation");
+        assert_eq!(code(&attestation_object(Some(Value::Integer(1)), ad())), "malformed_attestation");
+        assert_eq!(code(&attestation_object(Some(text("none")), None)), "malformed_attestation");
+        assert_eq!(code(&attestation_object(Some(text("none")), Some(text("authData")))), "malformed_attestation");
+    }
+
+    #[test]
+    fn truncated_auth_data_is_refused_with_a_4xx_code() {
+        let full = auth_data(false);
+        // Inside the fixed header, inside the credential id, and inside the COSE key.
+        for cut in [0, 10, 36, 37 + 16 + 2 + 2, full.len() - 5] {
+            let bytes = attestation_object(Some(text("none")), Some(Value::Bytes(full[..cut].to_vec())));
+            let c = code(&bytes);
+            assert!(c == "malformed_cbor" || c == "malformed_attestation", "cut at {cut}: {c}");
+        }
+    }
+
+    #[test]
+    fn auth_data_without_attested_credential_is_malformed_attestation() {
+        let mut d = vec![0xab; 32];
+        d.push(0x01);
+        d.extend_from_slice(&0u32.to_be_bytes());
+        assert_eq!(code(&attestation_object(Some(text("none")), Some(Value::Bytes(d)))), "malformed_attestation");
+    }
+}

@@ -10,6 +10,7 @@
 mod errors;
 mod facts;
 mod rp;
+mod wire;
 
 pub use errors::map_webauthn_error;
 pub use facts::RegistrationFacts;

@@ -8,9 +8,11 @@ use keyplane_core::Error;
 use serde_json::Value;
 use std::time::{Duration, SystemTime};
 use url::Url;
+use crate::wire;
+use webauthn_rs_core::error::WebauthnError;
 use webauthn_rs_core::proto::{
     AttestationCaList, AttestationCaListBuilder, AttestationMetadata, AttestationConveyancePreference, AttestationFormat,
-    AuthenticationState, COSEAlgorithm, COSEKey, Credential, ParsedAttestation,
+    AuthenticationState, COSEAlgorithm, COSEKey, COSEKeyType, Credential, ECDSACurve, ParsedAttestation,
     ParsedAttestationData, PublicKeyCredential, RegisterPublicKeyCredential, RegisteredExtensions,
     RegistrationState, UserVerificationPolicy,
 };
@@ -69,13 +71,15 @@ pub struct ParsedAssertion {
 impl ParsedAssertion {
     /// Decodes an assertion in WebAuthn JSON. Malformed input gives a stable 4xx code.
     pub fn from_json(v: &Value) -> Result<Self, Error> {
-        let inner: PublicKeyCredential = serde_json::from_value(v.clone()).map_err(|e| decode_error(&e))?;
+        let inner: PublicKeyCredential =
+            serde_json::from_value(wire::normalise_base64(v)).map_err(|e| decode_error(&e))?;
         if inner.type_ != "public-key" {
             return Err(Error::invalid("invalid_credential", "credential.type must be \"public-key\""));
         }
         if inner.raw_id.is_empty() {
             return Err(Error::invalid("invalid_credential", "credential.rawId is empty"));
         }
+        wire::check_token_binding(&inner.response.client_data_json)?;
         Ok(ParsedAssertion { inner })
     }
 
@@ -97,8 +101,10 @@ pub struct ParsedRegistration {
 
 impl ParsedRegistration {
     /// Decodes a registration response in WebAuthn JSON, including its attestation object.
+    /// Malformed input and credential keys Keyplane cannot verify get a stable 4xx code here.
     pub fn from_json(v: &Value) -> Result<Self, Error> {
-        let inner: RegisterPublicKeyCredential = serde_json::from_value(v.clone()).map_err(|e| decode_error(&e))?;
+        let inner: RegisterPublicKeyCredential =
+            serde_json::from_value(wire::normalise_base64(v)).map_err(|e| decode_error(&e))?;
         if inner.type_ != "public-key" {
             return Err(Error::invalid("invalid_credential", "credential.type must be \"public-key\""));
         }
@@ -108,11 +114,36 @@ impl ParsedRegistration {
                 return Err(Error::invalid("unsupported_algorithm", format!("COSE algorithm {alg} is not supported")));
             }
         }
+        verifiable_cose_key(&facts.public_key)?;
+        wire::check_token_binding(&inner.response.client_data_json)?;
         Ok(ParsedRegistration { inner, facts })
     }
 
     pub fn facts(&self) -> &RegistrationFacts {
         &self.facts
+    }
+}
+
+/// Parses a COSE key and makes sure webauthn-rs-core can verify signatures made with it.
+///
+/// webauthn-rs-core 0.6.2 parses Ed25519/Ed448 (OKP) and P-521 keys but cannot verify their
+/// signatures (`COSEKey::verify_signature` gives `SshPublicKeyEDUnsupported` for OKP keys and
+/// always `false` for P-521). Accepting such a key would store a passkey that can never sign in.
+fn verifiable_cose_key(bytes: &[u8]) -> Result<COSEKey, Error> {
+    let value: serde_cbor_2::Value =
+        serde_cbor_2::from_slice(bytes).map_err(|_| Error::invalid("malformed_cbor", "the COSE key is not valid CBOR"))?;
+    let key = COSEKey::try_from(&value).map_err(|e| map_webauthn_error(&e))?;
+    let unverifiable = match &key.key {
+        COSEKeyType::EC_OKP(_) => Some("EdDSA (OKP)"),
+        COSEKeyType::EC_EC2(k) if k.curve == ECDSACurve::SECP521R1 => Some("P-521"),
+        _ => None,
+    };
+    match unverifiable {
+        Some(what) => Err(Error::invalid(
+            "unsupported_algorithm",
+            format!("{what} credential keys are not accepted: Keyplane cannot verify their signatures"),
+        )),
+        None => Ok(key),
     }
 }
 
@@ -137,9 +168,10 @@ fn decode_error(e: &serde_json::Error) -> Error {
     Error::invalid(code, format!("credential is not a valid WebAuthn JSON response: {text}"))
 }
 
-/// The algorithms Keyplane offers for new credentials, in order of preference.
+/// The algorithms Keyplane offers for new credentials, in order of preference: those whose
+/// signatures webauthn-rs-core can verify, so not EdDSA (see `verifiable_cose_key`).
 fn offered_algorithms() -> Vec<COSEAlgorithm> {
-    vec![COSEAlgorithm::ES256, COSEAlgorithm::EDDSA, COSEAlgorithm::ES384, COSEAlgorithm::RS256]
+    vec![COSEAlgorithm::ES256, COSEAlgorithm::ES384, COSEAlgorithm::RS256]
 }
 
 fn uv_policy(require_uv: bool) -> UserVerificationPolicy {
@@ -232,7 +264,15 @@ impl RelyingParty {
         let state: RegistrationState = serde_json::from_str(state).map_err(|e| internal("decode state", e))?;
         let reg = &parsed.inner;
         let facts = parsed.facts.clone();
-        let cred = self.core.register_credential(reg, &state, None).map_err(|e| map_webauthn_error(&e))?;
+        let cred = self.core.register_credential(reg, &state, None).map_err(|e| match e {
+            // The credential key already parsed in `from_json`, so in a TPM attestation this comes
+            // from webauthn-rs-core 0.6.2's attestation hash, which it implements for no algorithm.
+            WebauthnError::COSEKeyInvalidType if facts.fmt == "tpm" => Error::invalid(
+                "attestation_format_unsupported",
+                "this TPM attestation cannot be verified: webauthn-rs-core 0.6.2 implements no TPM attestation hash",
+            ),
+            e => map_webauthn_error(&e),
+        })?;
         let attestation_trusted = match &opts.trust {
             None => None,
             Some(anchors) => Some(judge_trust(&cred, &facts, anchors, opts.at)?),
@@ -350,9 +390,7 @@ impl RelyingParty {
     /// Library state for a credential known only by its id, COSE key and counter (a recorded
     /// vector, or a credential imported from elsewhere).
     pub fn library_state_from_cose(credential_id: &[u8], cose_key: &[u8], sign_count: u32, user_verified: bool) -> Result<String, Error> {
-        let value: serde_cbor_2::Value = serde_cbor_2::from_slice(cose_key)
-            .map_err(|_| Error::invalid("malformed_cbor", "the COSE key is not valid CBOR"))?;
-        let key = COSEKey::try_from(&value).map_err(|e| map_webauthn_error(&e))?;
+        let key = verifiable_cose_key(cose_key)?;
         let cred = Credential {
             cred_id: credential_id.to_vec().into(),
             cred: key,

@@ -80,7 +80,7 @@ mod tests {
     #[test]
     fn standard_alphabet_members_are_respelled_as_base64url() {
         let bytes: Vec<u8> = (0u8..=255).collect();
-        let v = json!({ "rawId": standard(&bytes), "response": { "signature": format!("{}==", standard(&[0xfb, 0xff])) } });
+        let v = json!({ "rawId": standard(&bytes), "response": { "signature": standard(&[0xfb, 0xff]) } });
         let n = normalise_base64(&v);
         assert_eq!(n["rawId"], Value::from(URL_SAFE_NO_PAD.encode(&bytes)));
         assert_eq!(n["response"]["signature"], Value::from("-_8"));

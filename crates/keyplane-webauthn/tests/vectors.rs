@@ -67,8 +67,73 @@ const DIFFERENCES: &[(&str, Verdict, &str)] = &[
     (
         "packed-rsapss-ps256-simplewebauthn",
         Verdict::Rejected("unsupported_algorithm"),
-        "credential key is PS256 (COSE -37, RSASSA-PSS): webauthn-rs-core 0.6.2 parses only EC2 \
-         (ES256/384/512), RSA RS256 and Ed25519 COSE keys (COSEKeyInvalidType); Keyplane never offers PS256",
+        "credential key is PS256 (COSE -37, RSASSA-PSS): webauthn-rs-core 0.6.2 builds verifiable keys only \
+         for EC2 (P-256/384) and RS256 (2048-bit) (COSEKeyInvalidType); Keyplane never offers PS256",
+    ),
+    (
+        "packed-okp-ed25519-pywebauthn",
+        Verdict::Rejected("unsupported_algorithm"),
+        "credential key is Ed25519 (COSE -8): webauthn-rs-core 0.6.2 cannot verify EdDSA at all \
+         (COSEKey validation gives SshPublicKeyEDUnsupported), so Keyplane no longer offers EdDSA",
+    ),
+    (
+        "eddsa-localhost-pywebauthn",
+        Verdict::Rejected("unsupported_algorithm"),
+        "stored key is Ed25519 (COSE -8): webauthn-rs-core 0.6.2 cannot verify EdDSA signatures \
+         (SshPublicKeyEDUnsupported); such a credential cannot be imported",
+    ),
+    (
+        "tpm-dell-xps13-pywebauthn",
+        Verdict::Rejected("unsupported_algorithm"),
+        "TPM attestation statement signed with RS1 (SHA-1): webauthn-rs-core refuses SHA-1 attestation by \
+         design (CredentialInsecureCryptography)",
+    ),
+    (
+        "tpm-surface-pro4-pywebauthn",
+        Verdict::Rejected("unsupported_algorithm"),
+        "TPM attestation statement signed with RS1 (SHA-1): webauthn-rs-core refuses SHA-1 attestation by \
+         design (CredentialInsecureCryptography)",
+    ),
+    (
+        "tpm-ecc-pubarea-pywebauthn",
+        Verdict::Rejected("unsupported_algorithm"),
+        "TPM attestation statement signed with RS1 (SHA-1): webauthn-rs-core refuses SHA-1 attestation by \
+         design (CredentialInsecureCryptography)",
+    ),
+    (
+        "tpm-nonspec-san-simplewebauthn",
+        Verdict::Rejected("unsupported_algorithm"),
+        "TPM attestation statement signed with RS1 (SHA-1): webauthn-rs-core refuses SHA-1 attestation by \
+         design (CredentialInsecureCryptography)",
+    ),
+    (
+        "tpm-spec-compliant-san-simplewebauthn",
+        Verdict::Rejected("unsupported_algorithm"),
+        "TPM attestation statement signed with RS1 (SHA-1): webauthn-rs-core refuses SHA-1 attestation by \
+         design (CredentialInsecureCryptography)",
+    ),
+    (
+        "tpm-sha256-b-simplewebauthn",
+        Verdict::Rejected("attestation_format_unsupported"),
+        "TPM attestation statement signed with RS256: webauthn-rs-core 0.6.2 cannot verify any TPM attestation \
+         (crypto.rs only_hash_from_type implements no hash; it fails with COSEKeyInvalidType, which the \
+         adapter reports as attestation_format_unsupported)",
+    ),
+    // -- Keyplane invariant 9 (malformed base64 is a 4xx).
+    (
+        "packed-self-ec2-dontneeda-simplewebauthn",
+        Verdict::Rejected("malformed_base64"),
+        "credential.id/rawId is the placeholder \"bbb\", which is not canonical base64url (non-zero \
+         trailing bits); webauthn-rs-proto decodes strictly and Keyplane does not relax that \
+         (SimpleWebAuthn never decodes rawId in registration)",
+    ),
+    // -- The vector records a verdict its source never asserted.
+    (
+        "es256-android-devicepubkey-ext-simplewebauthn",
+        Verdict::Rejected("signature_invalid"),
+        "the signature does not verify under the recorded credential_public_key (also checked with \
+         pyca/cryptography); the SimpleWebAuthn test asserts only the extension output, and \
+         verifyAuthenticationResponse returns verified:false rather than throwing, so ok:true was mis-recorded",
     ),
     (
         "android-safetynet-cts-not-enforced-simplewebauthn",
@@ -118,8 +183,9 @@ const REJECTION_CODES: &[(&str, &str, &str)] = &[
     ),
     (
         "tpm-aaguid-ext-mismatch-negative-simplewebauthn",
-        "attestation_aaguid_mismatch",
-        "id-fido-gen-ce-aaguid in the AIK certificate differs from authData's AAGUID",
+        "attestation_format_unsupported",
+        "same verdict, other reason: webauthn-rs-core 0.6.2 cannot verify TPM attestation (see \
+         tpm-sha256-b in DIFFERENCES), so the id-fido-gen-ce-aaguid check is never reached",
     ),
 ];
 
