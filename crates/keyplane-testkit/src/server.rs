@@ -210,6 +210,12 @@ impl TestServer {
         (auth, session["token"].as_str().expect("token").to_string())
     }
 
+    /// All credentials of a tenant, straight from the store.
+    pub async fn store_credentials(&self, tenant: &Tenant) -> Vec<keyplane_core::Credential> {
+        use keyplane_store::Store;
+        self.store.list_credentials(&tenant.id, None).await.expect("list credentials")
+    }
+
     /// Stops the server and removes its database.
     pub async fn shutdown(mut self) {
         if let Some(s) = self.server.take() {

@@ -15,7 +15,9 @@ use std::path::Path;
 use std::time::Duration;
 
 fn vector(rel: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors").join(rel);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/vectors")
+        .join(rel);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -29,13 +31,18 @@ fn b64url(s: &str) -> Vec<u8> {
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or_else(|| panic!("vector has no string {key}"))
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("vector has no string {key}"))
 }
 
 /// Some vectors record numbers as strings ("77"); both mean the same.
 fn u32_of(v: &Value, key: &str) -> u32 {
-    let n = v[key].as_u64().or_else(|| v[key].as_str().and_then(|s| s.parse().ok()));
-    n.and_then(|n| u32::try_from(n).ok()).unwrap_or_else(|| panic!("vector has no counter {key}"))
+    let n = v[key]
+        .as_u64()
+        .or_else(|| v[key].as_str().and_then(|s| s.parse().ok()));
+    n.and_then(|n| u32::try_from(n).ok())
+        .unwrap_or_else(|| panic!("vector has no counter {key}"))
 }
 
 fn relying_party(v: &Value) -> RelyingParty {
@@ -57,17 +64,29 @@ fn relying_party(v: &Value) -> RelyingParty {
 fn finish_authentication(c: &mut Criterion) {
     let v = vector("authentication/es256-localhost-pywebauthn.json");
     let rp = relying_party(&v);
-    let state = RelyingParty::authentication_state_for(&b64url(str_of(&v, "challenge")), false).expect("state");
+    let state = RelyingParty::authentication_state_for(&b64url(str_of(&v, "challenge")), false)
+        .expect("state");
     let assertion = ParsedAssertion::from_json(&v["credential"]).expect("assertion");
     let prior = u32_of(&v, "prior_sign_count");
     let key = b64url(str_of(&v, "credential_public_key"));
-    let stored = RelyingParty::library_state_from_cose(assertion.credential_id(), &key, prior, false).expect("library state");
+    let stored =
+        RelyingParty::library_state_from_cose(assertion.credential_id(), &key, prior, false)
+            .expect("library state");
     // Fail loudly rather than measure an error path.
-    let once = rp.finish_authentication(&state, &assertion, &stored, prior).expect("the vector verifies");
+    let once = rp
+        .finish_authentication(&state, &assertion, &stored, prior)
+        .expect("the vector verifies");
     assert_eq!(once.sign_count, prior + 1);
 
     c.bench_function("finish_authentication/es256", |b| {
-        b.iter(|| rp.finish_authentication(black_box(&state), black_box(&assertion), black_box(&stored), prior))
+        b.iter(|| {
+            rp.finish_authentication(
+                black_box(&state),
+                black_box(&assertion),
+                black_box(&stored),
+                prior,
+            )
+        })
     });
     c.bench_function("parse_and_finish_authentication/es256", |b| {
         b.iter(|| {
@@ -80,9 +99,12 @@ fn finish_authentication(c: &mut Criterion) {
 fn finish_registration(c: &mut Criterion) {
     let v = vector("registration/none-localhost-pywebauthn.json");
     let rp = relying_party(&v);
-    let state = RelyingParty::registration_state_for(&b64url(str_of(&v, "challenge")), &[-7, -257], false).expect("state");
+    let state =
+        RelyingParty::registration_state_for(&b64url(str_of(&v, "challenge")), &[-7, -257], false)
+            .expect("state");
     let opts = VerifyOptions::default();
-    rp.finish_registration(&state, &v["credential"], &opts).expect("the vector verifies");
+    rp.finish_registration(&state, &v["credential"], &opts)
+        .expect("the vector verifies");
 
     c.bench_function("finish_registration/none-es256", |b| {
         b.iter(|| rp.finish_registration(black_box(&state), black_box(&v["credential"]), &opts))

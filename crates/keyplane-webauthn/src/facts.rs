@@ -35,33 +35,52 @@ impl RegistrationFacts {
             .map_err(|_| Error::invalid("malformed_cbor", "attestationObject is not valid CBOR"))?;
         let map = match value {
             serde_cbor_2::Value::Map(m) => m,
-            _ => return Err(Error::invalid("malformed_attestation", "attestationObject is not a CBOR map")),
+            _ => {
+                return Err(Error::invalid(
+                    "malformed_attestation",
+                    "attestationObject is not a CBOR map",
+                ))
+            }
         };
         let text = |k: &str| serde_cbor_2::Value::Text(k.to_string());
         let fmt = match map.get(&text("fmt")) {
             Some(serde_cbor_2::Value::Text(s)) => s.clone(),
-            _ => return Err(Error::invalid("malformed_attestation", "attestationObject has no fmt")),
+            _ => {
+                return Err(Error::invalid(
+                    "malformed_attestation",
+                    "attestationObject has no fmt",
+                ))
+            }
         };
         let auth_data = match map.get(&text("authData")) {
             Some(serde_cbor_2::Value::Bytes(b)) => b.clone(),
-            _ => return Err(Error::invalid("malformed_attestation", "attestationObject has no authData")),
+            _ => {
+                return Err(Error::invalid(
+                    "malformed_attestation",
+                    "attestationObject has no authData",
+                ))
+            }
         };
         Self::from_auth_data(fmt, &auth_data)
     }
 
     fn from_auth_data(fmt: String, auth_data: &[u8]) -> Result<Self, Error> {
-        let parsed = AuthenticatorData::<Registration>::try_from(auth_data).map_err(|e| crate::map_webauthn_error(&e))?;
-        let acd = parsed
-            .acd
-            .as_ref()
-            .ok_or_else(|| Error::invalid("malformed_attestation", "authenticator data carries no attested credential"))?;
+        let parsed = AuthenticatorData::<Registration>::try_from(auth_data)
+            .map_err(|e| crate::map_webauthn_error(&e))?;
+        let acd = parsed.acd.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "malformed_attestation",
+                "authenticator data carries no attested credential",
+            )
+        })?;
         let key_start = FIXED_PREFIX + acd.credential_id.len();
-        let rest = auth_data
-            .get(key_start..)
-            .ok_or_else(|| Error::invalid("malformed_attestation", "authenticator data is truncated"))?;
+        let rest = auth_data.get(key_start..).ok_or_else(|| {
+            Error::invalid("malformed_attestation", "authenticator data is truncated")
+        })?;
         let mut de = serde_cbor_2::Deserializer::from_slice(rest);
-        let key: serde_cbor_2::Value = serde::Deserialize::deserialize(&mut de)
-            .map_err(|_| Error::invalid("malformed_cbor", "credential public key is not valid CBOR"))?;
+        let key: serde_cbor_2::Value = serde::Deserialize::deserialize(&mut de).map_err(|_| {
+            Error::invalid("malformed_cbor", "credential public key is not valid CBOR")
+        })?;
         let public_key = rest[..de.byte_offset()].to_vec();
         let cose_alg = match &key {
             serde_cbor_2::Value::Map(m) => match m.get(&serde_cbor_2::Value::Integer(3)) {
@@ -146,8 +165,13 @@ mod tests {
     }
 
     fn code(bytes: &[u8]) -> &'static str {
-        let e = RegistrationFacts::from_attestation_object(bytes).expect_err("malformed input must be refused");
-        assert_eq!(e.kind, ErrorKind::Invalid, "malformed input is a client error: {e:?}");
+        let e = RegistrationFacts::from_attestation_object(bytes)
+            .expect_err("malformed input must be refused");
+        assert_eq!(
+            e.kind,
+            ErrorKind::Invalid,
+            "malformed input is a client error: {e:?}"
+        );
         e.code
     }
 
@@ -158,7 +182,11 @@ mod tests {
         assert_eq!(f.fmt, "none");
         assert_eq!(f.aaguid, [0x5a; 16]);
         assert_eq!(f.credential_id, vec![1, 2, 3, 4]);
-        assert_eq!(f.public_key, es256_key(), "exactly the key, without the extensions after it");
+        assert_eq!(
+            f.public_key,
+            es256_key(),
+            "exactly the key, without the extensions after it"
+        );
         assert_eq!(f.cose_alg, Some(-7));
         assert_eq!(f.sign_count, 7);
         assert!(f.user_present && !f.user_verified && !f.backup_eligible && !f.backup_state);
@@ -173,17 +201,35 @@ mod tests {
 
     #[test]
     fn cbor_that_is_not_a_map_is_malformed_attestation() {
-        assert_eq!(code(&cbor(&Value::Array(vec![text("fmt"), text("none")]))), "malformed_attestation");
+        assert_eq!(
+            code(&cbor(&Value::Array(vec![text("fmt"), text("none")]))),
+            "malformed_attestation"
+        );
         assert_eq!(code(&cbor(&text("none"))), "malformed_attestation");
     }
 
     #[test]
     fn missing_or_mistyped_members_are_malformed_attestation() {
         let ad = || Some(Value::Bytes(auth_data(false)));
-        assert_eq!(code(&attestation_object(None, ad())), "malformed_attestation");
-        assert_eq!(code(&attestation_object(Some(Value::Integer(1)), ad())), "malformed_attestation");
-        assert_eq!(code(&attestation_object(Some(text("none")), None)), "malformed_attestation");
-        assert_eq!(code(&attestation_object(Some(text("none")), Some(text("authData")))), "malformed_attestation");
+        assert_eq!(
+            code(&attestation_object(None, ad())),
+            "malformed_attestation"
+        );
+        assert_eq!(
+            code(&attestation_object(Some(Value::Integer(1)), ad())),
+            "malformed_attestation"
+        );
+        assert_eq!(
+            code(&attestation_object(Some(text("none")), None)),
+            "malformed_attestation"
+        );
+        assert_eq!(
+            code(&attestation_object(
+                Some(text("none")),
+                Some(text("authData"))
+            )),
+            "malformed_attestation"
+        );
     }
 
     #[test]
@@ -191,9 +237,13 @@ mod tests {
         let full = auth_data(false);
         // Inside the fixed header, inside the credential id, and inside the COSE key.
         for cut in [0, 10, 36, 37 + 16 + 2 + 2, full.len() - 5] {
-            let bytes = attestation_object(Some(text("none")), Some(Value::Bytes(full[..cut].to_vec())));
+            let bytes =
+                attestation_object(Some(text("none")), Some(Value::Bytes(full[..cut].to_vec())));
             let c = code(&bytes);
-            assert!(c == "malformed_cbor" || c == "malformed_attestation", "cut at {cut}: {c}");
+            assert!(
+                c == "malformed_cbor" || c == "malformed_attestation",
+                "cut at {cut}: {c}"
+            );
         }
     }
 
@@ -202,6 +252,12 @@ mod tests {
         let mut d = vec![0xab; 32];
         d.push(0x01);
         d.extend_from_slice(&0u32.to_be_bytes());
-        assert_eq!(code(&attestation_object(Some(text("none")), Some(Value::Bytes(d)))), "malformed_attestation");
+        assert_eq!(
+            code(&attestation_object(
+                Some(text("none")),
+                Some(Value::Bytes(d))
+            )),
+            "malformed_attestation"
+        );
     }
 }

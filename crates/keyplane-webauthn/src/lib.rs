@@ -15,6 +15,6 @@ mod wire;
 pub use errors::map_webauthn_error;
 pub use facts::RegistrationFacts;
 pub use rp::{
-    AssertionOutcome, ParsedAssertion, ParsedRegistration, RegisteredCredential, RelyingParty, RpConfig,
-    TrustAnchors, VerifyOptions,
+    AssertionOutcome, ParsedAssertion, ParsedRegistration, RegisteredCredential, RelyingParty,
+    RpConfig, TrustAnchors, VerifyOptions,
 };

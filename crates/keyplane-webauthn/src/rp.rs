@@ -4,17 +4,18 @@
 
 use crate::facts::RegistrationFacts;
 use crate::map_webauthn_error;
+use crate::wire;
 use keyplane_core::Error;
 use serde_json::Value;
 use std::time::{Duration, SystemTime};
 use url::Url;
-use crate::wire;
 use webauthn_rs_core::error::WebauthnError;
 use webauthn_rs_core::proto::{
-    AttestationCaList, AttestationCaListBuilder, AttestationMetadata, AttestationConveyancePreference, AttestationFormat,
-    AuthenticationState, COSEAlgorithm, COSEKey, COSEKeyType, Credential, ECDSACurve, ParsedAttestation,
-    ParsedAttestationData, PublicKeyCredential, RegisterPublicKeyCredential, RegisteredExtensions,
-    RegistrationState, UserVerificationPolicy,
+    AttestationCaList, AttestationCaListBuilder, AttestationConveyancePreference,
+    AttestationFormat, AttestationMetadata, AuthenticationState, COSEAlgorithm, COSEKey,
+    COSEKeyType, Credential, ECDSACurve, ParsedAttestation, ParsedAttestationData,
+    PublicKeyCredential, RegisterPublicKeyCredential, RegisteredExtensions, RegistrationState,
+    UserVerificationPolicy,
 };
 use webauthn_rs_core::WebauthnCore;
 
@@ -45,7 +46,10 @@ pub struct VerifyOptions {
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        VerifyOptions { trust: None, at: SystemTime::now() }
+        VerifyOptions {
+            trust: None,
+            at: SystemTime::now(),
+        }
     }
 }
 
@@ -74,10 +78,16 @@ impl ParsedAssertion {
         let inner: PublicKeyCredential =
             serde_json::from_value(wire::normalise_base64(v)).map_err(|e| decode_error(&e))?;
         if inner.type_ != "public-key" {
-            return Err(Error::invalid("invalid_credential", "credential.type must be \"public-key\""));
+            return Err(Error::invalid(
+                "invalid_credential",
+                "credential.type must be \"public-key\"",
+            ));
         }
         if inner.raw_id.is_empty() {
-            return Err(Error::invalid("invalid_credential", "credential.rawId is empty"));
+            return Err(Error::invalid(
+                "invalid_credential",
+                "credential.rawId is empty",
+            ));
         }
         wire::check_token_binding(&inner.response.client_data_json)?;
         Ok(ParsedAssertion { inner })
@@ -106,12 +116,18 @@ impl ParsedRegistration {
         let inner: RegisterPublicKeyCredential =
             serde_json::from_value(wire::normalise_base64(v)).map_err(|e| decode_error(&e))?;
         if inner.type_ != "public-key" {
-            return Err(Error::invalid("invalid_credential", "credential.type must be \"public-key\""));
+            return Err(Error::invalid(
+                "invalid_credential",
+                "credential.type must be \"public-key\"",
+            ));
         }
         let facts = RegistrationFacts::from_attestation_object(&inner.response.attestation_object)?;
         if let Some(alg) = facts.cose_alg {
             if COSEAlgorithm::try_from(alg as i128).is_err() {
-                return Err(Error::invalid("unsupported_algorithm", format!("COSE algorithm {alg} is not supported")));
+                return Err(Error::invalid(
+                    "unsupported_algorithm",
+                    format!("COSE algorithm {alg} is not supported"),
+                ));
             }
         }
         verifiable_cose_key(&facts.public_key)?;
@@ -130,8 +146,8 @@ impl ParsedRegistration {
 /// signatures (`COSEKey::verify_signature` gives `SshPublicKeyEDUnsupported` for OKP keys and
 /// always `false` for P-521). Accepting such a key would store a passkey that can never sign in.
 fn verifiable_cose_key(bytes: &[u8]) -> Result<COSEKey, Error> {
-    let value: serde_cbor_2::Value =
-        serde_cbor_2::from_slice(bytes).map_err(|_| Error::invalid("malformed_cbor", "the COSE key is not valid CBOR"))?;
+    let value: serde_cbor_2::Value = serde_cbor_2::from_slice(bytes)
+        .map_err(|_| Error::invalid("malformed_cbor", "the COSE key is not valid CBOR"))?;
     let key = COSEKey::try_from(&value).map_err(|e| map_webauthn_error(&e))?;
     let unverifiable = match &key.key {
         COSEKeyType::EC_OKP(_) => Some("EdDSA (OKP)"),
@@ -141,7 +157,9 @@ fn verifiable_cose_key(bytes: &[u8]) -> Result<COSEKey, Error> {
     match unverifiable {
         Some(what) => Err(Error::invalid(
             "unsupported_algorithm",
-            format!("{what} credential keys are not accepted: Keyplane cannot verify their signatures"),
+            format!(
+                "{what} credential keys are not accepted: Keyplane cannot verify their signatures"
+            ),
         )),
         None => Ok(key),
     }
@@ -160,18 +178,31 @@ pub struct AssertionOutcome {
 
 fn decode_error(e: &serde_json::Error) -> Error {
     let text = e.to_string();
-    let code = if text.contains("base64") || text.contains("Base64") || text.contains("Invalid symbol") || text.contains("Invalid last symbol") || text.contains("Invalid padding") || text.contains("Invalid byte") {
+    let code = if text.contains("base64")
+        || text.contains("Base64")
+        || text.contains("Invalid symbol")
+        || text.contains("Invalid last symbol")
+        || text.contains("Invalid padding")
+        || text.contains("Invalid byte")
+    {
         "malformed_base64"
     } else {
         "invalid_credential"
     };
-    Error::invalid(code, format!("credential is not a valid WebAuthn JSON response: {text}"))
+    Error::invalid(
+        code,
+        format!("credential is not a valid WebAuthn JSON response: {text}"),
+    )
 }
 
 /// The algorithms Keyplane offers for new credentials, in order of preference: those whose
 /// signatures webauthn-rs-core can verify, so not EdDSA (see `verifiable_cose_key`).
 fn offered_algorithms() -> Vec<COSEAlgorithm> {
-    vec![COSEAlgorithm::ES256, COSEAlgorithm::ES384, COSEAlgorithm::RS256]
+    vec![
+        COSEAlgorithm::ES256,
+        COSEAlgorithm::ES384,
+        COSEAlgorithm::RS256,
+    ]
 }
 
 fn uv_policy(require_uv: bool) -> UserVerificationPolicy {
@@ -209,13 +240,27 @@ impl RelyingParty {
         let origins = cfg
             .origins
             .iter()
-            .map(|o| Url::parse(o).map_err(|_| Error::invalid("invalid_origin", format!("{o} is not a valid origin URL"))))
+            .map(|o| {
+                Url::parse(o).map_err(|_| {
+                    Error::invalid("invalid_origin", format!("{o} is not a valid origin URL"))
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if origins.is_empty() {
-            return Err(Error::invalid("invalid_origin", "a tenant needs at least one origin"));
+            return Err(Error::invalid(
+                "invalid_origin",
+                "a tenant needs at least one origin",
+            ));
         }
         Ok(RelyingParty {
-            core: WebauthnCore::new_unsafe_experts_only(&cfg.rp_name, &cfg.rp_id, origins, cfg.timeout, Some(false), Some(false)),
+            core: WebauthnCore::new_unsafe_experts_only(
+                &cfg.rp_name,
+                &cfg.rp_id,
+                origins,
+                cfg.timeout,
+                Some(false),
+                Some(false),
+            ),
         })
     }
 
@@ -239,13 +284,20 @@ impl RelyingParty {
             .exclude_credentials(if exclude_credentials.is_empty() {
                 None
             } else {
-                Some(exclude_credentials.into_iter().map(Into::into).collect())
+                Some(exclude_credentials)
             })
             .credential_algorithms(offered_algorithms())
             .require_resident_key(true);
-        let (ccr, state) = self.core.generate_challenge_register(builder).map_err(|e| map_webauthn_error(&e))?;
-        let mut options = serde_json::to_value(&ccr.public_key).map_err(|e| internal("encode options", e))?;
-        if let Some(sel) = options.get_mut("authenticatorSelection").and_then(Value::as_object_mut) {
+        let (ccr, state) = self
+            .core
+            .generate_challenge_register(builder)
+            .map_err(|e| map_webauthn_error(&e))?;
+        let mut options =
+            serde_json::to_value(&ccr.public_key).map_err(|e| internal("encode options", e))?;
+        if let Some(sel) = options
+            .get_mut("authenticatorSelection")
+            .and_then(Value::as_object_mut)
+        {
             sel.insert("residentKey".into(), Value::from("required"));
         }
         strip_nulls(&mut options);
@@ -254,14 +306,25 @@ impl RelyingParty {
     }
 
     /// Finishes a registration against the stored state.
-    pub fn finish_registration(&self, state: &str, response: &Value, opts: &VerifyOptions) -> Result<RegisteredCredential, Error> {
+    pub fn finish_registration(
+        &self,
+        state: &str,
+        response: &Value,
+        opts: &VerifyOptions,
+    ) -> Result<RegisteredCredential, Error> {
         self.finish_parsed_registration(state, &ParsedRegistration::from_json(response)?, opts)
     }
 
     /// Finishes a registration whose response was decoded earlier (so that a malformed response
     /// can be refused before the ceremony is consumed).
-    pub fn finish_parsed_registration(&self, state: &str, parsed: &ParsedRegistration, opts: &VerifyOptions) -> Result<RegisteredCredential, Error> {
-        let state: RegistrationState = serde_json::from_str(state).map_err(|e| internal("decode state", e))?;
+    pub fn finish_parsed_registration(
+        &self,
+        state: &str,
+        parsed: &ParsedRegistration,
+        opts: &VerifyOptions,
+    ) -> Result<RegisteredCredential, Error> {
+        let state: RegistrationState =
+            serde_json::from_str(state).map_err(|e| internal("decode state", e))?;
         let reg = &parsed.inner;
         let facts = parsed.facts.clone();
         let cred = self.core.register_credential(reg, &state, None).map_err(|e| match e {
@@ -290,27 +353,50 @@ impl RelyingParty {
             .transports
             .iter()
             .flatten()
-            .map(|t| serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+            .map(|t| {
+                serde_json::to_value(t)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            })
             .filter(|t| !t.is_empty())
             .collect();
-        let library_state = serde_json::to_string(&cred).map_err(|e| internal("encode credential", e))?;
-        Ok(RegisteredCredential { facts, transports, attestation_type, attestation_trusted, library_state })
+        let library_state =
+            serde_json::to_string(&cred).map_err(|e| internal("encode credential", e))?;
+        Ok(RegisteredCredential {
+            facts,
+            transports,
+            attestation_type,
+            attestation_trusted,
+            library_state,
+        })
     }
 
     /// Starts an authentication. `allowed` are the library states of the user's credentials, or
     /// empty for a usernameless (discoverable) ceremony. `decoy_ids` are credential ids to list
     /// when the username is unknown, so that the answer looks like a real user's.
-    pub fn start_authentication(&self, allowed: &[String], decoy_ids: &[Vec<u8>], require_uv: bool) -> Result<(Value, String), Error> {
+    pub fn start_authentication(
+        &self,
+        allowed: &[String],
+        decoy_ids: &[Vec<u8>],
+        require_uv: bool,
+    ) -> Result<(Value, String), Error> {
         let creds = allowed
             .iter()
-            .map(|s| serde_json::from_str::<Credential>(s).map_err(|e| internal("decode credential", e)))
+            .map(|s| {
+                serde_json::from_str::<Credential>(s).map_err(|e| internal("decode credential", e))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let builder = self
             .core
             .new_challenge_authenticate_builder(creds, Some(uv_policy(require_uv)))
             .map_err(|e| map_webauthn_error(&e))?;
-        let (rcr, state) = self.core.generate_challenge_authenticate(builder).map_err(|e| map_webauthn_error(&e))?;
-        let mut options = serde_json::to_value(&rcr.public_key).map_err(|e| internal("encode options", e))?;
+        let (rcr, state) = self
+            .core
+            .generate_challenge_authenticate(builder)
+            .map_err(|e| map_webauthn_error(&e))?;
+        let mut options =
+            serde_json::to_value(&rcr.public_key).map_err(|e| internal("encode options", e))?;
         if !decoy_ids.is_empty() {
             let list: Vec<Value> = decoy_ids
                 .iter()
@@ -332,8 +418,10 @@ impl RelyingParty {
         stored_library_state: &str,
         stored_sign_count: u32,
     ) -> Result<AssertionOutcome, Error> {
-        let state: AuthenticationState = serde_json::from_str(state).map_err(|e| internal("decode state", e))?;
-        let mut cred: Credential = serde_json::from_str(stored_library_state).map_err(|e| internal("decode credential", e))?;
+        let state: AuthenticationState =
+            serde_json::from_str(state).map_err(|e| internal("decode state", e))?;
+        let mut cred: Credential = serde_json::from_str(stored_library_state)
+            .map_err(|e| internal("decode credential", e))?;
         cred.counter = stored_sign_count;
         let result = self
             .core
@@ -342,7 +430,8 @@ impl RelyingParty {
         cred.counter = result.counter();
         cred.backup_state = result.backup_state();
         cred.backup_eligible = result.backup_eligible();
-        let library_state = serde_json::to_string(&cred).map_err(|e| internal("encode credential", e))?;
+        let library_state =
+            serde_json::to_string(&cred).map_err(|e| internal("encode credential", e))?;
         Ok(AssertionOutcome {
             sign_count: result.counter(),
             user_verified: result.user_verified(),
@@ -354,10 +443,21 @@ impl RelyingParty {
 
     /// Ceremony state for a registration whose challenge was issued elsewhere (a capture being
     /// inspected, or a recorded test vector). `algorithms` are COSE algorithm numbers.
-    pub fn registration_state_for(challenge: &[u8], algorithms: &[i64], require_uv: bool) -> Result<String, Error> {
+    pub fn registration_state_for(
+        challenge: &[u8],
+        algorithms: &[i64],
+        require_uv: bool,
+    ) -> Result<String, Error> {
         let algs: Vec<COSEAlgorithm> = algorithms
             .iter()
-            .map(|a| COSEAlgorithm::try_from(*a as i128).map_err(|_| Error::invalid("unsupported_algorithm", format!("COSE algorithm {a} is not supported"))))
+            .map(|a| {
+                COSEAlgorithm::try_from(*a as i128).map_err(|_| {
+                    Error::invalid(
+                        "unsupported_algorithm",
+                        format!("COSE algorithm {a} is not supported"),
+                    )
+                })
+            })
             .collect::<Result<_, _>>()?;
         let state = serde_json::json!({
             "policy": if require_uv { "required" } else { "preferred" },
@@ -370,7 +470,8 @@ impl RelyingParty {
             "allow_synchronised_authenticators": true,
         });
         // Round-trip through the library type so a shape change upstream fails here, loudly.
-        let parsed: RegistrationState = serde_json::from_value(state).map_err(|e| internal("build registration state", e))?;
+        let parsed: RegistrationState =
+            serde_json::from_value(state).map_err(|e| internal("build registration state", e))?;
         serde_json::to_string(&parsed).map_err(|e| internal("encode state", e))
     }
 
@@ -383,16 +484,22 @@ impl RelyingParty {
             "appid": null,
             "allow_backup_eligible_upgrade": true,
         });
-        let parsed: AuthenticationState = serde_json::from_value(state).map_err(|e| internal("build authentication state", e))?;
+        let parsed: AuthenticationState =
+            serde_json::from_value(state).map_err(|e| internal("build authentication state", e))?;
         serde_json::to_string(&parsed).map_err(|e| internal("encode state", e))
     }
 
     /// Library state for a credential known only by its id, COSE key and counter (a recorded
     /// vector, or a credential imported from elsewhere).
-    pub fn library_state_from_cose(credential_id: &[u8], cose_key: &[u8], sign_count: u32, user_verified: bool) -> Result<String, Error> {
+    pub fn library_state_from_cose(
+        credential_id: &[u8],
+        cose_key: &[u8],
+        sign_count: u32,
+        user_verified: bool,
+    ) -> Result<String, Error> {
         let key = verifiable_cose_key(cose_key)?;
         let cred = Credential {
-            cred_id: credential_id.to_vec().into(),
+            cred_id: credential_id.to_vec(),
             cred: key,
             counter: sign_count,
             transports: None,
@@ -401,7 +508,10 @@ impl RelyingParty {
             backup_state: false,
             registration_policy: UserVerificationPolicy::Preferred,
             extensions: RegisteredExtensions::none(),
-            attestation: ParsedAttestation { data: ParsedAttestationData::None, metadata: AttestationMetadata::None },
+            attestation: ParsedAttestation {
+                data: ParsedAttestationData::None,
+                metadata: AttestationMetadata::None,
+            },
             attestation_format: AttestationFormat::None,
         };
         serde_json::to_string(&cred).map_err(|e| internal("encode credential", e))
@@ -415,18 +525,37 @@ fn b64url(bytes: &[u8]) -> String {
 }
 
 /// Whether the attestation chain of `cred` reaches one of the anchors at instant `at`.
-fn judge_trust(cred: &Credential, facts: &RegistrationFacts, anchors: &TrustAnchors, at: SystemTime) -> Result<bool, Error> {
+fn judge_trust(
+    cred: &Credential,
+    facts: &RegistrationFacts,
+    anchors: &TrustAnchors,
+    at: SystemTime,
+) -> Result<bool, Error> {
     if anchors.roots_pem.is_empty() {
         return Ok(false);
     }
     let mut builder = AttestationCaListBuilder::new();
     for pem in &anchors.roots_pem {
         builder
-            .insert_device_pem(pem.as_bytes(), uuid::Uuid::from_bytes(facts.aaguid), String::new(), Default::default())
-            .map_err(|e| Error::invalid("invalid_trust_anchor", format!("a configured root certificate is not valid PEM: {e:?}")))?;
+            .insert_device_pem(
+                pem.as_bytes(),
+                uuid::Uuid::from_bytes(facts.aaguid),
+                String::new(),
+                Default::default(),
+            )
+            .map_err(|e| {
+                Error::invalid(
+                    "invalid_trust_anchor",
+                    format!("a configured root certificate is not valid PEM: {e:?}"),
+                )
+            })?;
     }
     let list: AttestationCaList = builder.build();
-    match webauthn_rs_core::attestation::verify_attestation_ca_chain(&cred.attestation.data, &list, at) {
+    match webauthn_rs_core::attestation::verify_attestation_ca_chain(
+        &cred.attestation.data,
+        &list,
+        at,
+    ) {
         Ok(Some(_)) => Ok(true),
         Ok(None) | Err(_) => Ok(false),
     }

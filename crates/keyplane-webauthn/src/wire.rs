@@ -32,7 +32,9 @@ const STANDARD_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
 pub(crate) fn normalise_base64(credential: &Value) -> Value {
     let mut out = credential.clone();
     for path in BINARY_MEMBERS {
-        let Some(slot) = member_mut(&mut out, path) else { continue };
+        let Some(slot) = member_mut(&mut out, path) else {
+            continue;
+        };
         let Some(text) = slot.as_str() else { continue };
         let standard_only = text.contains(['+', '/']) && !text.contains(['-', '_']);
         if standard_only {
@@ -101,6 +103,9 @@ mod tests {
         assert!(ok("not json").is_ok(), "left for the library to report");
         let e = ok(r#"{"tokenBinding":{"status":"not-supported"}}"#).unwrap_err();
         assert_eq!(e.code, "malformed_client_data");
-        assert_eq!(ok(r#"{"tokenBinding":{}}"#).unwrap_err().code, "malformed_client_data");
+        assert_eq!(
+            ok(r#"{"tokenBinding":{}}"#).unwrap_err().code,
+            "malformed_client_data"
+        );
     }
 }

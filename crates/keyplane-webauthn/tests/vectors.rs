@@ -233,7 +233,9 @@ fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error
         Value::Bool(b) => Ok(b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
         Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        other => Err(serde::de::Error::custom(format!("expected a boolean, found {other}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a boolean, found {other}"
+        ))),
     }
 }
 
@@ -292,7 +294,10 @@ fn load(dir: &Path) -> Vec<Vector> {
     for ceremony in ["registration", "authentication"] {
         let sub = dir.join(ceremony);
         let entries = std::fs::read_dir(&sub).unwrap_or_else(|e| {
-            panic!("vectors directory {} is missing ({e}); it must sit beside the repository root", sub.display())
+            panic!(
+                "vectors directory {} is missing ({e}); it must sit beside the repository root",
+                sub.display()
+            )
         });
         let mut paths: Vec<PathBuf> = entries
             .map(|e| e.expect("read vectors directory").path())
@@ -301,10 +306,22 @@ fn load(dir: &Path) -> Vec<Vector> {
         paths.sort();
         assert!(!paths.is_empty(), "no vectors in {}", sub.display());
         for p in paths {
-            let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            let v: Vector = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            assert_eq!(v.ceremony, ceremony, "{}: ceremony does not match its folder", p.display());
-            assert_eq!(Some(v.name.as_str()), p.file_stem().and_then(|s| s.to_str()), "{}: name", p.display());
+            let text =
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let v: Vector =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert_eq!(
+                v.ceremony,
+                ceremony,
+                "{}: ceremony does not match its folder",
+                p.display()
+            );
+            assert_eq!(
+                Some(v.name.as_str()),
+                p.file_stem().and_then(|s| s.to_str()),
+                "{}: name",
+                p.display()
+            );
             out.push(v);
         }
     }
@@ -336,7 +353,10 @@ fn with_each_rp_id(v: &Vector, f: impl Fn(&RelyingParty) -> Outcome) -> Outcome 
     for id in rp_ids(v) {
         match f(&relying_party(v, &id)) {
             Outcome::Rejected(e) => {
-                if rejection.as_ref().is_none_or(|r| r.code == "rp_id_mismatch") {
+                if rejection
+                    .as_ref()
+                    .is_none_or(|r| r.code == "rp_id_mismatch")
+                {
                     rejection = Some(e);
                 }
             }
@@ -350,8 +370,13 @@ fn allowed_algorithms(v: &Vector) -> Vec<i64> {
     let source: Vec<i64> = match &v.allowed_algorithms {
         Some(list) => list.clone(),
         None if v.source.repo == "duo-labs/py_webauthn" => PY_WEBAUTHN_DEFAULT_ALGS.to_vec(),
-        None if v.source.repo == "MasterKale/SimpleWebAuthn" => SIMPLEWEBAUTHN_DEFAULT_ALGS.to_vec(),
-        None => panic!("{}: unknown source {} without allowed_algorithms", v.name, v.source.repo),
+        None if v.source.repo == "MasterKale/SimpleWebAuthn" => {
+            SIMPLEWEBAUTHN_DEFAULT_ALGS.to_vec()
+        }
+        None => panic!(
+            "{}: unknown source {} without allowed_algorithms",
+            v.name, v.source.repo
+        ),
     };
     // An algorithm Keyplane cannot even name (ML-DSA) cannot be offered; leave it out, so that the
     // response itself is judged (and declined) by finish_registration.
@@ -369,9 +394,17 @@ fn parse_time(s: &str) -> SystemTime {
 
 fn run_registration(v: &Vector) -> Outcome {
     let challenge = b64url(&v.challenge);
-    let state = RelyingParty::registration_state_for(&challenge, &allowed_algorithms(v), v.require_user_verification)
-        .unwrap_or_else(|e| panic!("{}: registration state: {e}", v.name));
-    let fmt = v.derived.get("fmt").and_then(Value::as_str).unwrap_or_default();
+    let state = RelyingParty::registration_state_for(
+        &challenge,
+        &allowed_algorithms(v),
+        v.require_user_verification,
+    )
+    .unwrap_or_else(|e| panic!("{}: registration state: {e}", v.name));
+    let fmt = v
+        .derived
+        .get("fmt")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     // Roots configured for this vector's format; an empty list means the source disabled root
     // validation, which is `trust: None` here.
     let roots = v
@@ -382,16 +415,22 @@ fn run_registration(v: &Vector) -> Outcome {
         .cloned();
     let opts = VerifyOptions {
         trust: roots.map(|roots_pem| TrustAnchors { roots_pem }),
-        at: v.verify_at.as_deref().map(parse_time).unwrap_or_else(SystemTime::now),
+        at: v
+            .verify_at
+            .as_deref()
+            .map(parse_time)
+            .unwrap_or_else(SystemTime::now),
     };
-    with_each_rp_id(v, |rp| match rp.finish_registration(&state, &v.credential, &opts) {
-        // The source RP rejected an attestation that did not chain to its configured roots.
-        Ok(reg) if reg.attestation_trusted == Some(false) => Outcome::Rejected(Error::invalid(
-            "attestation_untrusted",
-            "the attestation does not chain to the configured roots",
-        )),
-        Ok(reg) => Outcome::Registered(Box::new(reg)),
-        Err(e) => Outcome::Rejected(e),
+    with_each_rp_id(v, |rp| {
+        match rp.finish_registration(&state, &v.credential, &opts) {
+            // The source RP rejected an attestation that did not chain to its configured roots.
+            Ok(reg) if reg.attestation_trusted == Some(false) => Outcome::Rejected(Error::invalid(
+                "attestation_untrusted",
+                "the attestation does not chain to the configured roots",
+            )),
+            Ok(reg) => Outcome::Registered(Box::new(reg)),
+            Err(e) => Outcome::Rejected(e),
+        }
     })
 }
 
@@ -403,16 +442,29 @@ fn run_authentication(v: &Vector) -> Outcome {
         Ok(a) => a,
         Err(e) => return Outcome::Rejected(e),
     };
-    let prior = v.prior_sign_count.unwrap_or_else(|| panic!("{}: no prior_sign_count", v.name));
-    let key = b64url(v.credential_public_key.as_deref().unwrap_or_else(|| panic!("{}: no credential_public_key", v.name)));
+    let prior = v
+        .prior_sign_count
+        .unwrap_or_else(|| panic!("{}: no prior_sign_count", v.name));
+    let key = b64url(
+        v.credential_public_key
+            .as_deref()
+            .unwrap_or_else(|| panic!("{}: no credential_public_key", v.name)),
+    );
     // Whether UV was established at registration is not recorded; `false` claims nothing.
-    let library_state = match RelyingParty::library_state_from_cose(assertion.credential_id(), &key, prior, false) {
+    let library_state = match RelyingParty::library_state_from_cose(
+        assertion.credential_id(),
+        &key,
+        prior,
+        false,
+    ) {
         Ok(s) => s,
         Err(e) => return Outcome::Rejected(e),
     };
-    with_each_rp_id(v, |rp| match rp.finish_authentication(&state, &assertion, &library_state, prior) {
-        Ok(o) => Outcome::Authenticated(o),
-        Err(e) => Outcome::Rejected(e),
+    with_each_rp_id(v, |rp| {
+        match rp.finish_authentication(&state, &assertion, &library_state, prior) {
+            Ok(o) => Outcome::Authenticated(o),
+            Err(e) => Outcome::Rejected(e),
+        }
     })
 }
 
@@ -430,7 +482,8 @@ fn check_facts(v: &Vector, outcome: &Outcome) -> Vec<String> {
     let e = |k: &str| v.expected.get(k);
     let d = |k: &str| v.derived.get(k);
     let flag = |k: &str| v.derived.get("flags_decoded").and_then(|f| f.get(k));
-    let b64 = |bytes: &[u8]| Value::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    let b64 =
+        |bytes: &[u8]| Value::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
     let device_type = |be: bool| Value::from(if be { "multi_device" } else { "single_device" });
     match outcome {
         Outcome::Registered(reg) => {
@@ -446,22 +499,42 @@ fn check_facts(v: &Vector, outcome: &Outcome) -> Vec<String> {
             }
             // The COSE key must be the exact bytes; compare decoded, so base64 padding cannot matter.
             let canonical = |x: Option<&Value>| x.and_then(Value::as_str).map(|s| b64(&b64url(s)));
-            for src in [e("credential_public_key"), e("credential_publicKey"), d("credential_public_key")] {
+            for src in [
+                e("credential_public_key"),
+                e("credential_publicKey"),
+                d("credential_public_key"),
+            ] {
                 eq("public_key", b64(&f.public_key), canonical(src).as_ref());
             }
-            for (k, src) in [("sign_count", e("sign_count")), ("credential_counter", e("credential_counter")), ("sign_count", d("sign_count"))] {
+            for (k, src) in [
+                ("sign_count", e("sign_count")),
+                ("credential_counter", e("credential_counter")),
+                ("sign_count", d("sign_count")),
+            ] {
                 eq(k, Value::from(f.sign_count), src);
             }
             for src in [e("user_verified"), e("userVerified"), flag("uv")] {
                 eq("user_verified", Value::from(f.user_verified), src);
             }
             eq("user_present", Value::from(f.user_present), flag("up"));
-            eq("backup_eligible", Value::from(f.backup_eligible), flag("be"));
+            eq(
+                "backup_eligible",
+                Value::from(f.backup_eligible),
+                flag("be"),
+            );
             for src in [e("credential_backed_up"), flag("bs")] {
                 eq("backup_state", Value::from(f.backup_state), src);
             }
-            eq("credential_device_type", device_type(f.backup_eligible), e("credential_device_type"));
-            eq("cose_alg", f.cose_alg.map(Value::from).unwrap_or(Value::Null), d("cose_alg"));
+            eq(
+                "credential_device_type",
+                device_type(f.backup_eligible),
+                e("credential_device_type"),
+            );
+            eq(
+                "cose_alg",
+                f.cose_alg.map(Value::from).unwrap_or(Value::Null),
+                d("cose_alg"),
+            );
         }
         Outcome::Authenticated(o) => {
             for src in [e("new_sign_count"), d("sign_count")] {
@@ -470,11 +543,19 @@ fn check_facts(v: &Vector, outcome: &Outcome) -> Vec<String> {
             for src in [e("user_verified"), flag("uv")] {
                 eq("user_verified", Value::from(o.user_verified), src);
             }
-            eq("backup_eligible", Value::from(o.backup_eligible), flag("be"));
+            eq(
+                "backup_eligible",
+                Value::from(o.backup_eligible),
+                flag("be"),
+            );
             for src in [e("credential_backed_up"), flag("bs")] {
                 eq("backup_state", Value::from(o.backup_state), src);
             }
-            eq("credential_device_type", device_type(o.backup_eligible), e("credential_device_type"));
+            eq(
+                "credential_device_type",
+                device_type(o.backup_eligible),
+                e("credential_device_type"),
+            );
         }
         Outcome::Rejected(_) => {}
     }
@@ -497,8 +578,16 @@ fn every_vector_reaches_its_recorded_verdict_or_a_listed_difference() {
 
     // The tables name real vectors, once each, and never both.
     let mut listed = BTreeSet::new();
-    for name in DIFFERENCES.iter().map(|d| d.0).chain(REJECTION_CODES.iter().map(|r| r.0)) {
-        assert!(names.contains(name), "{name} is listed but there is no such vector in {}", dir.display());
+    for name in DIFFERENCES
+        .iter()
+        .map(|d| d.0)
+        .chain(REJECTION_CODES.iter().map(|r| r.0))
+    {
+        assert!(
+            names.contains(name),
+            "{name} is listed but there is no such vector in {}",
+            dir.display()
+        );
         assert!(listed.insert(name), "{name} is listed twice");
     }
 
@@ -511,17 +600,29 @@ fn every_vector_reaches_its_recorded_verdict_or_a_listed_difference() {
             other => panic!("{}: unknown ceremony {other}", v.name),
         };
         let ours = outcome.verdict();
-        let source_ok = v.expected.get("ok").and_then(Value::as_bool).unwrap_or_else(|| panic!("{}: expected.ok", v.name));
+        let source_ok = v
+            .expected
+            .get("ok")
+            .and_then(Value::as_bool)
+            .unwrap_or_else(|| panic!("{}: expected.ok", v.name));
         let mut note = String::new();
         let mut fail = |msg: String| failures.push(format!("{}: {msg}", v.name));
 
         if let Some((_, listed, reason)) = DIFFERENCES.iter().find(|d| d.0 == v.name) {
             note = format!("DIFFERENCE: {reason}");
             if ours != *listed {
-                fail(format!("listed difference {} did not happen; got {} ({:?})", show(*listed), show(ours), outcome));
+                fail(format!(
+                    "listed difference {} did not happen; got {} ({:?})",
+                    show(*listed),
+                    show(ours),
+                    outcome
+                ));
             }
             if (*listed == Verdict::Accepted) == source_ok {
-                fail(format!("listed as a difference but the source verdict is the same ({})", show(*listed)));
+                fail(format!(
+                    "listed as a difference but the source verdict is the same ({})",
+                    show(*listed)
+                ));
             }
         } else if source_ok {
             match &outcome {
@@ -538,19 +639,32 @@ fn every_vector_reaches_its_recorded_verdict_or_a_listed_difference() {
                 (Outcome::Rejected(e), Some((_, code, why))) => {
                     note = (*why).to_string();
                     if e.code != *code {
-                        fail(format!("rejected with {} but {code} is listed: {e}", e.code));
+                        fail(format!(
+                            "rejected with {} but {code} is listed: {e}",
+                            e.code
+                        ));
                     }
                     if e.kind != keyplane_core::ErrorKind::Invalid {
                         fail(format!("rejection is not a client error: {e:?}"));
                     }
                 }
-                (Outcome::Rejected(e), None) => fail(format!("rejected with {e}, but no code is listed in REJECTION_CODES")),
-                (_, _) => fail(format!("source rejected ({}), adapter accepted", v.expected["error"])),
+                (Outcome::Rejected(e), None) => fail(format!(
+                    "rejected with {e}, but no code is listed in REJECTION_CODES"
+                )),
+                (_, _) => fail(format!(
+                    "source rejected ({}), adapter accepted",
+                    v.expected["error"]
+                )),
             }
         }
         let source = if source_ok { "accept" } else { "reject" };
         println!("{:<58} {:<8} {:<40} {}", v.name, source, show(ours), note);
     }
     println!("{} vectors from {}", vectors.len(), dir.display());
-    assert!(failures.is_empty(), "{} vector(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} vector(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

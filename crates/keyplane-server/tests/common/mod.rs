@@ -26,3 +26,43 @@ macro_rules! both_backends {
     };
 }
 pub(crate) use both_backends;
+
+use keyplane_testkit::TestServer;
+use sqlx::Row;
+
+/// How many rows each table holds: "nothing changed" means these are equal.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub struct RowCounts {
+    pub users: i64,
+    pub credentials: i64,
+    pub ceremonies: i64,
+    pub sessions: i64,
+    pub enrolments_used: i64,
+}
+
+#[allow(dead_code)]
+pub async fn row_counts(server: &TestServer) -> RowCounts {
+    let pool = server.store.pool();
+    let count = |sql: &'static str| async move {
+        let row = sqlx::query(sql).fetch_one(pool).await.expect("count query");
+        row.try_get::<i64, _>(0).expect("count")
+    };
+    RowCounts {
+        users: count("SELECT COUNT(*) FROM users").await,
+        credentials: count("SELECT COUNT(*) FROM credentials").await,
+        ceremonies: count("SELECT COUNT(*) FROM ceremonies").await,
+        sessions: count("SELECT COUNT(*) FROM sessions").await,
+        enrolments_used: count("SELECT COUNT(*) FROM enrolments WHERE used_at IS NOT NULL").await,
+    }
+}
+
+#[allow(dead_code)]
+pub async fn session_token_hashes(server: &TestServer) -> Vec<Vec<u8>> {
+    sqlx::query("SELECT token_hash FROM sessions")
+        .fetch_all(server.store.pool())
+        .await
+        .expect("sessions")
+        .iter()
+        .map(|r| r.try_get::<Vec<u8>, _>("token_hash").expect("hash"))
+        .collect()
+}
