@@ -97,34 +97,70 @@ pub enum CredentialCommand {
 async fn open(settings: Settings) -> anyhow::Result<Arc<App>> {
     let url = settings.database_url();
     if let Some(path) = url.strip_prefix("sqlite:") {
-        let path = path.split('?').next().unwrap_or(path).trim_start_matches("//");
-        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        let path = path
+            .split('?')
+            .next()
+            .unwrap_or(path)
+            .trim_start_matches("//");
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         }
     }
     let store = SqlStore::connect(&url, settings.max_connections())
         .await
-        .map_err(|e| anyhow!("cannot open database {}: {e}", keyplane_store::redact_url(&url)))?;
+        .map_err(|e| {
+            anyhow!(
+                "cannot open database {}: {e}",
+                keyplane_store::redact_url(&url)
+            )
+        })?;
     Ok(App::new(Arc::new(store), Arc::new(SystemClock), settings))
 }
 
 async fn tenant_or_default(app: &App, name: Option<&str>) -> anyhow::Result<Tenant> {
     let name = name.unwrap_or(&app.settings.default_tenant.name);
-    app.tenant_named(name).await.map_err(|e| anyhow!("{}", e.message))
+    app.tenant_named(name)
+        .await
+        .map_err(|e| anyhow!("{}", e.message))
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = config::load(&cli)?;
     match cli.command {
         Command::Serve(args) => serve(settings, args).await,
-        Command::Tenant(TenantCommand::Create { name, rp_id, origins, hostnames, rp_name }) => {
+        Command::Tenant(TenantCommand::Create {
+            name,
+            rp_id,
+            origins,
+            hostnames,
+            rp_name,
+        }) => {
             let app = open(settings).await?;
-            let hostnames = if hostnames.is_empty() { vec![rp_id.clone()] } else { hostnames };
+            let hostnames = if hostnames.is_empty() {
+                vec![rp_id.clone()]
+            } else {
+                hostnames
+            };
             let t = app
-                .create_tenant(NewTenant { rp_name: rp_name.unwrap_or_else(|| name.clone()), name, rp_id, origins, hostnames })
+                .create_tenant(NewTenant {
+                    rp_name: rp_name.unwrap_or_else(|| name.clone()),
+                    name,
+                    rp_id,
+                    origins,
+                    hostnames,
+                })
                 .await
                 .map_err(|e| anyhow!("{}", e.message))?;
-            println!("created tenant {} (RP ID {}, origins {})", t.name, t.rp_id, t.origins.join(", "));
+            println!(
+                "created tenant {} (RP ID {}, origins {})",
+                t.name,
+                t.rp_id,
+                t.origins.join(", ")
+            );
             Ok(())
         }
         Command::Tenant(TenantCommand::List { format }) => {
@@ -136,17 +172,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .iter()
                 .map(|t| json!({"name": t.name, "rp_id": t.rp_id, "origins": t.origins, "hostnames": t.hostnames, "id": t.id, "created_at": t.created_at.to_rfc3339()}))
                 .collect();
-            output::print(format, &["name", "rp_id", "origins", "hostnames", "created_at"], &rows);
+            output::print(
+                format,
+                &["name", "rp_id", "origins", "hostnames", "created_at"],
+                &rows,
+            );
             Ok(())
         }
-        Command::Admin(AdminCommand::Invite { username, tenant, display_name, role }) => {
+        Command::Admin(AdminCommand::Invite {
+            username,
+            tenant,
+            display_name,
+            role,
+        }) => {
             let app = open(settings).await?;
             let t = tenant_or_default(&app, tenant.as_deref()).await?;
             let inv = app
                 .invite(&t, &username, display_name.as_deref(), role.as_deref())
                 .await
                 .map_err(|e| anyhow!("{}", e.message))?;
-            println!("Enrolment link for {} in tenant {} (single use, expires {}):", inv.user.username, t.name, inv.enrolment.expires_at.to_rfc3339());
+            println!(
+                "Enrolment link for {} in tenant {} (single use, expires {}):",
+                inv.user.username,
+                t.name,
+                inv.enrolment.expires_at.to_rfc3339()
+            );
             println!("  {}", inv.link);
             println!("Token for API clients (POST /api/v1/registration/options {{\"enrolment_token\": …}}):");
             println!("  {}", inv.token.expose());
@@ -163,19 +213,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .iter()
                 .map(|u| {
                     let mut v = user_json(u);
-                    v["passkeys"] = json!(creds.iter().filter(|c| c.user_id == u.id && c.status == keyplane_core::CredentialStatus::Active).count());
+                    v["passkeys"] = json!(creds
+                        .iter()
+                        .filter(|c| c.user_id == u.id
+                            && c.status == keyplane_core::CredentialStatus::Active)
+                        .count());
                     v["created_at"] = json!(u.created_at.to_rfc3339());
                     v
                 })
                 .collect();
-            output::print(format, &["username", "display_name", "status", "role", "passkeys", "created_at"], &rows);
+            output::print(
+                format,
+                &[
+                    "username",
+                    "display_name",
+                    "status",
+                    "role",
+                    "passkeys",
+                    "created_at",
+                ],
+                &rows,
+            );
             Ok(())
         }
-        Command::User(UserCommand::Show { username, tenant, format }) => {
+        Command::User(UserCommand::Show {
+            username,
+            tenant,
+            format,
+        }) => {
             let app = open(settings).await?;
             let t = tenant_or_default(&app, tenant.as_deref()).await?;
             let u = find_user(&app, &t, &username).await?;
-            let creds: Vec<_> = app.store.list_credentials(&t.id, Some(&u.id)).await?.iter().map(credential_json).collect();
+            let creds: Vec<_> = app
+                .store
+                .list_credentials(&t.id, Some(&u.id))
+                .await?
+                .iter()
+                .map(credential_json)
+                .collect();
             match format {
                 Format::Json => {
                     let mut v = user_json(&u);
@@ -186,12 +261,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Format::Table => {
                     println!("username:     {}\ndisplay name: {}\nstatus:       {}\nrole:         {}\ncreated:      {}\nid:           {}\n",
                         u.username, u.display_name, u.status.as_str(), u.role.as_deref().unwrap_or("-"), u.created_at.to_rfc3339(), u.id);
-                    output::print(format, &["id", "nickname", "status", "aaguid", "backup_eligible", "created_at", "last_used_at"], &creds);
+                    output::print(
+                        format,
+                        &[
+                            "id",
+                            "nickname",
+                            "status",
+                            "aaguid",
+                            "backup_eligible",
+                            "created_at",
+                            "last_used_at",
+                        ],
+                        &creds,
+                    );
                 }
             }
             Ok(())
         }
-        Command::Credential(CredentialCommand::List { tenant, user, format }) => {
+        Command::Credential(CredentialCommand::List {
+            tenant,
+            user,
+            format,
+        }) => {
             let app = open(settings).await?;
             let t = tenant_or_default(&app, tenant.as_deref()).await?;
             let users = app.store.list_users(&t.id).await?;
@@ -206,11 +297,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .iter()
                 .map(|c| {
                     let mut v = credential_json(c);
-                    v["user"] = json!(users.iter().find(|u| u.id == c.user_id).map(|u| u.username.clone()));
+                    v["user"] = json!(users
+                        .iter()
+                        .find(|u| u.id == c.user_id)
+                        .map(|u| u.username.clone()));
                     v
                 })
                 .collect();
-            output::print(format, &["id", "user", "nickname", "status", "aaguid", "attestation_format", "backup_eligible", "last_used_at"], &rows);
+            output::print(
+                format,
+                &[
+                    "id",
+                    "user",
+                    "nickname",
+                    "status",
+                    "aaguid",
+                    "attestation_format",
+                    "backup_eligible",
+                    "last_used_at",
+                ],
+                &rows,
+            );
             Ok(())
         }
     }
@@ -218,16 +325,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn find_user(app: &App, t: &Tenant, username: &str) -> anyhow::Result<keyplane_core::User> {
     let name = keyplane_core::normalise_username(username).map_err(|e| anyhow!("{}", e.message))?;
-    app.store.user_by_username(&t.id, &name).await?.ok_or_else(|| anyhow!("no user {name:?} in tenant {}", t.name))
+    app.store
+        .user_by_username(&t.id, &name)
+        .await?
+        .ok_or_else(|| anyhow!("no user {name:?} in tenant {}", t.name))
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYPLANE_LOG").unwrap_or_else(|_| "info,sqlx=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYPLANE_LOG")
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "pretty" {
         builder.init();
     } else {
-        builder.json().flatten_event(true).with_current_span(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
     }
 }
 
@@ -238,21 +355,38 @@ async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&settings.log_format);
     let listen = settings.listen;
     let app = open(settings).await?;
-    if let Some(inv) = app.bootstrap().await.map_err(|e| anyhow!("{}", e.message))? {
+    if let Some(inv) = app
+        .bootstrap()
+        .await
+        .map_err(|e| anyhow!("{}", e.message))?
+    {
         // Printed to stdout for the operator, never logged: the link is a credential.
         println!();
-        println!("Keyplane is set up. Enrol the first administrator ({}) within {} hours:", inv.user.username, app.settings.enrolment_ttl_secs / 3600);
+        println!(
+            "Keyplane is set up. Enrol the first administrator ({}) within {} hours:",
+            inv.user.username,
+            app.settings.enrolment_ttl_secs / 3600
+        );
         println!();
         println!("    {}", inv.link);
         println!();
-        println!("API clients: POST /api/v1/registration/options with {{\"enrolment_token\": \"{}\"}}", inv.token.expose());
+        println!(
+            "API clients: POST /api/v1/registration/options with {{\"enrolment_token\": \"{}\"}}",
+            inv.token.expose()
+        );
         println!("A new link: keyplane admin invite admin");
         println!();
     }
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let server = keyplane_server::spawn(app.clone(), listener)?;
     tracing::info!(addr = %server.addr, database = app.store.backend().as_str(), "keyplane listening");
-    eprintln!("Keyplane listening on http://{} ({} database)", server.addr, app.store.backend().as_str());
+    eprintln!(
+        "Keyplane listening on http://{} ({} database)",
+        server.addr,
+        app.store.backend().as_str()
+    );
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await?;
@@ -280,4 +414,3 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
-

@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "keyplane", version, about = "Keyplane: a self-hosted passkey control plane")]
+#[command(
+    name = "keyplane",
+    version,
+    about = "Keyplane: a self-hosted passkey control plane"
+)]
 pub struct Cli {
     /// TOML configuration file (settings in docs/configuration.md). KEYPLANE_* environment
     /// variables override it.
@@ -46,7 +50,10 @@ pub enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

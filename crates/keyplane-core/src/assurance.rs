@@ -90,14 +90,20 @@ mod tests {
 
     #[test]
     fn user_verification_reaches_aal2() {
-        let (aal, amr) = assess(AssuranceFacts { user_present: true, user_verified: true });
+        let (aal, amr) = assess(AssuranceFacts {
+            user_present: true,
+            user_verified: true,
+        });
         assert_eq!(aal, Aal::Aal2);
         assert_eq!(amr, vec![Amr::Pop, Amr::User, Amr::Mfa]);
     }
 
     #[test]
     fn presence_alone_is_aal1() {
-        let (aal, amr) = assess(AssuranceFacts { user_present: true, user_verified: false });
+        let (aal, amr) = assess(AssuranceFacts {
+            user_present: true,
+            user_verified: false,
+        });
         assert_eq!(aal, Aal::Aal1);
         assert!(!amr.contains(&Amr::Mfa));
     }

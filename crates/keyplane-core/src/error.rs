@@ -36,7 +36,11 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
-        Error { kind, code, message: message.into() }
+        Error {
+            kind,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {

@@ -113,6 +113,9 @@ pub struct Credential {
     pub backup_state: bool,
     /// Attestation statement format (`none`, `packed`, `tpm`, ...).
     pub attestation_format: String,
+    /// What the attestation statement proved: `basic`, `self`, `attca`, `anonca`, `none`, or
+    /// `unverifiable` (a format the WebAuthn library cannot judge; nothing in it is trusted).
+    pub attestation_type: String,
     /// Whether the user was verified (UV flag) at registration.
     pub user_verified: bool,
     pub nickname: String,
@@ -156,7 +159,10 @@ impl CeremonyPurpose {
     }
 
     pub fn is_registration(self) -> bool {
-        matches!(self, CeremonyPurpose::Enrolment | CeremonyPurpose::AddCredential)
+        matches!(
+            self,
+            CeremonyPurpose::Enrolment | CeremonyPurpose::AddCredential
+        )
     }
 }
 
@@ -274,7 +280,10 @@ mod tests {
 
     #[test]
     fn usernames_are_normalised_and_checked() {
-        assert_eq!(normalise_username("  Alice@Example.COM ").unwrap(), "alice@example.com");
+        assert_eq!(
+            normalise_username("  Alice@Example.COM ").unwrap(),
+            "alice@example.com"
+        );
         assert!(normalise_username("").is_err());
         assert!(normalise_username("a b").is_err());
         assert!(normalise_username("a\u{0}").is_err());
@@ -291,7 +300,11 @@ mod tests {
 
     #[test]
     fn purposes_round_trip() {
-        for p in [CeremonyPurpose::Enrolment, CeremonyPurpose::AddCredential, CeremonyPurpose::SignIn] {
+        for p in [
+            CeremonyPurpose::Enrolment,
+            CeremonyPurpose::AddCredential,
+            CeremonyPurpose::SignIn,
+        ] {
             assert_eq!(CeremonyPurpose::parse(p.as_str()), Some(p));
         }
         assert_eq!(CeremonyPurpose::parse("step_up_admin"), None);

@@ -69,7 +69,10 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: "http://localhost:8080".into(),
             data_dir: PathBuf::from("keyplane-data"),
-            database: DatabaseSettings { url: String::new(), max_connections: 0 },
+            database: DatabaseSettings {
+                url: String::new(),
+                max_connections: 0,
+            },
             ceremony_ttl_secs: 300,
             session_ttl_secs: 12 * 3600,
             enrolment_ttl_secs: 7 * 24 * 3600,
@@ -118,10 +121,16 @@ impl Settings {
             problems.push("max_body_bytes must be at least 1024".into());
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
-            problems.push(format!("log_format must be \"json\" or \"pretty\" (got {:?})", self.log_format));
+            problems.push(format!(
+                "log_format must be \"json\" or \"pretty\" (got {:?})",
+                self.log_format
+            ));
         }
         let url = self.database_url();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
             problems.push("database.url must start with sqlite: or postgres://".into());
         }
         if problems.is_empty() {
@@ -160,13 +169,21 @@ mod tests {
         let s = Settings::default();
         assert!(s.validate().is_ok());
         assert!(s.listen.ip().is_loopback());
-        assert_eq!(s.default_tenant_origins(), vec!["http://localhost:8080".to_string()]);
+        assert_eq!(
+            s.default_tenant_origins(),
+            vec!["http://localhost:8080".to_string()]
+        );
         assert!(s.database_url().starts_with("sqlite:keyplane-data"));
     }
 
     #[test]
     fn validation_reports_every_problem() {
-        let s = Settings { ceremony_ttl_secs: 0, session_ttl_secs: -1, public_url: "nope".into(), ..Settings::default() };
+        let s = Settings {
+            ceremony_ttl_secs: 0,
+            session_ttl_secs: -1,
+            public_url: "nope".into(),
+            ..Settings::default()
+        };
         let problems = s.validate().unwrap_err();
         assert_eq!(problems.len(), 3, "{problems:?}");
     }

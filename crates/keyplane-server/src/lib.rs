@@ -44,13 +44,20 @@ pub fn spawn(app: Arc<App>, listener: TcpListener) -> std::io::Result<RunningSer
     let router = router(app.clone());
     let janitor = service::spawn_janitor(app);
     let task = tokio::spawn(async move {
-        let r = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            })
-            .await;
+        let r = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        })
+        .await;
         janitor.abort();
         r
     });
-    Ok(RunningServer { addr, shutdown: tx, task })
+    Ok(RunningServer {
+        addr,
+        shutdown: tx,
+        task,
+    })
 }

@@ -13,7 +13,9 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Suffix("duration_seconds".into()),
-                    &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ],
                 )
                 .ok()?
                 .build_recorder();
@@ -33,7 +35,8 @@ pub fn ceremony_succeeded(kind: &'static str) {
 }
 
 pub fn ceremony_failed(kind: &'static str, reason: &'static str) {
-    metrics::counter!("keyplane_ceremonies_failed_total", "ceremony" => kind, "reason" => reason).increment(1);
+    metrics::counter!("keyplane_ceremonies_failed_total", "ceremony" => kind, "reason" => reason)
+        .increment(1);
 }
 
 pub fn request_finished(method: String, route: String, status: u16, seconds: f64) {

@@ -10,7 +10,8 @@ fn col<'r, T>(row: &'r AnyRow, name: &str) -> Result<T>
 where
     T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {
-    row.try_get::<T, _>(name).map_err(|e| StoreError::Database(format!("column {name}: {e}")))
+    row.try_get::<T, _>(name)
+        .map_err(|e| StoreError::Database(format!("column {name}: {e}")))
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -40,7 +41,8 @@ pub fn user(row: &AnyRow) -> Result<User> {
         username: col(row, "username")?,
         display_name: col(row, "display_name")?,
         user_handle: col(row, "user_handle")?,
-        status: UserStatus::parse(&col::<String>(row, "status")?).ok_or_else(|| corrupt("user status"))?,
+        status: UserStatus::parse(&col::<String>(row, "status")?)
+            .ok_or_else(|| corrupt("user status"))?,
         role: col(row, "role")?,
         created_at: Timestamp(col(row, "created_at")?),
     })
@@ -65,17 +67,20 @@ pub fn credential(row: &AnyRow) -> Result<Credential> {
         user_id: UserId::from_trusted(col(row, "user_id")?),
         credential_id: col(row, "credential_id")?,
         public_key: col(row, "public_key")?,
-        sign_count: u32::try_from(col::<i64>(row, "sign_count")?).map_err(|_| corrupt("sign count"))?,
+        sign_count: u32::try_from(col::<i64>(row, "sign_count")?)
+            .map_err(|_| corrupt("sign count"))?,
         aaguid: col(row, "aaguid")?,
         transports: json_list(&col::<String>(row, "transports")?, "transports")?,
         backup_eligible: col::<i64>(row, "backup_eligible")? != 0,
         backup_state: col::<i64>(row, "backup_state")? != 0,
         attestation_format: col(row, "attestation_format")?,
+        attestation_type: col(row, "attestation_type")?,
         user_verified: col::<i64>(row, "user_verified")? != 0,
         nickname: col(row, "nickname")?,
         created_at: Timestamp(col(row, "created_at")?),
         last_used_at: col::<Option<i64>>(row, "last_used_at")?.map(Timestamp),
-        status: CredentialStatus::parse(&col::<String>(row, "status")?).ok_or_else(|| corrupt("credential status"))?,
+        status: CredentialStatus::parse(&col::<String>(row, "status")?)
+            .ok_or_else(|| corrupt("credential status"))?,
         status_reason: col(row, "status_reason")?,
         library_state: col(row, "library_state")?,
     })
@@ -85,7 +90,8 @@ pub fn ceremony(row: &AnyRow) -> Result<Ceremony> {
     Ok(Ceremony {
         id: CeremonyId::from_trusted(col(row, "id")?),
         tenant_id: TenantId::from_trusted(col(row, "tenant_id")?),
-        purpose: CeremonyPurpose::parse(&col::<String>(row, "purpose")?).ok_or_else(|| corrupt("ceremony purpose"))?,
+        purpose: CeremonyPurpose::parse(&col::<String>(row, "purpose")?)
+            .ok_or_else(|| corrupt("ceremony purpose"))?,
         user_id: col::<Option<String>>(row, "user_id")?.map(UserId::from_trusted),
         enrolment_id: col::<Option<String>>(row, "enrolment_id")?.map(EnrolmentId::from_trusted),
         state: col(row, "state")?,
@@ -102,9 +108,13 @@ pub fn session(row: &AnyRow) -> Result<Session> {
         user_id: UserId::from_trusted(col(row, "user_id")?),
         token_hash: TokenHash(col(row, "token_hash")?),
         aal: Aal::parse(&col::<String>(row, "aal")?).ok_or_else(|| corrupt("aal"))?,
-        amr: amr.iter().map(|a| Amr::parse(a).ok_or_else(|| corrupt("amr"))).collect::<Result<_>>()?,
+        amr: amr
+            .iter()
+            .map(|a| Amr::parse(a).ok_or_else(|| corrupt("amr")))
+            .collect::<Result<_>>()?,
         auth_time: Timestamp(col(row, "auth_time")?),
-        credential_id: col::<Option<String>>(row, "credential_id")?.map(CredentialRecordId::from_trusted),
+        credential_id: col::<Option<String>>(row, "credential_id")?
+            .map(CredentialRecordId::from_trusted),
         created_at: Timestamp(col(row, "created_at")?),
         expires_at: Timestamp(col(row, "expires_at")?),
     })

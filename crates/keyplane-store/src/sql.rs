@@ -63,9 +63,10 @@ fn json(list: &[String]) -> String {
 }
 
 const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_id, public_key, sign_count, aaguid, transports, \
-     backup_eligible, backup_state, attestation_format, user_verified, nickname, created_at, last_used_at, status, \
+     backup_eligible, backup_state, attestation_format, attestation_type, user_verified, nickname, created_at, last_used_at, status, \
      status_reason, library_state";
-const USER_COLUMNS: &str = "id, tenant_id, username, display_name, user_handle, status, role, created_at";
+const USER_COLUMNS: &str =
+    "id, tenant_id, username, display_name, user_handle, status, role, created_at";
 const SESSION_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at";
 
 impl SqlStore {
@@ -73,11 +74,19 @@ impl SqlStore {
     /// busy timeout. A `sqlite:` URL creates the file if it is missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let backend = Backend::from_url(url)
-            .ok_or_else(|| StoreError::Database(format!("unsupported database URL (want sqlite: or postgres:): {}", redact(url))))?;
+        let backend = Backend::from_url(url).ok_or_else(|| {
+            StoreError::Database(format!(
+                "unsupported database URL (want sqlite: or postgres:): {}",
+                redact(url)
+            ))
+        })?;
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") => {
-                if url.contains('?') { format!("{url}&mode=rwc") } else { format!("{url}?mode=rwc") }
+                if url.contains('?') {
+                    format!("{url}&mode=rwc")
+                } else {
+                    format!("{url}?mode=rwc")
+                }
             }
             _ => url.to_string(),
         };
@@ -106,7 +115,10 @@ impl SqlStore {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
             Backend::Postgres => sqlx::migrate!("migrations/postgres"),
         };
-        migrator.run(&pool).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
         Ok(SqlStore { pool, backend })
     }
 
@@ -120,12 +132,16 @@ impl SqlStore {
     }
 
     async fn hostnames_of(&self, tenant: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT hostname FROM tenant_hostnames WHERE tenant_id = $1 ORDER BY hostname")
-            .bind(tenant)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        rows.iter().map(|r| r.try_get::<String, _>("hostname").map_err(db)).collect()
+        let rows = sqlx::query(
+            "SELECT hostname FROM tenant_hostnames WHERE tenant_id = $1 ORDER BY hostname",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("hostname").map_err(db))
+            .collect()
     }
 
     async fn tenant_from_row(&self, row: Option<AnyRow>) -> Result<Option<Tenant>> {
@@ -158,15 +174,19 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
     async fn migration_level(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT MAX(version) AS v FROM _sqlx_migrations WHERE success = TRUE")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
+        let row =
+            sqlx::query("SELECT MAX(version) AS v FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
         Ok(row.try_get::<Option<i64>, _>("v").map_err(db)?.unwrap_or(0))
     }
 
@@ -208,11 +228,13 @@ impl Store for SqlStore {
     }
 
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
-        let row = sqlx::query("SELECT id, name, rp_id, rp_name, origins, created_at FROM tenants WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
+        let row = sqlx::query(
+            "SELECT id, name, rp_id, rp_name, origins, created_at FROM tenants WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
         self.tenant_from_row(row).await
     }
 
@@ -249,25 +271,45 @@ impl Store for SqlStore {
 
     async fn user_by_id(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>> {
         let q = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2");
-        let row = sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(&self.pool).await.map_err(db)?;
+        let row = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         row.as_ref().map(rows::user).transpose()
     }
 
     async fn user_by_username(&self, tenant: &TenantId, username: &str) -> Result<Option<User>> {
         let q = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND username = $2");
-        let row = sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).bind(username).fetch_optional(&self.pool).await.map_err(db)?;
+        let row = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         row.as_ref().map(rows::user).transpose()
     }
 
     async fn user_by_handle(&self, tenant: &TenantId, handle: &[u8]) -> Result<Option<User>> {
-        let q = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND user_handle = $2");
-        let row = sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).bind(handle.to_vec()).fetch_optional(&self.pool).await.map_err(db)?;
+        let q =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND user_handle = $2");
+        let row = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .bind(handle.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         row.as_ref().map(rows::user).transpose()
     }
 
     async fn list_users(&self, tenant: &TenantId) -> Result<Vec<User>> {
         let q = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY username");
-        let rows = sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).fetch_all(&self.pool).await.map_err(db)?;
+        let rows = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.iter().map(rows::user).collect()
     }
 
@@ -289,7 +331,11 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn enrolment_by_token(&self, tenant: &TenantId, hash: &TokenHash) -> Result<Option<Enrolment>> {
+    async fn enrolment_by_token(
+        &self,
+        tenant: &TenantId,
+        hash: &TokenHash,
+    ) -> Result<Option<Enrolment>> {
         let row = sqlx::query(
             "SELECT id, tenant_id, user_id, token_hash, created_at, expires_at, used_at FROM enrolments \
              WHERE tenant_id = $1 AND token_hash = $2",
@@ -321,7 +367,12 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn take_ceremony(&self, tenant: &TenantId, id: &CeremonyId, purpose: CeremonyPurpose) -> Result<Option<Ceremony>> {
+    async fn take_ceremony(
+        &self,
+        tenant: &TenantId,
+        id: &CeremonyId,
+        purpose: CeremonyPurpose,
+    ) -> Result<Option<Ceremony>> {
         let row = sqlx::query(
             "DELETE FROM ceremonies WHERE id = $1 AND tenant_id = $2 AND purpose = $3 \
              RETURNING id, tenant_id, purpose, user_id, enrolment_id, state, created_at, expires_at",
@@ -336,11 +387,19 @@ impl Store for SqlStore {
     }
 
     async fn purge_expired_ceremonies(&self, now: Timestamp) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM ceremonies WHERE expires_at <= $1").bind(now.0).execute(&self.pool).await.map_err(db)?;
+        let r = sqlx::query("DELETE FROM ceremonies WHERE expires_at <= $1")
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(r.rows_affected())
     }
 
-    async fn register_credential(&self, c: &Credential, enrolment: Option<(&EnrolmentId, Timestamp)>) -> Result<()> {
+    async fn register_credential(
+        &self,
+        c: &Credential,
+        enrolment: Option<(&EnrolmentId, Timestamp)>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         if let Some((eid, at)) = enrolment {
             let r = sqlx::query("UPDATE enrolments SET used_at = $1 WHERE id = $2 AND tenant_id = $3 AND used_at IS NULL")
@@ -354,7 +413,7 @@ impl Store for SqlStore {
                 return Err(StoreError::Conflict("enrolment already used".into()));
             }
         }
-        let q = format!("INSERT INTO credentials ({CREDENTIAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)");
+        let q = format!("INSERT INTO credentials ({CREDENTIAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)");
         sqlx::query(AssertSqlSafe(q))
             .bind(c.id.as_str())
             .bind(c.tenant_id.as_str())
@@ -367,6 +426,7 @@ impl Store for SqlStore {
             .bind(b(c.backup_eligible))
             .bind(b(c.backup_state))
             .bind(&c.attestation_format)
+            .bind(&c.attestation_type)
             .bind(b(c.user_verified))
             .bind(&c.nickname)
             .bind(c.created_at.0)
@@ -380,19 +440,43 @@ impl Store for SqlStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn credential_by_credential_id(&self, tenant: &TenantId, credential_id: &[u8]) -> Result<Option<Credential>> {
+    async fn credential_by_credential_id(
+        &self,
+        tenant: &TenantId,
+        credential_id: &[u8],
+    ) -> Result<Option<Credential>> {
         let q = format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE tenant_id = $1 AND credential_id = $2");
-        let row = sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).bind(credential_id.to_vec()).fetch_optional(&self.pool).await.map_err(db)?;
+        let row = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .bind(credential_id.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         row.as_ref().map(rows::credential).transpose()
     }
 
-    async fn credential_by_id(&self, tenant: &TenantId, id: &CredentialRecordId) -> Result<Option<Credential>> {
-        let q = format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE tenant_id = $1 AND id = $2");
-        let row = sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(&self.pool).await.map_err(db)?;
+    async fn credential_by_id(
+        &self,
+        tenant: &TenantId,
+        id: &CredentialRecordId,
+    ) -> Result<Option<Credential>> {
+        let q = format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE tenant_id = $1 AND id = $2"
+        );
+        let row = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         row.as_ref().map(rows::credential).transpose()
     }
 
-    async fn list_credentials(&self, tenant: &TenantId, user: Option<&UserId>) -> Result<Vec<Credential>> {
+    async fn list_credentials(
+        &self,
+        tenant: &TenantId,
+        user: Option<&UserId>,
+    ) -> Result<Vec<Credential>> {
         let rows = match user {
             Some(u) => {
                 let q = format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, id");
@@ -407,7 +491,13 @@ impl Store for SqlStore {
         rows.iter().map(rows::credential).collect()
     }
 
-    async fn rename_credential(&self, tenant: &TenantId, user: &UserId, id: &CredentialRecordId, nickname: &str) -> Result<bool> {
+    async fn rename_credential(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        id: &CredentialRecordId,
+        nickname: &str,
+    ) -> Result<bool> {
         let r = sqlx::query("UPDATE credentials SET nickname = $1 WHERE tenant_id = $2 AND user_id = $3 AND id = $4 AND status <> 'revoked'")
             .bind(nickname)
             .bind(tenant.as_str())
@@ -419,7 +509,13 @@ impl Store for SqlStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn set_credential_status(&self, tenant: &TenantId, id: &CredentialRecordId, status: CredentialStatus, reason: &str) -> Result<bool> {
+    async fn set_credential_status(
+        &self,
+        tenant: &TenantId,
+        id: &CredentialRecordId,
+        status: CredentialStatus,
+        reason: &str,
+    ) -> Result<bool> {
         let r = sqlx::query("UPDATE credentials SET status = $1, status_reason = $2 WHERE tenant_id = $3 AND id = $4")
             .bind(status.as_str())
             .bind(reason)
@@ -472,9 +568,18 @@ impl Store for SqlStore {
         Ok(true)
     }
 
-    async fn session_by_token(&self, tenant: &TenantId, hash: &TokenHash) -> Result<Option<Session>> {
+    async fn session_by_token(
+        &self,
+        tenant: &TenantId,
+        hash: &TokenHash,
+    ) -> Result<Option<Session>> {
         let q = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = $1 AND token_hash = $2 AND revoked_at IS NULL");
-        let row = sqlx::query(AssertSqlSafe(q)).bind(tenant.as_str()).bind(hash.0.clone()).fetch_optional(&self.pool).await.map_err(db)?;
+        let row = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .bind(hash.0.clone())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         row.as_ref().map(rows::session).transpose()
     }
 

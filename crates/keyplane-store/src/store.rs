@@ -61,34 +61,79 @@ pub trait Store: Send + Sync + 'static {
 
     // Enrolment invitations
     async fn create_enrolment(&self, enrolment: &Enrolment) -> Result<()>;
-    async fn enrolment_by_token(&self, tenant: &TenantId, hash: &TokenHash) -> Result<Option<Enrolment>>;
+    async fn enrolment_by_token(
+        &self,
+        tenant: &TenantId,
+        hash: &TokenHash,
+    ) -> Result<Option<Enrolment>>;
 
     // Ceremonies
     async fn insert_ceremony(&self, ceremony: &Ceremony) -> Result<()>;
     /// Removes and returns the ceremony if it exists for this tenant and purpose. Exactly one of
     /// any number of concurrent callers gets it.
-    async fn take_ceremony(&self, tenant: &TenantId, id: &CeremonyId, purpose: CeremonyPurpose) -> Result<Option<Ceremony>>;
+    async fn take_ceremony(
+        &self,
+        tenant: &TenantId,
+        id: &CeremonyId,
+        purpose: CeremonyPurpose,
+    ) -> Result<Option<Ceremony>>;
     /// Deletes ceremonies that expired before `now`; returns how many.
     async fn purge_expired_ceremonies(&self, now: Timestamp) -> Result<u64>;
 
     // Credentials
     /// Stores a new credential; with an enrolment, marks it used in the same transaction and
     /// fails with `Conflict` if it was already used.
-    async fn register_credential(&self, credential: &Credential, enrolment: Option<(&EnrolmentId, Timestamp)>) -> Result<()>;
-    async fn credential_by_credential_id(&self, tenant: &TenantId, credential_id: &[u8]) -> Result<Option<Credential>>;
-    async fn credential_by_id(&self, tenant: &TenantId, id: &CredentialRecordId) -> Result<Option<Credential>>;
+    async fn register_credential(
+        &self,
+        credential: &Credential,
+        enrolment: Option<(&EnrolmentId, Timestamp)>,
+    ) -> Result<()>;
+    async fn credential_by_credential_id(
+        &self,
+        tenant: &TenantId,
+        credential_id: &[u8],
+    ) -> Result<Option<Credential>>;
+    async fn credential_by_id(
+        &self,
+        tenant: &TenantId,
+        id: &CredentialRecordId,
+    ) -> Result<Option<Credential>>;
     /// Credentials of a tenant, or of one user, oldest first.
-    async fn list_credentials(&self, tenant: &TenantId, user: Option<&UserId>) -> Result<Vec<Credential>>;
+    async fn list_credentials(
+        &self,
+        tenant: &TenantId,
+        user: Option<&UserId>,
+    ) -> Result<Vec<Credential>>;
     /// Renames a user's credential; false if no such credential of that user.
-    async fn rename_credential(&self, tenant: &TenantId, user: &UserId, id: &CredentialRecordId, nickname: &str) -> Result<bool>;
+    async fn rename_credential(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        id: &CredentialRecordId,
+        nickname: &str,
+    ) -> Result<bool>;
     /// Sets a credential's status and reason; false if no such credential.
-    async fn set_credential_status(&self, tenant: &TenantId, id: &CredentialRecordId, status: CredentialStatus, reason: &str) -> Result<bool>;
+    async fn set_credential_status(
+        &self,
+        tenant: &TenantId,
+        id: &CredentialRecordId,
+        status: CredentialStatus,
+        reason: &str,
+    ) -> Result<bool>;
     /// Applies a verified assertion: moves the counter forward and opens the session, atomically.
     /// Returns false (and changes nothing) if the credential is no longer active or its counter
     /// moved past `sign_count` concurrently.
-    async fn record_assertion(&self, tenant: &TenantId, record: &AssertionRecord<'_>) -> Result<bool>;
+    async fn record_assertion(
+        &self,
+        tenant: &TenantId,
+        record: &AssertionRecord<'_>,
+    ) -> Result<bool>;
 
     // Sessions
-    async fn session_by_token(&self, tenant: &TenantId, hash: &TokenHash) -> Result<Option<Session>>;
+    async fn session_by_token(
+        &self,
+        tenant: &TenantId,
+        hash: &TokenHash,
+    ) -> Result<Option<Session>>;
     async fn revoke_session(&self, tenant: &TenantId, id: &SessionId, at: Timestamp) -> Result<()>;
 }

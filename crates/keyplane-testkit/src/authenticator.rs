@@ -20,8 +20,16 @@ pub struct User {
 impl UserValidationMethod for User {
     type PasskeyItem = Passkey;
 
-    async fn check_user<'a>(&self, _hint: UiHint<'a, Passkey>, presence: bool, verification: bool) -> Result<UserCheck, Ctap2Error> {
-        Ok(UserCheck { presence, verification: verification && self.verifies })
+    async fn check_user<'a>(
+        &self,
+        _hint: UiHint<'a, Passkey>,
+        presence: bool,
+        verification: bool,
+    ) -> Result<UserCheck, Ctap2Error> {
+        Ok(UserCheck {
+            presence,
+            verification: verification && self.verifies,
+        })
     }
 
     fn is_presence_enabled(&self) -> bool {
@@ -35,7 +43,13 @@ impl UserValidationMethod for User {
     }
 }
 
-type Inner = Client<Option<Passkey>, User, passkey::crypto::AvailableBackend, public_suffix::PublicSuffixList, ()>;
+type Inner = Client<
+    Option<Passkey>,
+    User,
+    passkey::crypto::AvailableBackend,
+    public_suffix::PublicSuffixList,
+    (),
+>;
 
 /// One authenticator holding at most one passkey.
 pub struct SoftAuthenticator {
@@ -47,10 +61,20 @@ impl SoftAuthenticator {
     /// An authenticator used from `origin` (e.g. `http://localhost:8080`), performing user
     /// verification when `verifies`, keeping a signature counter when `counts`.
     pub fn new(origin: &str, verifies: bool, counts: bool) -> Self {
-        let mut auth = Authenticator::new(Aaguid::new_empty(), None, User { verifies }, passkey::crypto::AvailableBackend);
+        let mut auth = Authenticator::new(
+            Aaguid::new_empty(),
+            None,
+            User { verifies },
+            passkey::crypto::AvailableBackend,
+        );
         auth.set_make_credentials_with_signature_counter(counts);
-        let client = Client::new(auth).allows_insecure_localhost(true).user_verification_when_preferred(verifies);
-        SoftAuthenticator { client, origin: Url::parse(origin).expect("test origin is a URL") }
+        let client = Client::new(auth)
+            .allows_insecure_localhost(true)
+            .user_verification_when_preferred(verifies);
+        SoftAuthenticator {
+            client,
+            origin: Url::parse(origin).expect("test origin is a URL"),
+        }
     }
 
     /// The origin the browser would report.
@@ -65,7 +89,8 @@ impl SoftAuthenticator {
 
     /// `navigator.credentials.create({publicKey})` then `toJSON()`.
     pub async fn register(&mut self, public_key: &Value) -> anyhow::Result<Value> {
-        let options: CredentialCreationOptions = serde_json::from_value(json!({ "publicKey": public_key }))?;
+        let options: CredentialCreationOptions =
+            serde_json::from_value(json!({ "publicKey": public_key }))?;
         let created = self
             .client
             .register(&self.origin, options, DefaultClientData)
@@ -76,7 +101,8 @@ impl SoftAuthenticator {
 
     /// `navigator.credentials.get({publicKey})` then `toJSON()`.
     pub async fn authenticate(&mut self, public_key: &Value) -> anyhow::Result<Value> {
-        let options: CredentialRequestOptions = serde_json::from_value(json!({ "publicKey": public_key }))?;
+        let options: CredentialRequestOptions =
+            serde_json::from_value(json!({ "publicKey": public_key }))?;
         let asserted = self
             .client
             .authenticate(&self.origin, options, DefaultClientData)

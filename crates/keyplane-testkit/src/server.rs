@@ -48,13 +48,22 @@ impl TestServerBuilder {
             Some(_) => None,
             None => Some(TestDatabase::new(self.backend).await),
         };
-        let url = self.database_url.clone().unwrap_or_else(|| database.as_ref().map(|d| d.url.clone()).unwrap_or_default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let url = self
+            .database_url
+            .clone()
+            .unwrap_or_else(|| database.as_ref().map(|d| d.url.clone()).unwrap_or_default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
         let addr = listener.local_addr().expect("bound address");
         let mut settings = self.settings;
-        settings.public_url = self.public_url.unwrap_or_else(|| format!("http://localhost:{}", addr.port()));
+        settings.public_url = self
+            .public_url
+            .unwrap_or_else(|| format!("http://localhost:{}", addr.port()));
         settings.database.url = url.clone();
-        let store = SqlStore::connect(&url, settings.max_connections()).await.expect("open the test database");
+        let store = SqlStore::connect(&url, settings.max_connections())
+            .await
+            .expect("open the test database");
         let app = App::new(Arc::new(store.clone()), self.clock, settings);
         let invitation = app.bootstrap().await.expect("bootstrap");
         let server = keyplane_server::spawn(app.clone(), listener).expect("start server");
@@ -104,7 +113,13 @@ impl Reply {
 
 impl TestServer {
     pub fn builder(backend: Backend) -> TestServerBuilder {
-        TestServerBuilder { backend, database_url: None, public_url: None, clock: Arc::new(SystemClock), settings: Settings::default() }
+        TestServerBuilder {
+            backend,
+            database_url: None,
+            public_url: None,
+            clock: Arc::new(SystemClock),
+            settings: Settings::default(),
+        }
     }
 
     pub async fn start(backend: Backend) -> TestServer {
@@ -125,7 +140,10 @@ impl TestServer {
     }
 
     pub async fn default_tenant(&self) -> Tenant {
-        self.app.tenant_named("default").await.expect("default tenant")
+        self.app
+            .tenant_named("default")
+            .await
+            .expect("default tenant")
     }
 
     /// A second tenant served at host `host` with origin `https://host`.
@@ -143,7 +161,14 @@ impl TestServer {
     }
 
     /// Sends a request with an optional Host override and bearer token; parses the JSON reply.
-    pub async fn request(&self, method: reqwest::Method, path: &str, host: Option<&str>, token: Option<&str>, body: Option<&Value>) -> Reply {
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        host: Option<&str>,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
         let mut req = self.http.request(method, self.url(path));
         if let Some(h) = host {
             req = req.header(reqwest::header::HOST, h);
@@ -158,27 +183,65 @@ impl TestServer {
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.expect("response body");
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        Reply { status, body, headers }
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Reply {
+            status,
+            body,
+            headers,
+        }
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
-        self.request(reqwest::Method::POST, path, None, None, Some(body)).await
+        self.request(reqwest::Method::POST, path, None, None, Some(body))
+            .await
     }
 
     /// Invites `username` in the default tenant; returns the enrolment token.
     pub async fn invite(&self, username: &str) -> String {
         let tenant = self.default_tenant().await;
-        self.app.invite(&tenant, username, None, None).await.expect("invite").token.expose().to_string()
+        self.app
+            .invite(&tenant, username, None, None)
+            .await
+            .expect("invite")
+            .token
+            .expose()
+            .to_string()
     }
 
     /// Registers a passkey on `auth` with an enrolment token; returns the credential summary.
     pub async fn enrol(&self, auth: &mut SoftAuthenticator, token: &str) -> Value {
-        let options = self.post("/api/v1/registration/options", &json!({ "enrolment_token": token })).await;
-        assert_eq!(options.status, StatusCode::OK, "registration options: {:?}", options.body);
-        let credential = auth.register(&options.body["publicKey"]).await.expect("authenticator registers");
-        let verify = self.post("/api/v1/registration/verify", &json!({ "ceremony": options.body["ceremony"], "credential": credential })).await;
-        assert_eq!(verify.status, StatusCode::CREATED, "registration verify: {:?}", verify.body);
+        let options = self
+            .post(
+                "/api/v1/registration/options",
+                &json!({ "enrolment_token": token }),
+            )
+            .await;
+        assert_eq!(
+            options.status,
+            StatusCode::OK,
+            "registration options: {:?}",
+            options.body
+        );
+        let credential = auth
+            .register(&options.body["publicKey"])
+            .await
+            .expect("authenticator registers");
+        let verify = self
+            .post(
+                "/api/v1/registration/verify",
+                &json!({ "ceremony": options.body["ceremony"], "credential": credential }),
+            )
+            .await;
+        assert_eq!(
+            verify.status,
+            StatusCode::CREATED,
+            "registration verify: {:?}",
+            verify.body
+        );
         verify.body
     }
 
@@ -189,9 +252,21 @@ impl TestServer {
             None => json!({}),
         };
         let options = self.post("/api/v1/authentication/options", &body).await;
-        assert_eq!(options.status, StatusCode::OK, "authentication options: {:?}", options.body);
-        let assertion = auth.authenticate(&options.body["publicKey"]).await.expect("authenticator signs");
-        self.post("/api/v1/authentication/verify", &json!({ "ceremony": options.body["ceremony"], "credential": assertion })).await
+        assert_eq!(
+            options.status,
+            StatusCode::OK,
+            "authentication options: {:?}",
+            options.body
+        );
+        let assertion = auth
+            .authenticate(&options.body["publicKey"])
+            .await
+            .expect("authenticator signs");
+        self.post(
+            "/api/v1/authentication/verify",
+            &json!({ "ceremony": options.body["ceremony"], "credential": assertion }),
+        )
+        .await
     }
 
     /// Signs in and returns the session body (token, aal, amr, ...), asserting success.
@@ -213,7 +288,10 @@ impl TestServer {
     /// All credentials of a tenant, straight from the store.
     pub async fn store_credentials(&self, tenant: &Tenant) -> Vec<keyplane_core::Credential> {
         use keyplane_store::Store;
-        self.store.list_credentials(&tenant.id, None).await.expect("list credentials")
+        self.store
+            .list_credentials(&tenant.id, None)
+            .await
+            .expect("list credentials")
     }
 
     /// Stops the server and removes its database.

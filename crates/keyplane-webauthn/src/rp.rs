@@ -89,7 +89,7 @@ impl ParsedAssertion {
                 "credential.rawId is empty",
             ));
         }
-        wire::check_token_binding(&inner.response.client_data_json)?;
+        wire::check_client_data(&inner.response.client_data_json)?;
         Ok(ParsedAssertion { inner })
     }
 
@@ -131,7 +131,7 @@ impl ParsedRegistration {
             }
         }
         verifiable_cose_key(&facts.public_key)?;
-        wire::check_token_binding(&inner.response.client_data_json)?;
+        wire::check_client_data(&inner.response.client_data_json)?;
         Ok(ParsedRegistration { inner, facts })
     }
 
@@ -327,20 +327,32 @@ impl RelyingParty {
             serde_json::from_str(state).map_err(|e| internal("decode state", e))?;
         let reg = &parsed.inner;
         let facts = parsed.facts.clone();
-        let cred = self.core.register_credential(reg, &state, None).map_err(|e| match e {
-            // The credential key already parsed in `from_json`, so in a TPM attestation this comes
-            // from webauthn-rs-core 0.6.2's attestation hash, which it implements for no algorithm.
-            WebauthnError::COSEKeyInvalidType if facts.fmt == "tpm" => Error::invalid(
-                "attestation_format_unsupported",
-                "this TPM attestation cannot be verified: webauthn-rs-core 0.6.2 implements no TPM attestation hash",
-            ),
-            e => map_webauthn_error(&e),
-        })?;
+        let (cred, attestation_verified) = match self.core.register_credential(reg, &state, None) {
+            Ok(cred) => (cred, true),
+            Err(e) if attestation_unverifiable(&e, &facts.fmt) => {
+                // webauthn-rs-core cannot judge this attestation statement (TPM: no attestation
+                // hash implemented; android-safetynet: unsupported; SHA-1 signed statements).
+                // The registration itself does not rest on attestation: verify everything else
+                // (challenge, origin, RP ID, flags, key) by presenting the same authenticator
+                // data without a statement, and record the attestation as unverifiable, for
+                // policy to weigh. Nothing in it is trusted.
+                tracing::info!(fmt = %facts.fmt, error = ?e, "attestation statement unverifiable; registering as unattested");
+                let stripped = without_attestation_statement(reg)?;
+                let cred = self
+                    .core
+                    .register_credential(&stripped, &state, None)
+                    .map_err(|e| map_webauthn_error(&e))?;
+                (cred, false)
+            }
+            Err(e) => return Err(map_webauthn_error(&e)),
+        };
         let attestation_trusted = match &opts.trust {
             None => None,
+            Some(_) if !attestation_verified => Some(false),
             Some(anchors) => Some(judge_trust(&cred, &facts, anchors, opts.at)?),
         };
         let attestation_type = match &cred.attestation.data {
+            _ if !attestation_verified => "unverifiable",
             ParsedAttestationData::Basic(_) => "basic",
             ParsedAttestationData::Self_ => "self",
             ParsedAttestationData::AttCa(_) => "attca",
@@ -559,4 +571,54 @@ fn judge_trust(
         Ok(Some(_)) => Ok(true),
         Ok(None) | Err(_) => Ok(false),
     }
+}
+
+/// Errors by which webauthn-rs-core says it cannot judge an attestation statement at all, as
+/// opposed to having judged it invalid.
+fn attestation_unverifiable(e: &WebauthnError, fmt: &str) -> bool {
+    match e {
+        WebauthnError::AttestationNotSupported => true,
+        // SHA-1 signed statements (old TPMs, U2F-era certificates): refused by design.
+        WebauthnError::CredentialInsecureCryptography => true,
+        // webauthn-rs-core 0.6.2 implements no TPM attestation hash and reports it as a key
+        // type error; the credential key itself already parsed in `ParsedRegistration`.
+        WebauthnError::COSEKeyInvalidType => fmt == "tpm",
+        _ => false,
+    }
+}
+
+/// The same response with its attestation object re-encoded as `fmt: "none"`, `attStmt: {}` and
+/// the identical authenticator data bytes.
+fn without_attestation_statement(
+    reg: &RegisterPublicKeyCredential,
+) -> Result<RegisterPublicKeyCredential, Error> {
+    use serde_cbor_2::Value as Cbor;
+    let malformed = || {
+        Error::invalid(
+            "malformed_attestation",
+            "attestationObject is not a CBOR map with authData",
+        )
+    };
+    let Cbor::Map(map) = serde_cbor_2::from_slice::<Cbor>(&reg.response.attestation_object)
+        .map_err(|_| malformed())?
+    else {
+        return Err(malformed());
+    };
+    let auth_data = map
+        .get(&Cbor::Text("authData".into()))
+        .cloned()
+        .ok_or_else(malformed)?;
+    let stripped = Cbor::Map(
+        [
+            (Cbor::Text("fmt".into()), Cbor::Text("none".into())),
+            (Cbor::Text("attStmt".into()), Cbor::Map(Default::default())),
+            (Cbor::Text("authData".into()), auth_data),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let mut out = reg.clone();
+    out.response.attestation_object =
+        serde_cbor_2::to_vec(&stripped).map_err(|e| internal("re-encode attestation", e))?;
+    Ok(out)
 }

@@ -50,14 +50,21 @@ fn member_mut<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
     path.iter().try_fold(v, |node, key| node.get_mut(*key))
 }
 
-/// WebAuthn Level 2 §5.8.1 defines `tokenBinding.status` as `present` or `supported`.
-/// webauthn-rs parses the member but never looks at it; any other status (such as the
-/// draft-era `not-supported`) means the client data is not what the specification allows.
-/// Client data that is not JSON at all is left for the library to report.
-pub(crate) fn check_token_binding(client_data_json: &[u8]) -> Result<(), Error> {
-    let Ok(client_data) = serde_json::from_slice::<Value>(client_data_json) else {
-        return Ok(());
-    };
+/// Checks clientDataJSON before anything is consumed: it must be a JSON object with the string
+/// members every ceremony reads (webauthn-rs checks their values), and, where present,
+/// `tokenBinding.status` must be `present` or `supported` (WebAuthn Level 2 §5.8.1) — webauthn-rs
+/// parses that member but never looks at it, so the draft-era `not-supported` is refused here.
+pub(crate) fn check_client_data(client_data_json: &[u8]) -> Result<(), Error> {
+    let client_data: Value = serde_json::from_slice(client_data_json)
+        .map_err(|_| Error::invalid("malformed_client_data", "clientDataJSON is not valid JSON"))?;
+    for member in ["type", "challenge", "origin"] {
+        if !client_data.get(member).is_some_and(Value::is_string) {
+            return Err(Error::invalid(
+                "malformed_client_data",
+                format!("clientDataJSON has no string member {member:?}"),
+            ));
+        }
+    }
     let Some(token_binding) = client_data.get("tokenBinding").and_then(Value::as_object) else {
         return Ok(());
     };
@@ -94,18 +101,32 @@ mod tests {
         assert_eq!(normalise_base64(&v), v);
     }
 
+    const BASE: &str = r#""type":"webauthn.create","challenge":"AA","origin":"https://a.test""#;
+
+    #[test]
+    fn client_data_must_be_an_object_with_the_members_ceremonies_read() {
+        let ok = |s: &str| check_client_data(s.as_bytes());
+        assert!(ok(&format!("{{{BASE}}}")).is_ok());
+        for bad in [
+            "not json",
+            "[]",
+            r#"{"type":"webauthn.create"}"#,
+            r#"{"type":1,"challenge":"AA","origin":"x"}"#,
+        ] {
+            assert_eq!(ok(bad).unwrap_err().code, "malformed_client_data", "{bad}");
+        }
+    }
+
     #[test]
     fn token_binding_status_must_be_a_defined_value() {
-        let ok = |s: &str| check_token_binding(s.as_bytes());
-        assert!(ok(r#"{"type":"webauthn.create"}"#).is_ok());
-        assert!(ok(r#"{"tokenBinding":{"status":"present","id":"AA"}}"#).is_ok());
-        assert!(ok(r#"{"tokenBinding":{"status":"supported"}}"#).is_ok());
-        assert!(ok("not json").is_ok(), "left for the library to report");
-        let e = ok(r#"{"tokenBinding":{"status":"not-supported"}}"#).unwrap_err();
-        assert_eq!(e.code, "malformed_client_data");
+        let ok =
+            |tb: &str| check_client_data(format!("{{{BASE},\"tokenBinding\":{tb}}}").as_bytes());
+        assert!(ok(r#"{"status":"present","id":"AA"}"#).is_ok());
+        assert!(ok(r#"{"status":"supported"}"#).is_ok());
         assert_eq!(
-            ok(r#"{"tokenBinding":{}}"#).unwrap_err().code,
+            ok(r#"{"status":"not-supported"}"#).unwrap_err().code,
             "malformed_client_data"
         );
+        assert_eq!(ok("{}").unwrap_err().code, "malformed_client_data");
     }
 }

@@ -20,6 +20,9 @@ use std::time::{Duration, SystemTime};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Verdict {
     Accepted,
+    /// Accepted, but with the attestation statement recorded as unverifiable (webauthn-rs-core
+    /// cannot judge the format); nothing in the attestation is trusted.
+    Unattested,
     Rejected(&'static str),
 }
 
@@ -84,40 +87,45 @@ const DIFFERENCES: &[(&str, Verdict, &str)] = &[
     ),
     (
         "tpm-dell-xps13-pywebauthn",
-        Verdict::Rejected("unsupported_algorithm"),
-        "TPM attestation statement signed with RS1 (SHA-1): webauthn-rs-core refuses SHA-1 attestation by \
-         design (CredentialInsecureCryptography)",
+        Verdict::Unattested,
+        "TPM attestation statement signed with RS1 (SHA-1), which webauthn-rs-core refuses by design \
+         (CredentialInsecureCryptography): registered with the attestation recorded as unverifiable, so \
+         Windows Hello still enrols; policy decides whether unattested credentials are acceptable",
     ),
     (
         "tpm-surface-pro4-pywebauthn",
-        Verdict::Rejected("unsupported_algorithm"),
-        "TPM attestation statement signed with RS1 (SHA-1): webauthn-rs-core refuses SHA-1 attestation by \
-         design (CredentialInsecureCryptography)",
+        Verdict::Unattested,
+        "TPM attestation statement signed with RS1 (SHA-1), which webauthn-rs-core refuses by design \
+         (CredentialInsecureCryptography): registered with the attestation recorded as unverifiable, so \
+         Windows Hello still enrols; policy decides whether unattested credentials are acceptable",
     ),
     (
         "tpm-ecc-pubarea-pywebauthn",
-        Verdict::Rejected("unsupported_algorithm"),
-        "TPM attestation statement signed with RS1 (SHA-1): webauthn-rs-core refuses SHA-1 attestation by \
-         design (CredentialInsecureCryptography)",
+        Verdict::Unattested,
+        "TPM attestation statement signed with RS1 (SHA-1), which webauthn-rs-core refuses by design \
+         (CredentialInsecureCryptography): registered with the attestation recorded as unverifiable, so \
+         Windows Hello still enrols; policy decides whether unattested credentials are acceptable",
     ),
     (
         "tpm-nonspec-san-simplewebauthn",
-        Verdict::Rejected("unsupported_algorithm"),
-        "TPM attestation statement signed with RS1 (SHA-1): webauthn-rs-core refuses SHA-1 attestation by \
-         design (CredentialInsecureCryptography)",
+        Verdict::Unattested,
+        "TPM attestation statement signed with RS1 (SHA-1), which webauthn-rs-core refuses by design \
+         (CredentialInsecureCryptography): registered with the attestation recorded as unverifiable, so \
+         Windows Hello still enrols; policy decides whether unattested credentials are acceptable",
     ),
     (
         "tpm-spec-compliant-san-simplewebauthn",
-        Verdict::Rejected("unsupported_algorithm"),
-        "TPM attestation statement signed with RS1 (SHA-1): webauthn-rs-core refuses SHA-1 attestation by \
-         design (CredentialInsecureCryptography)",
+        Verdict::Unattested,
+        "TPM attestation statement signed with RS1 (SHA-1), which webauthn-rs-core refuses by design \
+         (CredentialInsecureCryptography): registered with the attestation recorded as unverifiable, so \
+         Windows Hello still enrols; policy decides whether unattested credentials are acceptable",
     ),
     (
         "tpm-sha256-b-simplewebauthn",
-        Verdict::Rejected("attestation_format_unsupported"),
+        Verdict::Unattested,
         "TPM attestation statement signed with RS256: webauthn-rs-core 0.6.2 cannot verify any TPM attestation \
-         (crypto.rs only_hash_from_type implements no hash; it fails with COSEKeyInvalidType, which the \
-         adapter reports as attestation_format_unsupported)",
+         (crypto.rs only_hash_from_type implements no hash; it fails with COSEKeyInvalidType): registered \
+         with the attestation recorded as unverifiable",
     ),
     // -- Keyplane invariant 9 (malformed base64 is a 4xx).
     (
@@ -137,9 +145,10 @@ const DIFFERENCES: &[(&str, Verdict, &str)] = &[
     ),
     (
         "android-safetynet-cts-not-enforced-simplewebauthn",
-        Verdict::Rejected("attestation_format_unsupported"),
-        "android-safetynet attestation: webauthn-rs-core 0.6.2 does not implement the format at all \
-         (register_credential returns AttestationNotSupported); Google has retired the SafetyNet API",
+        Verdict::Unattested,
+        "android-safetynet attestation: webauthn-rs-core 0.6.2 does not implement the format \
+         (AttestationNotSupported; Google has retired the SafetyNet API): registered with the \
+         attestation recorded as unverifiable",
     ),
     (
         "fido-u2f-tokenbinding-unused-pywebauthn",
@@ -147,6 +156,21 @@ const DIFFERENCES: &[(&str, Verdict, &str)] = &[
         "clientDataJSON.tokenBinding is the string \"unused\", not the TokenBinding dictionary WebAuthn \
          defines; webauthn-rs-proto's CollectedClientData parses it strictly (ParseJSONFailure) and the \
          signed bytes cannot be re-encoded. py_webauthn ignores a non-object tokenBinding",
+    ),
+    (
+        "android-safetynet-cts-fail-negative-simplewebauthn",
+        Verdict::Unattested,
+        "the source rejects on ctsProfileMatch=false inside the SafetyNet statement; webauthn-rs-core cannot \
+         read SafetyNet at all, so the statement is not trusted and the credential is registered as \
+         unattested (a policy that requires verified attestation rejects it)",
+    ),
+    (
+        "tpm-aaguid-ext-mismatch-negative-simplewebauthn",
+        Verdict::Unattested,
+        "the source rejects because the TPM AIK certificate's AAGUID extension differs from authData; \
+         webauthn-rs-core 0.6.2 cannot verify TPM statements, so the statement and its certificate are \
+         ignored and the credential is registered as unattested (a policy requiring verified attestation \
+         rejects it)",
     ),
 ];
 
@@ -157,12 +181,6 @@ const REJECTION_CODES: &[(&str, &str, &str)] = &[
     ("es256-wrong-challenge-negative-simplewebauthn", "challenge_mismatch", "challenge is checked before the (also wrong) origin"),
     ("es256-wrong-rpid-negative-simplewebauthn", "rp_id_mismatch", "rpIdHash is not SHA-256(simplewebauthn.dev)"),
     ("rs256-wrong-public-key-negative-pywebauthn", "signature_invalid", "signature does not verify with the stored key"),
-    (
-        "android-safetynet-cts-fail-negative-simplewebauthn",
-        "attestation_format_unsupported",
-        "same verdict, other reason: webauthn-rs-core cannot verify android-safetynet at all, so the CTS \
-         check is never reached (see the accepted twin in DIFFERENCES)",
-    ),
     (
         "fido-u2f-tokenbinding-not-supported-negative-pywebauthn",
         "malformed_client_data",
@@ -181,18 +199,12 @@ const REJECTION_CODES: &[(&str, &str, &str)] = &[
         "attestation_untrusted",
         "the chain does not reach the configured (unrelated GlobalSign) root; the source RP rejects then",
     ),
-    (
-        "tpm-aaguid-ext-mismatch-negative-simplewebauthn",
-        "attestation_format_unsupported",
-        "same verdict, other reason: webauthn-rs-core 0.6.2 cannot verify TPM attestation (see \
-         tpm-sha256-b in DIFFERENCES), so the id-fido-gen-ce-aaguid check is never reached",
-    ),
 ];
 
 /// The algorithms the source RP accepted when its test did not pass a list: the library default
 /// at the pinned commit. Mirroring the source RP keeps the verdict about the bytes, not about our
-/// test configuration. (For every current vector, Keyplane's own offer — ES256, EdDSA, ES384,
-/// RS256 — gives the same verdicts: the keys outside it fail to parse before the list is consulted.)
+/// test configuration. (For every current vector, Keyplane's own offer — ES256, ES384, RS256 —
+/// gives the same verdicts: the keys outside it fail to parse before the list is consulted.)
 const PY_WEBAUTHN_DEFAULT_ALGS: &[i64] = &[-7, -8, -36, -37, -38, -39, -257, -258, -259];
 const SIMPLEWEBAUTHN_DEFAULT_ALGS: &[i64] = &[-8, -7, -36, -37, -38, -39, -257, -258, -259, -65535];
 
@@ -263,6 +275,7 @@ enum Outcome {
 impl Outcome {
     fn verdict(&self) -> Verdict {
         match self {
+            Outcome::Registered(r) if r.attestation_type == "unverifiable" => Verdict::Unattested,
             Outcome::Registered(_) | Outcome::Authenticated(_) => Verdict::Accepted,
             Outcome::Rejected(e) => Verdict::Rejected(e.code),
         }
@@ -565,6 +578,7 @@ fn check_facts(v: &Vector, outcome: &Outcome) -> Vec<String> {
 fn show(v: Verdict) -> String {
     match v {
         Verdict::Accepted => "accepted".into(),
+        Verdict::Unattested => "accepted-unattested".into(),
         Verdict::Rejected(code) => format!("rejected:{code}"),
     }
 }
@@ -618,7 +632,22 @@ fn every_vector_reaches_its_recorded_verdict_or_a_listed_difference() {
                     outcome
                 ));
             }
-            if (*listed == Verdict::Accepted) == source_ok {
+            let same_as_source = match listed {
+                Verdict::Accepted => source_ok,
+                Verdict::Rejected(_) => !source_ok,
+                // The source verified (or rejected on) the attestation; we cannot judge it at all.
+                Verdict::Unattested => false,
+            };
+            if *listed == Verdict::Unattested && source_ok && ours == *listed {
+                let bad = check_facts(v, &outcome);
+                if !bad.is_empty() {
+                    fail(format!(
+                        "accepted unattested, but facts differ: {}",
+                        bad.join("; ")
+                    ));
+                }
+            }
+            if same_as_source {
                 fail(format!(
                     "listed as a difference but the source verdict is the same ({})",
                     show(*listed)

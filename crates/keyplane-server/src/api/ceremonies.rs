@@ -14,7 +14,12 @@ use serde_json::json;
 use std::sync::Arc;
 
 fn ceremony_id(raw: &str) -> Result<CeremonyId, Error> {
-    CeremonyId::parse(raw).ok_or_else(|| Error::invalid("invalid_ceremony_id", "ceremony must be the id returned by the options call"))
+    CeremonyId::parse(raw).ok_or_else(|| {
+        Error::invalid(
+            "invalid_ceremony_id",
+            "ceremony must be the id returned by the options call",
+        )
+    })
 }
 
 fn started(s: StartedCeremony) -> Json<serde_json::Value> {
@@ -32,10 +37,23 @@ pub async fn registration_options(
     ApiJson(req): ApiJson<RegistrationOptionsRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let started_ceremony = match (&req.enrolment_token, &auth) {
-        (Some(token), _) => app.start_registration(&tenant, RegistrationAuth::Enrolment(&Secret::from_presented(token.as_str()))).await?,
-        (None, Some(a)) => app.start_registration(&tenant, RegistrationAuth::Session(&a.session)).await?,
+        (Some(token), _) => {
+            app.start_registration(
+                &tenant,
+                RegistrationAuth::Enrolment(&Secret::from_presented(token.as_str())),
+            )
+            .await?
+        }
+        (None, Some(a)) => {
+            app.start_registration(&tenant, RegistrationAuth::Session(&a.session))
+                .await?
+        }
         (None, None) => {
-            return Err(Error::unauthenticated("unauthenticated", "give an enrolment_token, or sign in to add another passkey").into())
+            return Err(Error::unauthenticated(
+                "unauthenticated",
+                "give an enrolment_token, or sign in to add another passkey",
+            )
+            .into())
         }
     };
     Ok(started(started_ceremony))
@@ -49,8 +67,19 @@ pub async fn registration_verify(
 ) -> ApiResult<impl IntoResponse> {
     let id = ceremony_id(&req.ceremony)?;
     let session = auth.as_ref().map(|a| &a.session);
-    let cred = app.finish_registration(&tenant, &id, &req.credential, req.nickname.as_deref(), session).await?;
-    Ok((axum::http::StatusCode::CREATED, Json(credential_json(&cred))))
+    let cred = app
+        .finish_registration(
+            &tenant,
+            &id,
+            &req.credential,
+            req.nickname.as_deref(),
+            session,
+        )
+        .await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(credential_json(&cred)),
+    ))
 }
 
 pub async fn authentication_options(
@@ -58,7 +87,10 @@ pub async fn authentication_options(
     TenantCtx(tenant): TenantCtx,
     ApiJson(req): ApiJson<AuthenticationOptionsRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(started(app.start_authentication(&tenant, req.username.as_deref()).await?))
+    Ok(started(
+        app.start_authentication(&tenant, req.username.as_deref())
+            .await?,
+    ))
 }
 
 pub async fn authentication_verify(
@@ -67,12 +99,20 @@ pub async fn authentication_verify(
     ApiJson(req): ApiJson<AuthenticationVerifyRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let id = ceremony_id(&req.ceremony)?;
-    let signed_in = app.finish_authentication(&tenant, &id, &req.credential).await?;
+    let signed_in = app
+        .finish_authentication(&tenant, &id, &req.credential)
+        .await?;
     let csrf = signed_in.token.derive("csrf");
     let max_age = app.settings.session_ttl_secs;
     let mut headers = HeaderMap::new();
     for c in [
-        session_cookie(&tenant, SESSION_COOKIE, signed_in.token.expose(), max_age, true),
+        session_cookie(
+            &tenant,
+            SESSION_COOKIE,
+            signed_in.token.expose(),
+            max_age,
+            true,
+        ),
         session_cookie(&tenant, CSRF_COOKIE, &csrf, max_age, false),
     ] {
         headers.append(header::SET_COOKIE, c);
@@ -89,7 +129,13 @@ pub async fn authentication_verify(
 
 /// Cookies are `Secure` unless the tenant is served over plain HTTP, which tenant validation
 /// only allows for `localhost`.
-pub fn session_cookie(tenant: &Tenant, name: &str, value: &str, max_age: i64, http_only: bool) -> HeaderValue {
+pub fn session_cookie(
+    tenant: &Tenant,
+    name: &str,
+    value: &str,
+    max_age: i64,
+    http_only: bool,
+) -> HeaderValue {
     let secure = !tenant.origins.iter().all(|o| o.starts_with("http://"));
     let mut c = format!("{name}={value}; Path=/; SameSite=Lax; Max-Age={max_age}");
     if http_only {

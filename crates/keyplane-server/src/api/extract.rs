@@ -61,14 +61,23 @@ fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
 
 fn presented_token(parts: &Parts) -> Result<Option<(Secret, AuthMethod)>, Error> {
     if let Some(h) = parts.headers.get(header::AUTHORIZATION) {
-        let v = h.to_str().map_err(|_| Error::unauthenticated("unauthenticated", "malformed Authorization header"))?;
+        let v = h.to_str().map_err(|_| {
+            Error::unauthenticated("unauthenticated", "malformed Authorization header")
+        })?;
         let token = v
             .strip_prefix("Bearer ")
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::unauthenticated("unauthenticated", "Authorization must be \"Bearer <token>\""))?;
+            .ok_or_else(|| {
+                Error::unauthenticated(
+                    "unauthenticated",
+                    "Authorization must be \"Bearer <token>\"",
+                )
+            })?;
         return Ok(Some((Secret::from_presented(token), AuthMethod::Bearer)));
     }
-    Ok(cookie(parts, SESSION_COOKIE).filter(|t| !t.is_empty()).map(|t| (Secret::from_presented(t), AuthMethod::Cookie)))
+    Ok(cookie(parts, SESSION_COOKIE)
+        .filter(|t| !t.is_empty())
+        .map(|t| (Secret::from_presented(t), AuthMethod::Cookie)))
 }
 
 /// Cookie-authenticated requests that change state must carry the session's CSRF token in a
@@ -78,11 +87,18 @@ fn check_csrf(parts: &Parts, token: &Secret) -> Result<(), Error> {
         return Ok(());
     }
     let expected = token.derive("csrf");
-    let presented = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let presented = parts
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     if keyplane_core::secret::constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
-        Err(Error::forbidden("csrf_failed", "missing or wrong X-CSRF-Token header for a cookie-authenticated change"))
+        Err(Error::forbidden(
+            "csrf_failed",
+            "missing or wrong X-CSRF-Token header for a cookie-authenticated change",
+        ))
     }
 }
 
@@ -91,13 +107,23 @@ impl FromRequestParts<Arc<App>> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         let TenantCtx(tenant) = TenantCtx::from_request_parts(parts, app).await?;
-        let (token, method) =
-            presented_token(parts)?.ok_or_else(|| Error::unauthenticated("unauthenticated", "sign in first: no session token or cookie"))?;
+        let (token, method) = presented_token(parts)?.ok_or_else(|| {
+            Error::unauthenticated(
+                "unauthenticated",
+                "sign in first: no session token or cookie",
+            )
+        })?;
         let (session, user) = app.session_for_token(&tenant, &token).await?;
         if method == AuthMethod::Cookie {
             check_csrf(parts, &token)?;
         }
-        Ok(Auth { tenant, session, user, token, method })
+        Ok(Auth {
+            tenant,
+            session,
+            user,
+            token,
+            method,
+        })
     }
 }
 
@@ -111,7 +137,9 @@ impl FromRequestParts<Arc<App>> for MaybeAuth {
         if presented_token(parts)?.is_none() {
             return Ok(MaybeAuth(None));
         }
-        Auth::from_request_parts(parts, app).await.map(|a| MaybeAuth(Some(a)))
+        Auth::from_request_parts(parts, app)
+            .await
+            .map(|a| MaybeAuth(Some(a)))
     }
 }
 
@@ -128,12 +156,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Err(rejection) => Err(ApiError(match rejection {
                 JsonRejection::JsonDataError(e) => Error::invalid("invalid_request", e.body_text()),
                 JsonRejection::JsonSyntaxError(e) => Error::invalid("invalid_json", e.body_text()),
-                JsonRejection::MissingJsonContentType(_) => {
-                    Error::invalid("unsupported_media_type", "send the body as Content-Type: application/json")
-                }
-                other if other.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-                    Error::new(ErrorKind::TooLarge, "payload_too_large", "the request body is larger than this server accepts")
-                }
+                JsonRejection::MissingJsonContentType(_) => Error::invalid(
+                    "unsupported_media_type",
+                    "send the body as Content-Type: application/json",
+                ),
+                other if other.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => Error::new(
+                    ErrorKind::TooLarge,
+                    "payload_too_large",
+                    "the request body is larger than this server accepts",
+                ),
                 other => Error::invalid("invalid_request", other.body_text()),
             })),
         }

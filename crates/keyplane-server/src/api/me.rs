@@ -14,7 +14,8 @@ use serde_json::json;
 use std::sync::Arc;
 
 fn credential_id(raw: &str) -> Result<CredentialRecordId, Error> {
-    CredentialRecordId::parse(raw).ok_or_else(|| Error::not_found("credential_not_found", "no such passkey on your account"))
+    CredentialRecordId::parse(raw)
+        .ok_or_else(|| Error::not_found("credential_not_found", "no such passkey on your account"))
 }
 
 pub async fn me(auth: Auth) -> ApiResult<impl IntoResponse> {
@@ -25,13 +26,24 @@ pub async fn me(auth: Auth) -> ApiResult<impl IntoResponse> {
     Ok(Json(body))
 }
 
-pub async fn list_credentials(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl IntoResponse> {
+pub async fn list_credentials(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+) -> ApiResult<impl IntoResponse> {
     let creds = app.my_credentials(&auth.tenant, &auth.user.id).await?;
-    Ok(Json(json!({ "credentials": creds.iter().map(credential_json).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "credentials": creds.iter().map(credential_json).collect::<Vec<_>>() }),
+    ))
 }
 
-pub async fn get_credential(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    let c = app.my_credential(&auth.tenant, &auth.user.id, &credential_id(&id)?).await?;
+pub async fn get_credential(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let c = app
+        .my_credential(&auth.tenant, &auth.user.id, &credential_id(&id)?)
+        .await?;
     Ok(Json(credential_json(&c)))
 }
 
@@ -41,19 +53,37 @@ pub async fn rename_credential(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<RenameCredentialRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let c = app.rename_my_credential(&auth.tenant, &auth.user.id, &credential_id(&id)?, &req.nickname).await?;
+    let c = app
+        .rename_my_credential(
+            &auth.tenant,
+            &auth.user.id,
+            &credential_id(&id)?,
+            &req.nickname,
+        )
+        .await?;
     Ok(Json(credential_json(&c)))
 }
 
-pub async fn delete_credential(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    app.remove_my_credential(&auth.tenant, &auth.user.id, &credential_id(&id)?).await?;
+pub async fn delete_credential(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    app.remove_my_credential(&auth.tenant, &auth.user.id, &credential_id(&id)?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn logout(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl IntoResponse> {
     app.logout(&auth.tenant, &auth.session).await?;
     let mut headers = HeaderMap::new();
-    headers.append(header::SET_COOKIE, session_cookie(&auth.tenant, SESSION_COOKIE, "", 0, true));
-    headers.append(header::SET_COOKIE, session_cookie(&auth.tenant, CSRF_COOKIE, "", 0, false));
+    headers.append(
+        header::SET_COOKIE,
+        session_cookie(&auth.tenant, SESSION_COOKIE, "", 0, true),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        session_cookie(&auth.tenant, CSRF_COOKIE, "", 0, false),
+    );
     Ok((StatusCode::NO_CONTENT, headers))
 }

@@ -68,8 +68,17 @@ async fn method_not_allowed() -> Response {
 async fn record_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().to_string();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
     let response = next.run(req).await;
-    crate::metrics::request_finished(method, route, response.status().as_u16(), start.elapsed().as_secs_f64());
+    crate::metrics::request_finished(
+        method,
+        route,
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     response
 }

@@ -21,13 +21,23 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn readyz(State(app): State<Arc<App>>) -> ApiResult<impl IntoResponse> {
     app.store.ping().await.map_err(Error::from)?;
     let level = app.store.migration_level().await.map_err(Error::from)?;
-    Ok(Json(json!({ "status": "ready", "database": app.store.backend().as_str(), "migration": level })))
+    Ok(Json(
+        json!({ "status": "ready", "database": app.store.backend().as_str(), "migration": level }),
+    ))
 }
 
 pub async fn metrics() -> impl IntoResponse {
     match crate::metrics::handle() {
-        Some(h) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()),
-        None => (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "text/plain")], "metrics recorder unavailable\n".into()),
+        Some(h) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "metrics recorder unavailable\n".into(),
+        ),
     }
 }
 

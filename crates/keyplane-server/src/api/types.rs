@@ -48,6 +48,7 @@ pub fn credential_json(c: &Credential) -> Value {
         "nickname": c.nickname,
         "aaguid": c.aaguid,
         "attestation_format": c.attestation_format,
+        "attestation_type": c.attestation_type,
         "transports": c.transports,
         "backup_eligible": c.backup_eligible,
         "backup_state": c.backup_state,

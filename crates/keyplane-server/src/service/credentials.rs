@@ -5,30 +5,62 @@ use keyplane_core::*;
 
 impl App {
     /// The user's passkeys that are not revoked, oldest first.
-    pub async fn my_credentials(&self, tenant: &Tenant, user: &UserId) -> Result<Vec<Credential>, Error> {
+    pub async fn my_credentials(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+    ) -> Result<Vec<Credential>, Error> {
         let all = self.store.list_credentials(&tenant.id, Some(user)).await?;
-        Ok(all.into_iter().filter(|c| c.status != CredentialStatus::Revoked).collect())
+        Ok(all
+            .into_iter()
+            .filter(|c| c.status != CredentialStatus::Revoked)
+            .collect())
     }
 
-    pub async fn my_credential(&self, tenant: &Tenant, user: &UserId, id: &CredentialRecordId) -> Result<Credential, Error> {
+    pub async fn my_credential(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        id: &CredentialRecordId,
+    ) -> Result<Credential, Error> {
         self.store
             .credential_by_id(&tenant.id, id)
             .await?
             .filter(|c| &c.user_id == user && c.status != CredentialStatus::Revoked)
-            .ok_or_else(|| Error::not_found("credential_not_found", "no such passkey on your account"))
+            .ok_or_else(|| {
+                Error::not_found("credential_not_found", "no such passkey on your account")
+            })
     }
 
-    pub async fn rename_my_credential(&self, tenant: &Tenant, user: &UserId, id: &CredentialRecordId, nickname: &str) -> Result<Credential, Error> {
+    pub async fn rename_my_credential(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        id: &CredentialRecordId,
+        nickname: &str,
+    ) -> Result<Credential, Error> {
         let nickname = normalise_nickname(nickname)?;
-        if !self.store.rename_credential(&tenant.id, user, id, &nickname).await? {
-            return Err(Error::not_found("credential_not_found", "no such passkey on your account"));
+        if !self
+            .store
+            .rename_credential(&tenant.id, user, id, &nickname)
+            .await?
+        {
+            return Err(Error::not_found(
+                "credential_not_found",
+                "no such passkey on your account",
+            ));
         }
         self.my_credential(tenant, user, id).await
     }
 
     /// Removes (revokes) one of the user's passkeys. The last active passkey cannot be removed:
     /// that would lock the user out with no governed way back in.
-    pub async fn remove_my_credential(&self, tenant: &Tenant, user: &UserId, id: &CredentialRecordId) -> Result<(), Error> {
+    pub async fn remove_my_credential(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        id: &CredentialRecordId,
+    ) -> Result<(), Error> {
         let target = self.my_credential(tenant, user, id).await?;
         let others_active = self
             .my_credentials(tenant, user)
@@ -37,10 +69,18 @@ impl App {
             .filter(|c| c.id != target.id && c.status == CredentialStatus::Active)
             .count();
         if target.status == CredentialStatus::Active && others_active == 0 {
-            return Err(Error::conflict("last_credential", "this is your only active passkey; add another before removing it"));
+            return Err(Error::conflict(
+                "last_credential",
+                "this is your only active passkey; add another before removing it",
+            ));
         }
         self.store
-            .set_credential_status(&tenant.id, &target.id, CredentialStatus::Revoked, "removed_by_user")
+            .set_credential_status(
+                &tenant.id,
+                &target.id,
+                CredentialStatus::Revoked,
+                "removed_by_user",
+            )
             .await?;
         Ok(())
     }

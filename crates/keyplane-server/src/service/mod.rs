@@ -26,7 +26,11 @@ pub struct App {
 
 impl App {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings) -> Arc<Self> {
-        Arc::new(App { store, clock, settings })
+        Arc::new(App {
+            store,
+            clock,
+            settings,
+        })
     }
 
     /// The relying party of a tenant. Cheap to build; built per ceremony so that a tenant's
@@ -36,7 +40,9 @@ impl App {
             rp_id: tenant.rp_id.clone(),
             rp_name: tenant.rp_name.clone(),
             origins: tenant.origins.clone(),
-            timeout: Duration::from_secs(u64::try_from(self.settings.ceremony_ttl_secs).unwrap_or(300)),
+            timeout: Duration::from_secs(
+                u64::try_from(self.settings.ceremony_ttl_secs).unwrap_or(300),
+            ),
         })
     }
 }

@@ -25,7 +25,11 @@ pub struct StartedCeremony {
 const KIND: &str = "registration";
 
 impl App {
-    pub async fn start_registration(&self, tenant: &Tenant, auth: RegistrationAuth<'_>) -> Result<StartedCeremony, Error> {
+    pub async fn start_registration(
+        &self,
+        tenant: &Tenant,
+        auth: RegistrationAuth<'_>,
+    ) -> Result<StartedCeremony, Error> {
         let now = self.clock.now();
         let (user, purpose, enrolment_id) = match auth {
             RegistrationAuth::Enrolment(token) => {
@@ -34,7 +38,12 @@ impl App {
                     .enrolment_by_token(&tenant.id, &token.hash())
                     .await?
                     .filter(|e| e.is_usable(now))
-                    .ok_or_else(|| Error::unauthenticated("enrolment_token_invalid", "the enrolment link is unknown, used or expired"))?;
+                    .ok_or_else(|| {
+                        Error::unauthenticated(
+                            "enrolment_token_invalid",
+                            "the enrolment link is unknown, used or expired",
+                        )
+                    })?;
                 let user = self.active_user(tenant, &enrolment.user_id).await?;
                 (user, CeremonyPurpose::Enrolment, Some(enrolment.id))
             }
@@ -43,14 +52,23 @@ impl App {
                 (user, CeremonyPurpose::AddCredential, None)
             }
         };
-        let existing = self.store.list_credentials(&tenant.id, Some(&user.id)).await?;
+        let existing = self
+            .store
+            .list_credentials(&tenant.id, Some(&user.id))
+            .await?;
         let exclude = existing
             .iter()
             .filter(|c| c.status != CredentialStatus::Revoked)
             .map(|c| c.credential_id.clone())
             .collect();
         let rp = self.relying_party(tenant)?;
-        let (public_key, state) = rp.start_registration(&user.user_handle, &user.username, &user.display_name, exclude, false)?;
+        let (public_key, state) = rp.start_registration(
+            &user.user_handle,
+            &user.username,
+            &user.display_name,
+            exclude,
+            false,
+        )?;
         let ceremony = Ceremony {
             id: CeremonyId::generate(),
             tenant_id: tenant.id.clone(),
@@ -63,7 +81,10 @@ impl App {
         };
         self.store.insert_ceremony(&ceremony).await?;
         metrics::ceremony_started(KIND);
-        Ok(StartedCeremony { ceremony, public_key })
+        Ok(StartedCeremony {
+            ceremony,
+            public_key,
+        })
     }
 
     /// Verifies the browser's response and stores the new credential. `session` must be given
@@ -76,7 +97,9 @@ impl App {
         nickname: Option<&str>,
         session: Option<&Session>,
     ) -> Result<Credential, Error> {
-        let result = self.finish_registration_inner(tenant, ceremony_id, credential, nickname, session).await;
+        let result = self
+            .finish_registration_inner(tenant, ceremony_id, credential, nickname, session)
+            .await;
         match &result {
             Ok(_) => metrics::ceremony_succeeded(KIND),
             Err(e) => metrics::ceremony_failed(KIND, e.code),
@@ -97,9 +120,13 @@ impl App {
         let parsed = ParsedRegistration::from_json(credential)?;
         // An enrolment ceremony needs no session; an add-credential ceremony needs the session of
         // the user it was started for. Anything else is indistinguishable from "not found".
-        let ceremony = match self.take_ceremony(tenant, ceremony_id, CeremonyPurpose::Enrolment).await {
+        let ceremony = match self
+            .take_ceremony(tenant, ceremony_id, CeremonyPurpose::Enrolment)
+            .await
+        {
             Err(e) if e.code == "ceremony_not_found" && session.is_some() => {
-                self.take_ceremony(tenant, ceremony_id, CeremonyPurpose::AddCredential).await?
+                self.take_ceremony(tenant, ceremony_id, CeremonyPurpose::AddCredential)
+                    .await?
             }
             other => other?,
         };
@@ -107,14 +134,23 @@ impl App {
             .user_id
             .clone()
             .ok_or_else(|| Error::internal("registration ceremony without a user"))?;
-        if ceremony.purpose == CeremonyPurpose::AddCredential && session.map(|s| &s.user_id) != Some(&user_id) {
-            return Err(Error::not_found("ceremony_not_found", "no such ceremony for this session"));
+        if ceremony.purpose == CeremonyPurpose::AddCredential
+            && session.map(|s| &s.user_id) != Some(&user_id)
+        {
+            return Err(Error::not_found(
+                "ceremony_not_found",
+                "no such ceremony for this session",
+            ));
         }
         let user = self.active_user(tenant, &user_id).await?;
         let rp = self.relying_party(tenant)?;
-        let registered = rp.finish_parsed_registration(&ceremony.state, &parsed, &VerifyOptions::default())?;
+        let registered =
+            rp.finish_parsed_registration(&ceremony.state, &parsed, &VerifyOptions::default())?;
         let now = self.clock.now();
-        let existing = self.store.list_credentials(&tenant.id, Some(&user.id)).await?;
+        let existing = self
+            .store
+            .list_credentials(&tenant.id, Some(&user.id))
+            .await?;
         let nickname = nickname.unwrap_or_else(|| format!("Passkey {}", existing.len() + 1));
         let record = Credential {
             id: CredentialRecordId::generate(),
@@ -128,6 +164,7 @@ impl App {
             backup_eligible: registered.facts.backup_eligible,
             backup_state: registered.facts.backup_state,
             attestation_format: registered.facts.fmt.clone(),
+            attestation_type: registered.attestation_type.to_string(),
             user_verified: registered.facts.user_verified,
             nickname,
             created_at: now,
@@ -137,28 +174,49 @@ impl App {
             library_state: registered.library_state,
         };
         let enrolment = ceremony.enrolment_id.as_ref().map(|e| (e, now));
-        self.store.register_credential(&record, enrolment).await.map_err(|e| match e {
-            keyplane_store::StoreError::Conflict(what) if what.contains("enrolment") => {
-                Error::unauthenticated("enrolment_token_invalid", "the enrolment link was used meanwhile")
-            }
-            keyplane_store::StoreError::Conflict(_) => {
-                Error::conflict("credential_already_registered", "this passkey is already registered")
-            }
-            other => other.into(),
-        })?;
+        self.store
+            .register_credential(&record, enrolment)
+            .await
+            .map_err(|e| match e {
+                keyplane_store::StoreError::Conflict(what) if what.contains("enrolment") => {
+                    Error::unauthenticated(
+                        "enrolment_token_invalid",
+                        "the enrolment link was used meanwhile",
+                    )
+                }
+                keyplane_store::StoreError::Conflict(_) => Error::conflict(
+                    "credential_already_registered",
+                    "this passkey is already registered",
+                ),
+                other => other.into(),
+            })?;
         Ok(record)
     }
 
     /// Takes a ceremony for this tenant and purpose; a replay, another tenant's ceremony or the
     /// wrong purpose all look the same: not found. An expired one is consumed and refused.
-    pub(crate) async fn take_ceremony(&self, tenant: &Tenant, id: &CeremonyId, purpose: CeremonyPurpose) -> Result<Ceremony, Error> {
+    pub(crate) async fn take_ceremony(
+        &self,
+        tenant: &Tenant,
+        id: &CeremonyId,
+        purpose: CeremonyPurpose,
+    ) -> Result<Ceremony, Error> {
         let ceremony = self
             .store
             .take_ceremony(&tenant.id, id, purpose)
             .await?
-            .ok_or_else(|| Error::not_found("ceremony_not_found", "no such ceremony: unknown, already used, or for another purpose"))?;
+            .ok_or_else(|| {
+                Error::not_found(
+                    "ceremony_not_found",
+                    "no such ceremony: unknown, already used, or for another purpose",
+                )
+            })?;
         if ceremony.is_expired(self.clock.now()) {
-            return Err(Error::new(ErrorKind::Gone, "ceremony_expired", "the ceremony expired; start again"));
+            return Err(Error::new(
+                ErrorKind::Gone,
+                "ceremony_expired",
+                "the ceremony expired; start again",
+            ));
         }
         Ok(ceremony)
     }
@@ -170,7 +228,10 @@ impl App {
             .await?
             .ok_or_else(|| Error::not_found("unknown_user", "no such user"))?;
         if user.status != UserStatus::Active {
-            return Err(Error::forbidden("user_inactive", "the account is suspended or deprovisioned"));
+            return Err(Error::forbidden(
+                "user_inactive",
+                "the account is suspended or deprovisioned",
+            ));
         }
         Ok(user)
     }

@@ -23,14 +23,22 @@ impl App {
     /// Starts a sign-in. With a username, the user's passkeys are listed; an unknown username
     /// gets a decoy list so that the answer does not reveal whether the account exists. Without
     /// one, the ceremony is usernameless (discoverable credentials, conditional mediation).
-    pub async fn start_authentication(&self, tenant: &Tenant, username: Option<&str>) -> Result<StartedCeremony, Error> {
+    pub async fn start_authentication(
+        &self,
+        tenant: &Tenant,
+        username: Option<&str>,
+    ) -> Result<StartedCeremony, Error> {
         let now = self.clock.now();
         let rp = self.relying_party(tenant)?;
         let (user_id, allowed, decoys) = match username {
             None => (None, vec![], vec![]),
             Some(raw) => {
                 let username = normalise_username(raw)?;
-                let user = self.store.user_by_username(&tenant.id, &username).await?.filter(|u| u.status == UserStatus::Active);
+                let user = self
+                    .store
+                    .user_by_username(&tenant.id, &username)
+                    .await?
+                    .filter(|u| u.status == UserStatus::Active);
                 let creds = match &user {
                     Some(u) => self.store.list_credentials(&tenant.id, Some(&u.id)).await?,
                     None => vec![],
@@ -60,11 +68,21 @@ impl App {
         };
         self.store.insert_ceremony(&ceremony).await?;
         metrics::ceremony_started(KIND);
-        Ok(StartedCeremony { ceremony, public_key })
+        Ok(StartedCeremony {
+            ceremony,
+            public_key,
+        })
     }
 
-    pub async fn finish_authentication(&self, tenant: &Tenant, ceremony_id: &CeremonyId, credential: &Value) -> Result<SignedIn, Error> {
-        let result = self.finish_authentication_inner(tenant, ceremony_id, credential).await;
+    pub async fn finish_authentication(
+        &self,
+        tenant: &Tenant,
+        ceremony_id: &CeremonyId,
+        credential: &Value,
+    ) -> Result<SignedIn, Error> {
+        let result = self
+            .finish_authentication_inner(tenant, ceremony_id, credential)
+            .await;
         match &result {
             Ok(_) => metrics::ceremony_succeeded(KIND),
             Err(e) => metrics::ceremony_failed(KIND, e.code),
@@ -72,11 +90,19 @@ impl App {
         result
     }
 
-    async fn finish_authentication_inner(&self, tenant: &Tenant, ceremony_id: &CeremonyId, credential: &Value) -> Result<SignedIn, Error> {
+    async fn finish_authentication_inner(
+        &self,
+        tenant: &Tenant,
+        ceremony_id: &CeremonyId,
+        credential: &Value,
+    ) -> Result<SignedIn, Error> {
         // Decode before consuming the ceremony: a malformed body changes nothing.
         let assertion = ParsedAssertion::from_json(credential)?;
-        let ceremony = self.take_ceremony(tenant, ceremony_id, CeremonyPurpose::SignIn).await?;
-        let unknown = || Error::unauthenticated("unknown_credential", "this passkey is not registered here");
+        let ceremony = self
+            .take_ceremony(tenant, ceremony_id, CeremonyPurpose::SignIn)
+            .await?;
+        let unknown =
+            || Error::unauthenticated("unknown_credential", "this passkey is not registered here");
         let stored = self
             .store
             .credential_by_credential_id(&tenant.id, assertion.credential_id())
@@ -89,22 +115,40 @@ impl App {
                 return Err(unknown());
             }
         }
-        let user = self.store.user_by_id(&tenant.id, &stored.user_id).await?.ok_or_else(unknown)?;
+        let user = self
+            .store
+            .user_by_id(&tenant.id, &stored.user_id)
+            .await?
+            .ok_or_else(unknown)?;
         match assertion.user_handle() {
             Some(h) if h != user.user_handle.as_slice() => return Err(unknown()),
             None if ceremony.user_id.is_none() => {
-                return Err(Error::invalid("user_handle_missing", "a usernameless sign-in needs the user handle"))
+                return Err(Error::invalid(
+                    "user_handle_missing",
+                    "a usernameless sign-in needs the user handle",
+                ))
             }
             _ => {}
         }
         if stored.status != CredentialStatus::Active {
-            return Err(Error::forbidden("credential_inactive", "this passkey is suspended or revoked"));
+            return Err(Error::forbidden(
+                "credential_inactive",
+                "this passkey is suspended or revoked",
+            ));
         }
         if user.status != UserStatus::Active {
-            return Err(Error::forbidden("user_inactive", "the account is suspended or deprovisioned"));
+            return Err(Error::forbidden(
+                "user_inactive",
+                "the account is suspended or deprovisioned",
+            ));
         }
         let rp = self.relying_party(tenant)?;
-        let outcome = match rp.finish_authentication(&ceremony.state, &assertion, &stored.library_state, stored.sign_count) {
+        let outcome = match rp.finish_authentication(
+            &ceremony.state,
+            &assertion,
+            &stored.library_state,
+            stored.sign_count,
+        ) {
             Ok(o) => o,
             Err(e) if e.code == "sign_count_regression" => {
                 self.suspend_for_regression(tenant, &stored.id).await?;
@@ -116,7 +160,10 @@ impl App {
             Err(e) => return Err(e),
         };
         let now = self.clock.now();
-        let (aal, amr) = assess(AssuranceFacts { user_present: true, user_verified: outcome.user_verified });
+        let (aal, amr) = assess(AssuranceFacts {
+            user_present: true,
+            user_verified: outcome.user_verified,
+        });
         let token = Secret::generate(&mut rand::rng());
         let session = Session {
             id: SessionId::generate(),
@@ -151,29 +198,62 @@ impl App {
             let current = self.store.credential_by_id(&tenant.id, &stored.id).await?;
             if current.as_ref().map(|c| c.status) == Some(CredentialStatus::Active) {
                 self.suspend_for_regression(tenant, &stored.id).await?;
-                return Err(Error::unauthenticated("sign_count_regression", "the signature counter went backwards; the passkey is suspended"));
+                return Err(Error::unauthenticated(
+                    "sign_count_regression",
+                    "the signature counter went backwards; the passkey is suspended",
+                ));
             }
-            return Err(Error::forbidden("credential_inactive", "this passkey is suspended or revoked"));
+            return Err(Error::forbidden(
+                "credential_inactive",
+                "this passkey is suspended or revoked",
+            ));
         }
-        Ok(SignedIn { session, token, user, credential: stored.id })
+        Ok(SignedIn {
+            session,
+            token,
+            user,
+            credential: stored.id,
+        })
     }
 
-    async fn suspend_for_regression(&self, tenant: &Tenant, id: &CredentialRecordId) -> Result<(), Error> {
+    async fn suspend_for_regression(
+        &self,
+        tenant: &Tenant,
+        id: &CredentialRecordId,
+    ) -> Result<(), Error> {
         tracing::warn!(tenant = %tenant.name, credential = %id, "sign-count regression: credential suspended");
         self.store
-            .set_credential_status(&tenant.id, id, CredentialStatus::Suspended, "sign_count_regression")
+            .set_credential_status(
+                &tenant.id,
+                id,
+                CredentialStatus::Suspended,
+                "sign_count_regression",
+            )
             .await?;
         Ok(())
     }
 
     /// The session a bearer token or cookie stands for, with its user, if still valid.
-    pub async fn session_for_token(&self, tenant: &Tenant, token: &Secret) -> Result<(Session, User), Error> {
-        let invalid = || Error::unauthenticated("unauthenticated", "sign in first: no valid session");
-        let session = self.store.session_by_token(&tenant.id, &token.hash()).await?.ok_or_else(invalid)?;
+    pub async fn session_for_token(
+        &self,
+        tenant: &Tenant,
+        token: &Secret,
+    ) -> Result<(Session, User), Error> {
+        let invalid =
+            || Error::unauthenticated("unauthenticated", "sign in first: no valid session");
+        let session = self
+            .store
+            .session_by_token(&tenant.id, &token.hash())
+            .await?
+            .ok_or_else(invalid)?;
         if session.is_expired(self.clock.now()) {
             return Err(invalid());
         }
-        let user = self.store.user_by_id(&tenant.id, &session.user_id).await?.ok_or_else(invalid)?;
+        let user = self
+            .store
+            .user_by_id(&tenant.id, &session.user_id)
+            .await?
+            .ok_or_else(invalid)?;
         if user.status != UserStatus::Active {
             return Err(invalid());
         }
@@ -181,7 +261,9 @@ impl App {
     }
 
     pub async fn logout(&self, tenant: &Tenant, session: &Session) -> Result<(), Error> {
-        self.store.revoke_session(&tenant.id, &session.id, self.clock.now()).await?;
+        self.store
+            .revoke_session(&tenant.id, &session.id, self.clock.now())
+            .await?;
         Ok(())
     }
 }

@@ -23,33 +23,57 @@ pub struct NewTenant {
 fn validate_tenant(t: &NewTenant) -> Result<(), Error> {
     let name_ok = !t.name.is_empty()
         && t.name.len() <= 64
-        && t.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && t.name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !name_ok {
-        return Err(Error::invalid("invalid_tenant_name", "a tenant name is 1-64 characters of a-z, 0-9 and '-'"));
+        return Err(Error::invalid(
+            "invalid_tenant_name",
+            "a tenant name is 1-64 characters of a-z, 0-9 and '-'",
+        ));
     }
-    let rp_ok = !t.rp_id.is_empty() && t.rp_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    let rp_ok = !t.rp_id.is_empty()
+        && t.rp_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
     if !rp_ok {
-        return Err(Error::invalid("invalid_rp_id", format!("{:?} is not a valid RP ID (a domain name)", t.rp_id)));
+        return Err(Error::invalid(
+            "invalid_rp_id",
+            format!("{:?} is not a valid RP ID (a domain name)", t.rp_id),
+        ));
     }
     if t.origins.is_empty() {
-        return Err(Error::invalid("invalid_origin", "a tenant needs at least one origin"));
+        return Err(Error::invalid(
+            "invalid_origin",
+            "a tenant needs at least one origin",
+        ));
     }
     for o in &t.origins {
-        let u = url::Url::parse(o).map_err(|_| Error::invalid("invalid_origin", format!("{o} is not a URL")))?;
+        let u = url::Url::parse(o)
+            .map_err(|_| Error::invalid("invalid_origin", format!("{o} is not a URL")))?;
         let host = u.host_str().unwrap_or_default();
         // WebAuthn: the RP ID must be the origin's host or a registrable suffix of it.
         if !(host == t.rp_id || host.ends_with(&format!(".{}", t.rp_id))) {
             return Err(Error::invalid(
                 "origin_rp_id_mismatch",
-                format!("origin {o} is not within RP ID {} (related origins are not yet supported)", t.rp_id),
+                format!(
+                    "origin {o} is not within RP ID {} (related origins are not yet supported)",
+                    t.rp_id
+                ),
             ));
         }
         if u.scheme() != "https" && host != "localhost" {
-            return Err(Error::invalid("insecure_origin", format!("origin {o} must use https (plain http is only for localhost)")));
+            return Err(Error::invalid(
+                "insecure_origin",
+                format!("origin {o} must use https (plain http is only for localhost)"),
+            ));
         }
     }
     if t.hostnames.is_empty() {
-        return Err(Error::invalid("invalid_hostname", "a tenant needs at least one hostname"));
+        return Err(Error::invalid(
+            "invalid_hostname",
+            "a tenant needs at least one hostname",
+        ));
     }
     Ok(())
 }
@@ -67,12 +91,16 @@ impl App {
             hostnames: new.hostnames.iter().map(|h| h.to_lowercase()).collect(),
             created_at: self.clock.now(),
         };
-        self.store.create_tenant(&tenant).await.map_err(|e| match e {
-            keyplane_store::StoreError::Conflict(_) => {
-                Error::conflict("tenant_exists", "a tenant with that name or hostname already exists")
-            }
-            other => other.into(),
-        })?;
+        self.store
+            .create_tenant(&tenant)
+            .await
+            .map_err(|e| match e {
+                keyplane_store::StoreError::Conflict(_) => Error::conflict(
+                    "tenant_exists",
+                    "a tenant with that name or hostname already exists",
+                ),
+                other => other.into(),
+            })?;
         Ok(tenant)
     }
 
@@ -93,7 +121,13 @@ impl App {
     }
 
     /// Invites a user to enrol a passkey, creating the user if needed. Returns the one-time link.
-    pub async fn invite(&self, tenant: &Tenant, username: &str, display_name: Option<&str>, role: Option<&str>) -> Result<Invitation, Error> {
+    pub async fn invite(
+        &self,
+        tenant: &Tenant,
+        username: &str,
+        display_name: Option<&str>,
+        role: Option<&str>,
+    ) -> Result<Invitation, Error> {
         let username = normalise_username(username)?;
         let now = self.clock.now();
         let user = match self.store.user_by_username(&tenant.id, &username).await? {
@@ -104,7 +138,9 @@ impl App {
                 let u = User {
                     id: UserId::generate(),
                     tenant_id: tenant.id.clone(),
-                    display_name: display_name.map(str::to_string).unwrap_or_else(|| username.clone()),
+                    display_name: display_name
+                        .map(str::to_string)
+                        .unwrap_or_else(|| username.clone()),
                     username: username.clone(),
                     user_handle: handle,
                     status: UserStatus::Active,
@@ -116,7 +152,10 @@ impl App {
             }
         };
         if user.status != UserStatus::Active {
-            return Err(Error::conflict("user_inactive", "the user is suspended or deprovisioned"));
+            return Err(Error::conflict(
+                "user_inactive",
+                "the user is suspended or deprovisioned",
+            ));
         }
         let token = Secret::generate(&mut rand::rng());
         let enrolment = Enrolment {
@@ -129,9 +168,22 @@ impl App {
             used_at: None,
         };
         self.store.create_enrolment(&enrolment).await?;
-        let base = tenant.origins.first().cloned().unwrap_or_else(|| self.settings.public_url.clone());
-        let link = format!("{}/enrol#token={}", base.trim_end_matches('/'), token.expose());
-        Ok(Invitation { user, enrolment, token, link })
+        let base = tenant
+            .origins
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.settings.public_url.clone());
+        let link = format!(
+            "{}/enrol#token={}",
+            base.trim_end_matches('/'),
+            token.expose()
+        );
+        Ok(Invitation {
+            user,
+            enrolment,
+            token,
+            link,
+        })
     }
 
     /// On first start (no tenants at all): creates the default tenant and an invitation for its
@@ -150,7 +202,9 @@ impl App {
                 hostnames: s.default_tenant_hostnames(),
             })
             .await?;
-        self.invite(&tenant, "admin", Some("Administrator"), Some("owner")).await.map(Some)
+        self.invite(&tenant, "admin", Some("Administrator"), Some("owner"))
+            .await
+            .map(Some)
     }
 }
 
@@ -174,16 +228,42 @@ mod tests {
     }
 
     fn t(name: &str, rp: &str, origin: &str) -> NewTenant {
-        NewTenant { name: name.into(), rp_id: rp.into(), rp_name: "x".into(), origins: vec![origin.into()], hostnames: vec![rp.into()] }
+        NewTenant {
+            name: name.into(),
+            rp_id: rp.into(),
+            rp_name: "x".into(),
+            origins: vec![origin.into()],
+            hostnames: vec![rp.into()],
+        }
     }
 
     #[test]
     fn tenant_validation_rejects_bad_settings() {
         assert!(validate_tenant(&t("acme", "acme.test", "https://login.acme.test")).is_ok());
         assert!(validate_tenant(&t("localhost", "localhost", "http://localhost:8080")).is_ok());
-        assert_eq!(validate_tenant(&t("Acme!", "acme.test", "https://acme.test")).unwrap_err().code, "invalid_tenant_name");
-        assert_eq!(validate_tenant(&t("acme", "acme.test", "https://evil.test")).unwrap_err().code, "origin_rp_id_mismatch");
-        assert_eq!(validate_tenant(&t("acme", "acme.test", "http://acme.test")).unwrap_err().code, "insecure_origin");
-        assert_eq!(validate_tenant(&t("acme", "acme.test", "not a url")).unwrap_err().code, "invalid_origin");
+        assert_eq!(
+            validate_tenant(&t("Acme!", "acme.test", "https://acme.test"))
+                .unwrap_err()
+                .code,
+            "invalid_tenant_name"
+        );
+        assert_eq!(
+            validate_tenant(&t("acme", "acme.test", "https://evil.test"))
+                .unwrap_err()
+                .code,
+            "origin_rp_id_mismatch"
+        );
+        assert_eq!(
+            validate_tenant(&t("acme", "acme.test", "http://acme.test"))
+                .unwrap_err()
+                .code,
+            "insecure_origin"
+        );
+        assert_eq!(
+            validate_tenant(&t("acme", "acme.test", "not a url"))
+                .unwrap_err()
+                .code,
+            "invalid_origin"
+        );
     }
 }

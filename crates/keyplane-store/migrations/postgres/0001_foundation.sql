@@ -49,6 +49,7 @@ CREATE TABLE credentials (
     backup_eligible    BIGINT NOT NULL,
     backup_state       BIGINT NOT NULL,
     attestation_format TEXT NOT NULL,
+    attestation_type   TEXT NOT NULL,
     user_verified      BIGINT NOT NULL,
     nickname           TEXT NOT NULL,
     created_at         BIGINT NOT NULL,

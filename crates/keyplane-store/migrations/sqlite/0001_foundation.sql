@@ -49,6 +49,7 @@ CREATE TABLE credentials (
     backup_eligible    INTEGER NOT NULL,
     backup_state       INTEGER NOT NULL,
     attestation_format TEXT NOT NULL,
+    attestation_type   TEXT NOT NULL,
     user_verified      INTEGER NOT NULL,
     nickname           TEXT NOT NULL,
     created_at         INTEGER NOT NULL,

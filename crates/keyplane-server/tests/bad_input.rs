@@ -1,0 +1,327 @@
+//! Invariant 9: bad input of any kind gets a clear 4xx JSON error with a machine-readable code
+//! and changes nothing. Each case checks the status, the code and the row counts.
+
+mod common;
+
+use common::{both_backends, row_counts};
+use keyplane_testkit::{Backend, SoftAuthenticator, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+struct Case {
+    name: &'static str,
+    path: &'static str,
+    body: Body,
+    status: StatusCode,
+    code: &'static str,
+}
+
+enum Body {
+    Raw(&'static str, &'static str),
+    Json(Value),
+    Bytes(usize),
+}
+
+async fn send(server: &TestServer, path: &str, body: &Body) -> (StatusCode, Value) {
+    let req = server.http.post(server.url(path));
+    let req = match body {
+        Body::Raw(ct, text) => req.header("content-type", *ct).body(text.to_string()),
+        Body::Json(v) => req.json(v),
+        Body::Bytes(n) => req
+            .header("content-type", "application/json")
+            .body(format!("{{\"username\":\"{}\"}}", "a".repeat(*n))),
+    };
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    let v: Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("error body is JSON: {text:?}"));
+    (status, v)
+}
+
+async fn invariant9_malformed_requests_get_coded_4xx_and_change_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (mut auth, _) = server.user_with_passkey("alice").await;
+
+    // A genuine registration response and assertion to corrupt.
+    let token = server.invite("bob").await;
+    let reg_opts = server
+        .post(
+            "/api/v1/registration/options",
+            &json!({"enrolment_token": token}),
+        )
+        .await;
+    let mut bob = SoftAuthenticator::new(&server.origin(), true, true);
+    let created = bob.register(&reg_opts.body["publicKey"]).await.unwrap();
+    let reg_ceremony = reg_opts.body["ceremony"].clone();
+    let auth_opts = server
+        .post(
+            "/api/v1/authentication/options",
+            &json!({"username": "alice"}),
+        )
+        .await;
+    let asserted = auth
+        .authenticate(&auth_opts.body["publicKey"])
+        .await
+        .unwrap();
+    let auth_ceremony = auth_opts.body["ceremony"].clone();
+
+    let with = |mut v: Value, pointer: &str, new: Value| {
+        *v.pointer_mut(pointer).unwrap() = new;
+        v
+    };
+    let reg = |cred: Value| Body::Json(json!({"ceremony": reg_ceremony, "credential": cred}));
+    let asr = |cred: Value| Body::Json(json!({"ceremony": auth_ceremony, "credential": cred}));
+
+    let cases = vec![
+        Case {
+            name: "syntax error",
+            path: "/api/v1/authentication/options",
+            body: Body::Raw("application/json", "{\"username\":"),
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_json",
+        },
+        Case {
+            name: "not JSON content type",
+            path: "/api/v1/authentication/options",
+            body: Body::Raw("text/plain", "{}"),
+            status: StatusCode::BAD_REQUEST,
+            code: "unsupported_media_type",
+        },
+        Case {
+            name: "unknown field",
+            path: "/api/v1/authentication/options",
+            body: Body::Json(json!({"username": "a", "admin": true})),
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_request",
+        },
+        Case {
+            name: "wrong type",
+            path: "/api/v1/authentication/options",
+            body: Body::Json(json!({"username": 5})),
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_request",
+        },
+        Case {
+            name: "username with spaces",
+            path: "/api/v1/authentication/options",
+            body: Body::Json(json!({"username": "a b"})),
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_username",
+        },
+        Case {
+            name: "oversized body",
+            path: "/api/v1/authentication/options",
+            body: Body::Bytes(70 * 1024),
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+        },
+        Case {
+            name: "ceremony not a uuid",
+            path: "/api/v1/authentication/verify",
+            body: Body::Json(json!({"ceremony": "../../etc", "credential": asserted})),
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_ceremony_id",
+        },
+        Case {
+            name: "unknown ceremony",
+            path: "/api/v1/authentication/verify",
+            body: Body::Json(
+                json!({"ceremony": "6f9619ff-8b86-d011-b42d-00c04fc964ff", "credential": asserted}),
+            ),
+            status: StatusCode::NOT_FOUND,
+            code: "ceremony_not_found",
+        },
+        Case {
+            name: "assertion: bad base64",
+            path: "/api/v1/authentication/verify",
+            body: asr(with(
+                asserted.clone(),
+                "/response/signature",
+                json!("!!not base64!!"),
+            )),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_base64",
+        },
+        Case {
+            name: "assertion: missing field",
+            path: "/api/v1/authentication/verify",
+            body: asr(json!({"id": "x", "rawId": "eA", "type": "public-key"})),
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_credential",
+        },
+        Case {
+            name: "assertion: not an object",
+            path: "/api/v1/authentication/verify",
+            body: asr(json!("credential")),
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_credential",
+        },
+        Case {
+            name: "assertion: wrong type",
+            path: "/api/v1/authentication/verify",
+            body: asr(with(asserted.clone(), "/type", json!("password"))),
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_credential",
+        },
+        Case {
+            name: "registration: bad base64",
+            path: "/api/v1/registration/verify",
+            body: reg(with(
+                created.clone(),
+                "/response/attestationObject",
+                json!("%%%"),
+            )),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_base64",
+        },
+        Case {
+            name: "registration: CBOR garbage",
+            path: "/api/v1/registration/verify",
+            body: reg(with(
+                created.clone(),
+                "/response/attestationObject",
+                json!("_-_-_-_-AAAA"),
+            )),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_cbor",
+        },
+        Case {
+            name: "registration: CBOR not a map",
+            path: "/api/v1/registration/verify",
+            body: reg(with(
+                created.clone(),
+                "/response/attestationObject",
+                json!("gQE"),
+            )),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_attestation",
+        },
+        Case {
+            name: "registration: clientDataJSON not JSON",
+            path: "/api/v1/registration/verify",
+            body: reg(with(
+                created.clone(),
+                "/response/clientDataJSON",
+                json!("bm90IGpzb24"),
+            )),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_client_data",
+        },
+        Case {
+            name: "registration: nickname too long",
+            path: "/api/v1/registration/verify",
+            body: Body::Json(
+                json!({"ceremony": reg_ceremony, "credential": created, "nickname": "x".repeat(65)}),
+            ),
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_nickname",
+        },
+        Case {
+            name: "registration: no token, no session",
+            path: "/api/v1/registration/options",
+            body: Body::Json(json!({})),
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+        },
+        Case {
+            name: "registration: forged token",
+            path: "/api/v1/registration/options",
+            body: Body::Json(json!({"enrolment_token": "A".repeat(43)})),
+            status: StatusCode::UNAUTHORIZED,
+            code: "enrolment_token_invalid",
+        },
+    ];
+
+    let before = row_counts(&server).await;
+    for case in &cases {
+        let (status, body) = send(&server, case.path, &case.body).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str().unwrap_or("")),
+            (case.status, case.code),
+            "{}: {body}",
+            case.name
+        );
+        assert!(
+            !body["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{}: a message for people",
+            case.name
+        );
+        assert_eq!(
+            row_counts(&server).await,
+            before,
+            "{}: nothing changed",
+            case.name
+        );
+    }
+
+    // After all that, the genuine responses still complete: their ceremonies were untouched.
+    let done = server
+        .post(
+            "/api/v1/registration/verify",
+            &json!({"ceremony": reg_ceremony, "credential": created}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::CREATED, "{:?}", done.body);
+    let done = server
+        .post(
+            "/api/v1/authentication/verify",
+            &json!({"ceremony": auth_ceremony, "credential": asserted}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{:?}", done.body);
+    server.shutdown().await;
+}
+
+async fn unknown_routes_and_methods_answer_in_json(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let r = server
+        .request(reqwest::Method::GET, "/api/v1/nope", None, None, None)
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let r = server
+        .request(
+            reqwest::Method::GET,
+            "/api/v1/authentication/verify",
+            None,
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+    let r = server
+        .request(
+            reqwest::Method::GET,
+            "/api/v1/me",
+            Some("unknown.example"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "unknown_tenant")
+    );
+    let r = server
+        .request(
+            reqwest::Method::GET,
+            "/api/v1/me",
+            None,
+            Some("not-a-session"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
+    server.shutdown().await;
+}
+
+both_backends!(
+    invariant9_malformed_requests_get_coded_4xx_and_change_nothing,
+    unknown_routes_and_methods_answer_in_json
+);
