@@ -1,0 +1,104 @@
+//! Operational endpoints: health, readiness, metrics, the OpenAPI document, request ids.
+
+mod common;
+
+use common::both_backends;
+use keyplane_testkit::{Backend, TestServer};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::collections::BTreeSet;
+
+async fn health_and_readiness(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let h = server.request(Method::GET, "/healthz", None, None, None).await;
+    assert_eq!((h.status, h.body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let r = server.request(Method::GET, "/readyz", None, None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["database"], backend.as_str());
+    assert!(r.body["migration"].as_i64().unwrap() >= 1);
+    // With the database gone, the node is not ready (and says so in JSON).
+    server.store.close().await;
+    let r = server.request(Method::GET, "/readyz", None, None, None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.code(), "storage_unavailable");
+    server.shutdown().await;
+}
+
+async fn metrics_count_ceremonies_by_outcome(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (mut auth, _) = server.user_with_passkey("alice").await;
+    // A failure with a reason: a replayed ceremony.
+    let options = server.post("/api/v1/authentication/options", &json!({"username": "alice"})).await;
+    let asserted = auth.authenticate(&options.body["publicKey"]).await.unwrap();
+    let body = json!({"ceremony": options.body["ceremony"], "credential": asserted});
+    server.post("/api/v1/authentication/verify", &body).await;
+    server.post("/api/v1/authentication/verify", &body).await;
+    let text = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for needle in [
+        "keyplane_ceremonies_started_total{ceremony=\"registration\"}",
+        "keyplane_ceremonies_succeeded_total{ceremony=\"authentication\"}",
+        "keyplane_ceremonies_failed_total{ceremony=\"authentication\",reason=\"ceremony_not_found\"}",
+        "keyplane_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/authentication/verify\",status=\"200\"",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+    server.shutdown().await;
+}
+
+async fn responses_carry_a_request_id(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let r = server.request(Method::GET, "/healthz", None, None, None).await;
+    let id = r.headers.get("x-request-id").expect("x-request-id").to_str().unwrap().to_string();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let given = server.http.get(server.url("/healthz")).header("x-request-id", "trace-123").send().await.unwrap();
+    assert_eq!(given.headers()["x-request-id"], "trace-123", "a caller's request id is kept");
+    server.shutdown().await;
+}
+
+/// The OpenAPI document is valid JSON, served, and documents exactly the routes the router has.
+async fn openapi_documents_every_route(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let r = server.request(Method::GET, "/api/v1/openapi.json", None, None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["openapi"], "3.1.0");
+    let documented: BTreeSet<(String, String)> = r.body["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object().unwrap().keys().filter(|m| *m != "parameters").map(move |m| (path.clone(), m.to_uppercase()))
+        })
+        .collect();
+    // Every documented operation exists (is not the JSON 404 fallback) ...
+    for (path, method) in &documented {
+        let concrete = path.replace("{id}", "6f9619ff-8b86-d011-b42d-00c04fc964ff");
+        let reply = server.request(method.parse().unwrap(), &concrete, None, None, Some(&json!({}))).await;
+        assert!(
+            !(reply.status == StatusCode::NOT_FOUND && reply.code() == "not_found") && reply.status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path} is documented but not routed ({})",
+            reply.status
+        );
+    }
+    // ... and every routed API operation is documented.
+    let routed = [
+        ("/api/v1/registration/options", "POST"),
+        ("/api/v1/registration/verify", "POST"),
+        ("/api/v1/authentication/options", "POST"),
+        ("/api/v1/authentication/verify", "POST"),
+        ("/api/v1/me", "GET"),
+        ("/api/v1/me/credentials", "GET"),
+        ("/api/v1/me/credentials/{id}", "GET"),
+        ("/api/v1/me/credentials/{id}", "PATCH"),
+        ("/api/v1/me/credentials/{id}", "DELETE"),
+        ("/api/v1/logout", "POST"),
+        ("/api/v1/openapi.json", "GET"),
+        ("/healthz", "GET"),
+        ("/readyz", "GET"),
+        ("/metrics", "GET"),
+    ];
+    let routed: BTreeSet<(String, String)> = routed.iter().map(|(p, m)| (p.to_string(), m.to_string())).collect();
+    assert_eq!(documented, routed);
+    server.shutdown().await;
+}
+
+both_backends!(health_and_readiness, metrics_count_ceremonies_by_outcome, responses_carry_a_request_id, openapi_documents_every_route);

@@ -1,0 +1,315 @@
+//! The shared storage suite: every `Store` operation, its tenant scoping and its single-use and
+//! atomicity guarantees, run against a real SQLite file and a real PostgreSQL database.
+
+use keyplane_core::*;
+use keyplane_store::{AssertionRecord, SqlStore, Store, StoreError};
+use keyplane_testkit::{Backend, TestDatabase};
+
+struct Fixture {
+    store: SqlStore,
+    db: TestDatabase,
+}
+
+async fn fixture(backend: Backend) -> Fixture {
+    let db = TestDatabase::new(backend).await;
+    let store = SqlStore::connect(&db.url, 8).await.expect("connect and migrate");
+    Fixture { store, db }
+}
+
+impl Fixture {
+    async fn done(self) {
+        self.store.close().await;
+        self.db.drop_database().await;
+    }
+}
+
+fn tenant(name: &str) -> Tenant {
+    Tenant {
+        id: TenantId::generate(),
+        name: name.into(),
+        rp_id: format!("{name}.test"),
+        rp_name: name.into(),
+        origins: vec![format!("https://{name}.test")],
+        hostnames: vec![format!("{name}.test"), format!("login.{name}.test")],
+        created_at: Timestamp(1_000),
+    }
+}
+
+fn user(t: &Tenant, name: &str) -> User {
+    User {
+        id: UserId::generate(),
+        tenant_id: t.id.clone(),
+        username: name.into(),
+        display_name: name.to_uppercase(),
+        user_handle: uuid::Uuid::new_v4().as_bytes().to_vec(),
+        status: UserStatus::Active,
+        role: None,
+        created_at: Timestamp(2_000),
+    }
+}
+
+fn credential(t: &Tenant, u: &User, raw_id: &[u8]) -> Credential {
+    Credential {
+        id: CredentialRecordId::generate(),
+        tenant_id: t.id.clone(),
+        user_id: u.id.clone(),
+        credential_id: raw_id.to_vec(),
+        public_key: vec![0xa5, 1, 2],
+        sign_count: 5,
+        aaguid: "00000000-0000-0000-0000-000000000000".into(),
+        transports: vec!["internal".into(), "hybrid".into()],
+        backup_eligible: true,
+        backup_state: false,
+        attestation_format: "none".into(),
+        attestation_type: "none".into(),
+        user_verified: true,
+        nickname: "Phone".into(),
+        created_at: Timestamp(3_000),
+        last_used_at: None,
+        status: CredentialStatus::Active,
+        status_reason: None,
+        library_state: "{}".into(),
+    }
+}
+
+fn ceremony(t: &Tenant, purpose: CeremonyPurpose, expires: i64) -> Ceremony {
+    Ceremony {
+        id: CeremonyId::generate(),
+        tenant_id: t.id.clone(),
+        purpose,
+        user_id: None,
+        enrolment_id: None,
+        state: "{\"challenge\":\"x\"}".into(),
+        created_at: Timestamp(0),
+        expires_at: Timestamp(expires),
+    }
+}
+
+fn session(t: &Tenant, u: &User, token: &str) -> Session {
+    Session {
+        id: SessionId::generate(),
+        tenant_id: t.id.clone(),
+        user_id: u.id.clone(),
+        token_hash: TokenHash::of(token.as_bytes()),
+        aal: Aal::Aal2,
+        amr: vec![Amr::Pop, Amr::User, Amr::Mfa],
+        auth_time: Timestamp(4_000),
+        credential_id: None,
+        created_at: Timestamp(4_000),
+        expires_at: Timestamp(90_000),
+    }
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
+            if keyplane_testkit::database::postgres_skip_allowed() && keyplane_testkit::postgres_admin_url().is_none() { return; }
+            super::$name(super::Backend::Postgres).await
+        } )* }
+    };
+}
+
+async fn tenants_round_trip_and_names_and_hostnames_are_unique(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    assert_eq!(s.migration_level().await.unwrap(), 1);
+    let acme = tenant("acme");
+    s.create_tenant(&acme).await.unwrap();
+    assert_eq!(s.tenant_by_name("acme").await.unwrap().unwrap(), acme);
+    assert_eq!(s.tenant_by_hostname("login.acme.test").await.unwrap().unwrap().id, acme.id);
+    assert!(s.tenant_by_hostname("nope.test").await.unwrap().is_none());
+    let mut dup = tenant("acme");
+    dup.hostnames = vec!["other.test".into()];
+    assert!(matches!(s.create_tenant(&dup).await, Err(StoreError::Conflict(_))));
+    let mut host_clash = tenant("globex");
+    host_clash.hostnames = vec!["acme.test".into()];
+    assert!(matches!(s.create_tenant(&host_clash).await, Err(StoreError::Conflict(_))));
+    // A failed create leaves nothing half-written.
+    assert!(s.tenant_by_name("globex").await.unwrap().is_none());
+    assert_eq!(s.list_tenants().await.unwrap().len(), 1);
+    f.done().await;
+}
+
+async fn users_are_unique_per_tenant_and_scoped(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.create_tenant(&a).await.unwrap();
+    s.create_tenant(&b).await.unwrap();
+    let alice = user(&a, "alice");
+    s.create_user(&alice).await.unwrap();
+    assert!(matches!(s.create_user(&user(&a, "alice")).await, Err(StoreError::Conflict(_))));
+    s.create_user(&user(&b, "alice")).await.expect("same name in another tenant");
+    assert_eq!(s.user_by_username(&a.id, "alice").await.unwrap().unwrap(), alice);
+    assert_eq!(s.user_by_handle(&a.id, &alice.user_handle).await.unwrap().unwrap().id, alice.id);
+    // Tenant scoping: A's user is invisible from B by id and by handle.
+    assert!(s.user_by_id(&b.id, &alice.id).await.unwrap().is_none());
+    assert!(s.user_by_handle(&b.id, &alice.user_handle).await.unwrap().is_none());
+    assert_eq!(s.list_users(&a.id).await.unwrap().len(), 1);
+    f.done().await;
+}
+
+async fn ceremonies_are_taken_once_for_their_tenant_and_purpose(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.create_tenant(&a).await.unwrap();
+    s.create_tenant(&b).await.unwrap();
+    let c = ceremony(&a, CeremonyPurpose::SignIn, 10_000);
+    s.insert_ceremony(&c).await.unwrap();
+    assert!(s.take_ceremony(&b.id, &c.id, CeremonyPurpose::SignIn).await.unwrap().is_none(), "other tenant");
+    assert!(s.take_ceremony(&a.id, &c.id, CeremonyPurpose::Enrolment).await.unwrap().is_none(), "other purpose");
+    assert_eq!(s.take_ceremony(&a.id, &c.id, CeremonyPurpose::SignIn).await.unwrap().unwrap(), c);
+    assert!(s.take_ceremony(&a.id, &c.id, CeremonyPurpose::SignIn).await.unwrap().is_none(), "single use");
+    // Expired ones are purged; live ones stay.
+    let old = ceremony(&a, CeremonyPurpose::SignIn, 100);
+    let live = ceremony(&a, CeremonyPurpose::SignIn, 10_000);
+    s.insert_ceremony(&old).await.unwrap();
+    s.insert_ceremony(&live).await.unwrap();
+    assert_eq!(s.purge_expired_ceremonies(Timestamp(5_000)).await.unwrap(), 1);
+    assert!(s.take_ceremony(&a.id, &live.id, CeremonyPurpose::SignIn).await.unwrap().is_some());
+    f.done().await;
+}
+
+async fn concurrent_takes_of_one_ceremony_yield_it_once(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let a = tenant("a");
+    s.create_tenant(&a).await.unwrap();
+    for _ in 0..10 {
+        let c = ceremony(&a, CeremonyPurpose::SignIn, 10_000);
+        s.insert_ceremony(&c).await.unwrap();
+        let takes = futures::future::join_all((0..8).map(|_| {
+            let s = s.clone();
+            let (t, id) = (a.id.clone(), c.id.clone());
+            tokio::spawn(async move { s.take_ceremony(&t, &id, CeremonyPurpose::SignIn).await.unwrap().is_some() })
+        }))
+        .await;
+        assert_eq!(takes.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 1);
+    }
+    f.done().await;
+}
+
+async fn enrolment_is_consumed_with_its_credential_atomically(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let a = tenant("a");
+    s.create_tenant(&a).await.unwrap();
+    let u = user(&a, "u");
+    s.create_user(&u).await.unwrap();
+    let e = Enrolment {
+        id: EnrolmentId::generate(),
+        tenant_id: a.id.clone(),
+        user_id: u.id.clone(),
+        token_hash: TokenHash::of(b"token"),
+        created_at: Timestamp(0),
+        expires_at: Timestamp(9_000),
+        used_at: None,
+    };
+    s.create_enrolment(&e).await.unwrap();
+    assert_eq!(s.enrolment_by_token(&a.id, &TokenHash::of(b"token")).await.unwrap().unwrap(), e);
+    s.register_credential(&credential(&a, &u, b"cred-1"), Some((&e.id, Timestamp(50)))).await.unwrap();
+    let used = s.enrolment_by_token(&a.id, &TokenHash::of(b"token")).await.unwrap().unwrap();
+    assert_eq!(used.used_at, Some(Timestamp(50)));
+    // A second registration on the same invitation fails, and its credential is not kept.
+    let second = s.register_credential(&credential(&a, &u, b"cred-2"), Some((&e.id, Timestamp(60)))).await;
+    assert!(matches!(second, Err(StoreError::Conflict(_))));
+    assert!(s.credential_by_credential_id(&a.id, b"cred-2").await.unwrap().is_none());
+    f.done().await;
+}
+
+async fn credentials_are_scoped_unique_and_managed(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.create_tenant(&a).await.unwrap();
+    s.create_tenant(&b).await.unwrap();
+    let (ua, ub) = (user(&a, "x"), user(&b, "x"));
+    s.create_user(&ua).await.unwrap();
+    s.create_user(&ub).await.unwrap();
+    let c = credential(&a, &ua, b"same-id");
+    s.register_credential(&c, None).await.unwrap();
+    assert_eq!(s.credential_by_credential_id(&a.id, b"same-id").await.unwrap().unwrap(), c);
+    assert!(matches!(s.register_credential(&credential(&a, &ua, b"same-id"), None).await, Err(StoreError::Conflict(_))));
+    s.register_credential(&credential(&b, &ub, b"same-id"), None).await.expect("ids are unique per tenant");
+    assert!(s.credential_by_id(&b.id, &c.id).await.unwrap().is_none(), "tenant scoped");
+    assert_eq!(s.list_credentials(&a.id, Some(&ua.id)).await.unwrap().len(), 1);
+    assert!(!s.rename_credential(&a.id, &ub.id, &c.id, "stolen").await.unwrap(), "only the owner renames");
+    assert!(!s.rename_credential(&b.id, &ua.id, &c.id, "stolen").await.unwrap(), "only in its tenant");
+    assert!(s.rename_credential(&a.id, &ua.id, &c.id, "Laptop").await.unwrap());
+    assert!(s.set_credential_status(&a.id, &c.id, CredentialStatus::Suspended, "test").await.unwrap());
+    let got = s.credential_by_id(&a.id, &c.id).await.unwrap().unwrap();
+    assert_eq!((got.nickname.as_str(), got.status, got.status_reason.as_deref()), ("Laptop", CredentialStatus::Suspended, Some("test")));
+    assert!(!s.set_credential_status(&b.id, &c.id, CredentialStatus::Revoked, "x").await.unwrap());
+    f.done().await;
+}
+
+async fn assertions_move_the_counter_forward_and_open_a_session_atomically(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let a = tenant("a");
+    s.create_tenant(&a).await.unwrap();
+    let u = user(&a, "u");
+    s.create_user(&u).await.unwrap();
+    let c = credential(&a, &u, b"c");
+    s.register_credential(&c, None).await.unwrap();
+    let record = |count: u32, sess: &'static Session| AssertionRecord {
+        credential: &c.id,
+        sign_count: count,
+        backup_eligible: true,
+        backup_state: true,
+        library_state: "{\"updated\":true}",
+        used_at: Timestamp(7_000),
+        session: sess,
+    };
+    let s1: &'static Session = Box::leak(Box::new(session(&a, &u, "t1")));
+    assert!(s.record_assertion(&a.id, &record(6, s1)).await.unwrap());
+    let got = s.credential_by_id(&a.id, &c.id).await.unwrap().unwrap();
+    assert_eq!((got.sign_count, got.backup_state, got.last_used_at), (6, true, Some(Timestamp(7_000))));
+    assert_eq!(s.session_by_token(&a.id, &TokenHash::of(b"t1")).await.unwrap().unwrap(), *s1);
+    // Equal or lower counter: refused, and no session is created.
+    let s2: &'static Session = Box::leak(Box::new(session(&a, &u, "t2")));
+    assert!(!s.record_assertion(&a.id, &record(6, s2)).await.unwrap());
+    assert!(!s.record_assertion(&a.id, &record(3, s2)).await.unwrap());
+    assert!(s.session_by_token(&a.id, &TokenHash::of(b"t2")).await.unwrap().is_none());
+    // A suspended credential records nothing.
+    s.set_credential_status(&a.id, &c.id, CredentialStatus::Suspended, "x").await.unwrap();
+    assert!(!s.record_assertion(&a.id, &record(9, s2)).await.unwrap());
+    // Sessions are tenant scoped and revocable.
+    let b = tenant("b");
+    s.create_tenant(&b).await.unwrap();
+    assert!(s.session_by_token(&b.id, &TokenHash::of(b"t1")).await.unwrap().is_none());
+    s.revoke_session(&a.id, &s1.id, Timestamp(8_000)).await.unwrap();
+    assert!(s.session_by_token(&a.id, &TokenHash::of(b"t1")).await.unwrap().is_none());
+    f.done().await;
+}
+
+async fn zero_counters_are_accepted_when_the_authenticator_does_not_count(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let a = tenant("a");
+    s.create_tenant(&a).await.unwrap();
+    let u = user(&a, "u");
+    s.create_user(&u).await.unwrap();
+    let mut c = credential(&a, &u, b"c");
+    c.sign_count = 0;
+    s.register_credential(&c, None).await.unwrap();
+    for i in 0..3 {
+        let sess = session(&a, &u, &format!("z{i}"));
+        let r = AssertionRecord { credential: &c.id, sign_count: 0, backup_eligible: true, backup_state: true, library_state: "{}", used_at: Timestamp(1), session: &sess };
+        assert!(s.record_assertion(&a.id, &r).await.unwrap(), "synced passkeys report 0 every time");
+    }
+    f.done().await;
+}
+
+suite!(
+    tenants_round_trip_and_names_and_hostnames_are_unique,
+    users_are_unique_per_tenant_and_scoped,
+    ceremonies_are_taken_once_for_their_tenant_and_purpose,
+    concurrent_takes_of_one_ceremony_yield_it_once,
+    enrolment_is_consumed_with_its_credential_atomically,
+    credentials_are_scoped_unique_and_managed,
+    assertions_move_the_counter_forward_and_open_a_session_atomically,
+    zero_counters_are_accepted_when_the_authenticator_does_not_count,
+);
