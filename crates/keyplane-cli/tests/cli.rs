@@ -1,0 +1,201 @@
+//! The `keyplane` binary end to end: first start and restart, the admin commands, configuration
+//! from file and environment, and errors that say what is wrong.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn keyplane(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_keyplane"));
+    c.arg("--data-dir").arg(data);
+    // Keep the developer's or CI's own settings out of these tests.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KEYPLANE_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn run(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = keyplane(data).args(args).output().expect("run keyplane");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Starts `keyplane serve` on a random port; returns the child, its address and its stdout so far.
+fn serve(data: &Path) -> (Child, String, String) {
+    let mut child = keyplane(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start keyplane serve");
+    let stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("Keyplane listening on http://") {
+                let _ = tx.send(addr.split_whitespace().next().unwrap_or_default().to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("server announces its address");
+    // Everything printed before "listening" is on stdout already; read what is there.
+    let (otx, orx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = otx.send(line);
+        }
+    });
+    let mut printed = String::new();
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while let Ok(line) = orx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        printed.push_str(&line);
+        printed.push('\n');
+    }
+    (child, addr, printed)
+}
+
+/// A minimal HTTP/1.1 GET over a plain socket (the test needs no HTTP client for one request).
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn stop(mut child: Child) {
+    // SIGTERM, as an orchestrator would; the server shuts down gracefully.
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            assert!(status.success(), "graceful shutdown exits 0, got {status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("keyplane serve did not stop on SIGTERM");
+}
+
+#[test]
+fn first_start_bootstraps_and_prints_a_link_restart_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr, printed) = serve(dir.path());
+    assert!(printed.contains("/enrol#token="), "first start prints the enrolment link:\n{printed}");
+    assert!(dir.path().join("keyplane.db").exists(), "SQLite database in the data directory");
+    let ready = http_get(&addr, "/readyz");
+    assert!(ready.starts_with("HTTP/1.1 200") && ready.contains("\"ready\""), "{ready}");
+    assert!(dir.path().join("keyplane.db-wal").exists(), "SQLite runs in WAL mode");
+    stop(child);
+    let (child, _, printed) = serve(dir.path());
+    assert!(!printed.contains("/enrol#token="), "a second start prints no new link:\n{printed}");
+    stop(child);
+    let (ok, out, _) = run(dir.path(), &["tenant", "list", "--format", "json"]);
+    assert!(ok);
+    let tenants: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(tenants[0]["name"], "default");
+    assert_eq!(tenants[0]["rp_id"], "localhost");
+    assert_eq!(tenants[0]["origins"][0], "http://localhost:8080");
+}
+
+#[test]
+fn admin_commands_create_list_and_invite() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ok, out, err) = run(d, &["tenant", "create", "acme", "--rp-id", "acme.test", "--origin", "https://login.acme.test", "--hostname", "login.acme.test"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("created tenant acme"));
+    let (ok, out, _) = run(d, &["tenant", "list"]);
+    assert!(ok);
+    assert!(out.starts_with("NAME"), "a table with a header:\n{out}");
+    assert!(out.contains("acme.test"));
+
+    let (ok, out, err) = run(d, &["admin", "invite", "Alice@Example.com", "--tenant", "acme", "--display-name", "Alice"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("https://login.acme.test/enrol#token="), "{out}");
+    let (ok, out, _) = run(d, &["user", "list", "--tenant", "acme", "--format", "json"]);
+    assert!(ok);
+    let users: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(users[0]["username"], "alice@example.com");
+    assert_eq!(users[0]["display_name"], "Alice");
+    assert_eq!(users[0]["passkeys"], 0);
+    let (ok, out, _) = run(d, &["user", "show", "alice@example.com", "--tenant", "acme"]);
+    assert!(ok);
+    assert!(out.contains("display name: Alice"));
+    let (ok, out, _) = run(d, &["credential", "list", "--tenant", "acme", "--format", "json"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "[]");
+}
+
+#[test]
+fn errors_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ok, _, err) = run(d, &["tenant", "create", "Bad Name", "--rp-id", "x.test", "--origin", "https://x.test"]);
+    assert!(!ok);
+    assert!(err.contains("tenant name"), "{err}");
+    let (ok, _, err) = run(d, &["tenant", "create", "evil", "--rp-id", "bank.test", "--origin", "https://evil.test"]);
+    assert!(!ok);
+    assert!(err.contains("not within RP ID"), "{err}");
+    let (ok, _, err) = run(d, &["admin", "invite", "bob", "--tenant", "nope"]);
+    assert!(!ok);
+    assert!(err.contains("no tenant named"), "{err}");
+    let (ok, _, err) = run(d, &["user", "show", "ghost", "--tenant", "nope"]);
+    assert!(!ok, "{err}");
+}
+
+#[test]
+fn configuration_comes_from_file_and_environment_and_is_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = d.join("keyplane.toml");
+    std::fs::write(&cfg, "[default_tenant]\nname = \"main\"\nrp_name = \"Example\"\n").unwrap();
+    let (ok, out, err) = run(d, &["--config", cfg.to_str().unwrap(), "admin", "invite", "carol"]);
+    assert!(!ok, "no tenant yet: {out}");
+    assert!(err.contains("no tenant named \"main\""), "the file's default tenant name is used: {err}");
+
+    std::fs::write(&cfg, "ceremony_ttl_secs = 0\nsession_ttl_secs = -5\n").unwrap();
+    let (ok, _, err) = run(d, &["--config", cfg.to_str().unwrap(), "tenant", "list"]);
+    assert!(!ok);
+    assert!(err.contains("ceremony_ttl_secs") && err.contains("session_ttl_secs"), "every problem is reported: {err}");
+
+    std::fs::write(&cfg, "no_such_setting = 1\n").unwrap();
+    let (ok, _, err) = run(d, &["--config", cfg.to_str().unwrap(), "tenant", "list"]);
+    assert!(!ok);
+    assert!(err.contains("no_such_setting"), "unknown keys are refused by name: {err}");
+
+    let out = keyplane(d).args(["tenant", "list"]).env("KEYPLANE_LOG_FORMAT", "yaml").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log_format"));
+
+    let (ok, _, err) = run(d, &["--config", d.join("missing.toml").to_str().unwrap(), "tenant", "list"]);
+    assert!(!ok);
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn every_command_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["tenant", "--help"],
+        vec!["tenant", "create", "--help"],
+        vec!["tenant", "list", "--help"],
+        vec!["admin", "invite", "--help"],
+        vec!["user", "list", "--help"],
+        vec!["user", "show", "--help"],
+        vec!["credential", "list", "--help"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_keyplane")).args(&args).current_dir(dir.path()).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage:"), "{args:?}: {text}");
+    }
+}
