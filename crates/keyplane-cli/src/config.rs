@@ -15,7 +15,13 @@ pub fn load(cli: &Cli) -> anyhow::Result<Settings> {
         }
         fig = fig.merge(Toml::file(path));
     }
-    fig = fig.merge(Env::prefixed("KEYPLANE_").split("__").ignore(&["config"]));
+    // KEYPLANE_CONFIG names the file; KEYPLANE_LOG is the log filter; KEYPLANE_TEST_* belong to
+    // the test suite. Every other KEYPLANE_* variable is a setting, and an unknown one is an error.
+    fig = fig.merge(
+        Env::prefixed("KEYPLANE_")
+            .split("__")
+            .filter(|key| !(key == "config" || key == "log" || key.as_str().starts_with("test_"))),
+    );
     let mut settings: Settings = fig.extract().context("invalid configuration")?;
     if let Some(d) = &cli.data_dir {
         settings.data_dir = d.clone();

@@ -20,7 +20,11 @@ fn keyplane(data: &Path) -> Command {
 
 fn run(data: &Path, args: &[&str]) -> (bool, String, String) {
     let out = keyplane(data).args(args).output().expect("run keyplane");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// Starts `keyplane serve` on a random port; returns the child, its address and its stdout so far.
@@ -37,11 +41,18 @@ fn serve(data: &Path) -> (Child, String, String) {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(addr) = line.strip_prefix("Keyplane listening on http://") {
-                let _ = tx.send(addr.split_whitespace().next().unwrap_or_default().to_string());
+                let _ = tx.send(
+                    addr.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("server announces its address");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server announces its address");
     // Everything printed before "listening" is on stdout already; read what is there.
     let (otx, orx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -62,7 +73,11 @@ fn serve(data: &Path) -> (Child, String, String) {
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -70,7 +85,10 @@ fn http_get(addr: &str, path: &str) -> String {
 
 fn stop(mut child: Child) {
     // SIGTERM, as an orchestrator would; the server shuts down gracefully.
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
@@ -87,14 +105,29 @@ fn stop(mut child: Child) {
 fn first_start_bootstraps_and_prints_a_link_restart_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let (child, addr, printed) = serve(dir.path());
-    assert!(printed.contains("/enrol#token="), "first start prints the enrolment link:\n{printed}");
-    assert!(dir.path().join("keyplane.db").exists(), "SQLite database in the data directory");
+    assert!(
+        printed.contains("/enrol#token="),
+        "first start prints the enrolment link:\n{printed}"
+    );
+    assert!(
+        dir.path().join("keyplane.db").exists(),
+        "SQLite database in the data directory"
+    );
     let ready = http_get(&addr, "/readyz");
-    assert!(ready.starts_with("HTTP/1.1 200") && ready.contains("\"ready\""), "{ready}");
-    assert!(dir.path().join("keyplane.db-wal").exists(), "SQLite runs in WAL mode");
+    assert!(
+        ready.starts_with("HTTP/1.1 200") && ready.contains("\"ready\""),
+        "{ready}"
+    );
+    assert!(
+        dir.path().join("keyplane.db-wal").exists(),
+        "SQLite runs in WAL mode"
+    );
     stop(child);
     let (child, _, printed) = serve(dir.path());
-    assert!(!printed.contains("/enrol#token="), "a second start prints no new link:\n{printed}");
+    assert!(
+        !printed.contains("/enrol#token="),
+        "a second start prints no new link:\n{printed}"
+    );
     stop(child);
     let (ok, out, _) = run(dir.path(), &["tenant", "list", "--format", "json"]);
     assert!(ok);
@@ -108,7 +141,20 @@ fn first_start_bootstraps_and_prints_a_link_restart_does_not() {
 fn admin_commands_create_list_and_invite() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (ok, out, err) = run(d, &["tenant", "create", "acme", "--rp-id", "acme.test", "--origin", "https://login.acme.test", "--hostname", "login.acme.test"]);
+    let (ok, out, err) = run(
+        d,
+        &[
+            "tenant",
+            "create",
+            "acme",
+            "--rp-id",
+            "acme.test",
+            "--origin",
+            "https://login.acme.test",
+            "--hostname",
+            "login.acme.test",
+        ],
+    );
     assert!(ok, "{err}");
     assert!(out.contains("created tenant acme"));
     let (ok, out, _) = run(d, &["tenant", "list"]);
@@ -116,19 +162,39 @@ fn admin_commands_create_list_and_invite() {
     assert!(out.starts_with("NAME"), "a table with a header:\n{out}");
     assert!(out.contains("acme.test"));
 
-    let (ok, out, err) = run(d, &["admin", "invite", "Alice@Example.com", "--tenant", "acme", "--display-name", "Alice"]);
+    let (ok, out, err) = run(
+        d,
+        &[
+            "admin",
+            "invite",
+            "Alice@Example.com",
+            "--tenant",
+            "acme",
+            "--display-name",
+            "Alice",
+        ],
+    );
     assert!(ok, "{err}");
-    assert!(out.contains("https://login.acme.test/enrol#token="), "{out}");
+    assert!(
+        out.contains("https://login.acme.test/enrol#token="),
+        "{out}"
+    );
     let (ok, out, _) = run(d, &["user", "list", "--tenant", "acme", "--format", "json"]);
     assert!(ok);
     let users: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(users[0]["username"], "alice@example.com");
     assert_eq!(users[0]["display_name"], "Alice");
     assert_eq!(users[0]["passkeys"], 0);
-    let (ok, out, _) = run(d, &["user", "show", "alice@example.com", "--tenant", "acme"]);
+    let (ok, out, _) = run(
+        d,
+        &["user", "show", "alice@example.com", "--tenant", "acme"],
+    );
     assert!(ok);
     assert!(out.contains("display name: Alice"));
-    let (ok, out, _) = run(d, &["credential", "list", "--tenant", "acme", "--format", "json"]);
+    let (ok, out, _) = run(
+        d,
+        &["credential", "list", "--tenant", "acme", "--format", "json"],
+    );
     assert!(ok);
     assert_eq!(out.trim(), "[]");
 }
@@ -137,12 +203,39 @@ fn admin_commands_create_list_and_invite() {
 fn errors_say_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (ok, _, err) = run(d, &["tenant", "create", "Bad Name", "--rp-id", "x.test", "--origin", "https://x.test"]);
+    let (ok, _, err) = run(
+        d,
+        &[
+            "tenant",
+            "create",
+            "Bad Name",
+            "--rp-id",
+            "x.test",
+            "--origin",
+            "https://x.test",
+        ],
+    );
     assert!(!ok);
     assert!(err.contains("tenant name"), "{err}");
-    let (ok, _, err) = run(d, &["tenant", "create", "evil", "--rp-id", "bank.test", "--origin", "https://evil.test"]);
+    let (ok, _, err) = run(
+        d,
+        &[
+            "tenant",
+            "create",
+            "evil",
+            "--rp-id",
+            "bank.test",
+            "--origin",
+            "https://evil.test",
+        ],
+    );
     assert!(!ok);
     assert!(err.contains("not within RP ID"), "{err}");
+    let args = ["tenant", "create", "twice", "--rp-id", "twice.test", "--origin", "https://twice.test"];
+    assert!(run(d, &args).0);
+    let (ok, _, err) = run(d, &args);
+    assert!(!ok);
+    assert!(err.contains("already exists"), "{err}");
     let (ok, _, err) = run(d, &["admin", "invite", "bob", "--tenant", "nope"]);
     assert!(!ok);
     assert!(err.contains("no tenant named"), "{err}");
@@ -155,26 +248,60 @@ fn configuration_comes_from_file_and_environment_and_is_validated() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let cfg = d.join("keyplane.toml");
-    std::fs::write(&cfg, "[default_tenant]\nname = \"main\"\nrp_name = \"Example\"\n").unwrap();
-    let (ok, out, err) = run(d, &["--config", cfg.to_str().unwrap(), "admin", "invite", "carol"]);
+    std::fs::write(
+        &cfg,
+        "[default_tenant]\nname = \"main\"\nrp_name = \"Example\"\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run(
+        d,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "admin",
+            "invite",
+            "carol",
+        ],
+    );
     assert!(!ok, "no tenant yet: {out}");
-    assert!(err.contains("no tenant named \"main\""), "the file's default tenant name is used: {err}");
+    assert!(
+        err.contains("no tenant named \"main\""),
+        "the file's default tenant name is used: {err}"
+    );
 
     std::fs::write(&cfg, "ceremony_ttl_secs = 0\nsession_ttl_secs = -5\n").unwrap();
     let (ok, _, err) = run(d, &["--config", cfg.to_str().unwrap(), "tenant", "list"]);
     assert!(!ok);
-    assert!(err.contains("ceremony_ttl_secs") && err.contains("session_ttl_secs"), "every problem is reported: {err}");
+    assert!(
+        err.contains("ceremony_ttl_secs") && err.contains("session_ttl_secs"),
+        "every problem is reported: {err}"
+    );
 
     std::fs::write(&cfg, "no_such_setting = 1\n").unwrap();
     let (ok, _, err) = run(d, &["--config", cfg.to_str().unwrap(), "tenant", "list"]);
     assert!(!ok);
-    assert!(err.contains("no_such_setting"), "unknown keys are refused by name: {err}");
+    assert!(
+        err.contains("no_such_setting"),
+        "unknown keys are refused by name: {err}"
+    );
 
-    let out = keyplane(d).args(["tenant", "list"]).env("KEYPLANE_LOG_FORMAT", "yaml").output().unwrap();
+    let out = keyplane(d)
+        .args(["tenant", "list"])
+        .env("KEYPLANE_LOG_FORMAT", "yaml")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("log_format"));
 
-    let (ok, _, err) = run(d, &["--config", d.join("missing.toml").to_str().unwrap(), "tenant", "list"]);
+    let (ok, _, err) = run(
+        d,
+        &[
+            "--config",
+            d.join("missing.toml").to_str().unwrap(),
+            "tenant",
+            "list",
+        ],
+    );
     assert!(!ok);
     assert!(err.contains("does not exist"), "{err}");
 }
@@ -193,7 +320,11 @@ fn every_command_has_help() {
         vec!["user", "show", "--help"],
         vec!["credential", "list", "--help"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_keyplane")).args(&args).current_dir(dir.path()).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_keyplane"))
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{args:?}");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("Usage:"), "{args:?}: {text}");

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 pub struct Settings {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// The URL users reach Keyplane at; used in printed links.
+    /// The URL users reach Keyplane at. On first start it becomes the default tenant's origin
+    /// (unless `default_tenant.origins` is set); links are built from each tenant's first origin.
     pub public_url: String,
     /// Where the SQLite database (and later, keys) live.
     pub data_dir: PathBuf,

@@ -10,15 +10,24 @@ use std::collections::BTreeSet;
 
 async fn health_and_readiness(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let h = server.request(Method::GET, "/healthz", None, None, None).await;
-    assert_eq!((h.status, h.body["status"].as_str()), (StatusCode::OK, Some("ok")));
-    let r = server.request(Method::GET, "/readyz", None, None, None).await;
+    let h = server
+        .request(Method::GET, "/healthz", None, None, None)
+        .await;
+    assert_eq!(
+        (h.status, h.body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let r = server
+        .request(Method::GET, "/readyz", None, None, None)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["database"], backend.as_str());
     assert!(r.body["migration"].as_i64().unwrap() >= 1);
     // With the database gone, the node is not ready (and says so in JSON).
     server.store.close().await;
-    let r = server.request(Method::GET, "/readyz", None, None, None).await;
+    let r = server
+        .request(Method::GET, "/readyz", None, None, None)
+        .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.code(), "storage_unavailable");
     server.shutdown().await;
@@ -28,12 +37,25 @@ async fn metrics_count_ceremonies_by_outcome(backend: Backend) {
     let server = TestServer::start(backend).await;
     let (mut auth, _) = server.user_with_passkey("alice").await;
     // A failure with a reason: a replayed ceremony.
-    let options = server.post("/api/v1/authentication/options", &json!({"username": "alice"})).await;
+    let options = server
+        .post(
+            "/api/v1/authentication/options",
+            &json!({"username": "alice"}),
+        )
+        .await;
     let asserted = auth.authenticate(&options.body["publicKey"]).await.unwrap();
     let body = json!({"ceremony": options.body["ceremony"], "credential": asserted});
     server.post("/api/v1/authentication/verify", &body).await;
     server.post("/api/v1/authentication/verify", &body).await;
-    let text = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for needle in [
         "keyplane_ceremonies_started_total{ceremony=\"registration\"}",
         "keyplane_ceremonies_succeeded_total{ceremony=\"authentication\"}",
@@ -47,18 +69,38 @@ async fn metrics_count_ceremonies_by_outcome(backend: Backend) {
 
 async fn responses_carry_a_request_id(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let r = server.request(Method::GET, "/healthz", None, None, None).await;
-    let id = r.headers.get("x-request-id").expect("x-request-id").to_str().unwrap().to_string();
+    let r = server
+        .request(Method::GET, "/healthz", None, None, None)
+        .await;
+    let id = r
+        .headers
+        .get("x-request-id")
+        .expect("x-request-id")
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_eq!(id.len(), 36, "a UUID: {id}");
-    let given = server.http.get(server.url("/healthz")).header("x-request-id", "trace-123").send().await.unwrap();
-    assert_eq!(given.headers()["x-request-id"], "trace-123", "a caller's request id is kept");
+    let given = server
+        .http
+        .get(server.url("/healthz"))
+        .header("x-request-id", "trace-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        given.headers()["x-request-id"],
+        "trace-123",
+        "a caller's request id is kept"
+    );
     server.shutdown().await;
 }
 
 /// The OpenAPI document is valid JSON, served, and documents exactly the routes the router has.
 async fn openapi_documents_every_route(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let r = server.request(Method::GET, "/api/v1/openapi.json", None, None, None).await;
+    let r = server
+        .request(Method::GET, "/api/v1/openapi.json", None, None, None)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["openapi"], "3.1.0");
     let documented: BTreeSet<(String, String)> = r.body["paths"]
@@ -66,15 +108,28 @@ async fn openapi_documents_every_route(backend: Backend) {
         .unwrap()
         .iter()
         .flat_map(|(path, ops)| {
-            ops.as_object().unwrap().keys().filter(|m| *m != "parameters").map(move |m| (path.clone(), m.to_uppercase()))
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .filter(|m| *m != "parameters")
+                .map(move |m| (path.clone(), m.to_uppercase()))
         })
         .collect();
     // Every documented operation exists (is not the JSON 404 fallback) ...
     for (path, method) in &documented {
         let concrete = path.replace("{id}", "6f9619ff-8b86-d011-b42d-00c04fc964ff");
-        let reply = server.request(method.parse().unwrap(), &concrete, None, None, Some(&json!({}))).await;
+        let reply = server
+            .request(
+                method.parse().unwrap(),
+                &concrete,
+                None,
+                None,
+                Some(&json!({})),
+            )
+            .await;
         assert!(
-            !(reply.status == StatusCode::NOT_FOUND && reply.code() == "not_found") && reply.status != StatusCode::METHOD_NOT_ALLOWED,
+            !(reply.status == StatusCode::NOT_FOUND && reply.code() == "not_found")
+                && reply.status != StatusCode::METHOD_NOT_ALLOWED,
             "{method} {path} is documented but not routed ({})",
             reply.status
         );
@@ -96,9 +151,17 @@ async fn openapi_documents_every_route(backend: Backend) {
         ("/readyz", "GET"),
         ("/metrics", "GET"),
     ];
-    let routed: BTreeSet<(String, String)> = routed.iter().map(|(p, m)| (p.to_string(), m.to_string())).collect();
+    let routed: BTreeSet<(String, String)> = routed
+        .iter()
+        .map(|(p, m)| (p.to_string(), m.to_string()))
+        .collect();
     assert_eq!(documented, routed);
     server.shutdown().await;
 }
 
-both_backends!(health_and_readiness, metrics_count_ceremonies_by_outcome, responses_carry_a_request_id, openapi_documents_every_route);
+both_backends!(
+    health_and_readiness,
+    metrics_count_ceremonies_by_outcome,
+    responses_carry_a_request_id,
+    openapi_documents_every_route
+);

@@ -395,6 +395,21 @@ impl Store for SqlStore {
         Ok(r.rows_affected())
     }
 
+    async fn purge_expired_sessions_and_enrolments(&self, now: Timestamp) -> Result<u64> {
+        let sessions =
+            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR revoked_at IS NOT NULL")
+                .bind(now.0)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        let enrolments = sqlx::query("DELETE FROM enrolments WHERE expires_at <= $1")
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(sessions.rows_affected() + enrolments.rows_affected())
+    }
+
     async fn register_credential(
         &self,
         c: &Credential,

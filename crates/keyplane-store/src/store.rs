@@ -79,6 +79,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Ceremony>>;
     /// Deletes ceremonies that expired before `now`; returns how many.
     async fn purge_expired_ceremonies(&self, now: Timestamp) -> Result<u64>;
+    /// Deletes sessions that expired or were revoked, and invitations past their expiry (used or
+    /// not); returns how many rows went.
+    async fn purge_expired_sessions_and_enrolments(&self, now: Timestamp) -> Result<u64>;
 
     // Credentials
     /// Stores a new credential; with an enrolment, marks it used in the same transaction and

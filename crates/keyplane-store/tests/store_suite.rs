@@ -12,7 +12,9 @@ struct Fixture {
 
 async fn fixture(backend: Backend) -> Fixture {
     let db = TestDatabase::new(backend).await;
-    let store = SqlStore::connect(&db.url, 8).await.expect("connect and migrate");
+    let store = SqlStore::connect(&db.url, 8)
+        .await
+        .expect("connect and migrate");
     Fixture { store, db }
 }
 
@@ -117,14 +119,27 @@ async fn tenants_round_trip_and_names_and_hostnames_are_unique(backend: Backend)
     let acme = tenant("acme");
     s.create_tenant(&acme).await.unwrap();
     assert_eq!(s.tenant_by_name("acme").await.unwrap().unwrap(), acme);
-    assert_eq!(s.tenant_by_hostname("login.acme.test").await.unwrap().unwrap().id, acme.id);
+    assert_eq!(
+        s.tenant_by_hostname("login.acme.test")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        acme.id
+    );
     assert!(s.tenant_by_hostname("nope.test").await.unwrap().is_none());
     let mut dup = tenant("acme");
     dup.hostnames = vec!["other.test".into()];
-    assert!(matches!(s.create_tenant(&dup).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.create_tenant(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
     let mut host_clash = tenant("globex");
     host_clash.hostnames = vec!["acme.test".into()];
-    assert!(matches!(s.create_tenant(&host_clash).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.create_tenant(&host_clash).await,
+        Err(StoreError::Conflict(_))
+    ));
     // A failed create leaves nothing half-written.
     assert!(s.tenant_by_name("globex").await.unwrap().is_none());
     assert_eq!(s.list_tenants().await.unwrap().len(), 1);
@@ -139,13 +154,32 @@ async fn users_are_unique_per_tenant_and_scoped(backend: Backend) {
     s.create_tenant(&b).await.unwrap();
     let alice = user(&a, "alice");
     s.create_user(&alice).await.unwrap();
-    assert!(matches!(s.create_user(&user(&a, "alice")).await, Err(StoreError::Conflict(_))));
-    s.create_user(&user(&b, "alice")).await.expect("same name in another tenant");
-    assert_eq!(s.user_by_username(&a.id, "alice").await.unwrap().unwrap(), alice);
-    assert_eq!(s.user_by_handle(&a.id, &alice.user_handle).await.unwrap().unwrap().id, alice.id);
+    assert!(matches!(
+        s.create_user(&user(&a, "alice")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.create_user(&user(&b, "alice"))
+        .await
+        .expect("same name in another tenant");
+    assert_eq!(
+        s.user_by_username(&a.id, "alice").await.unwrap().unwrap(),
+        alice
+    );
+    assert_eq!(
+        s.user_by_handle(&a.id, &alice.user_handle)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        alice.id
+    );
     // Tenant scoping: A's user is invisible from B by id and by handle.
     assert!(s.user_by_id(&b.id, &alice.id).await.unwrap().is_none());
-    assert!(s.user_by_handle(&b.id, &alice.user_handle).await.unwrap().is_none());
+    assert!(s
+        .user_by_handle(&b.id, &alice.user_handle)
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(s.list_users(&a.id).await.unwrap().len(), 1);
     f.done().await;
 }
@@ -158,17 +192,48 @@ async fn ceremonies_are_taken_once_for_their_tenant_and_purpose(backend: Backend
     s.create_tenant(&b).await.unwrap();
     let c = ceremony(&a, CeremonyPurpose::SignIn, 10_000);
     s.insert_ceremony(&c).await.unwrap();
-    assert!(s.take_ceremony(&b.id, &c.id, CeremonyPurpose::SignIn).await.unwrap().is_none(), "other tenant");
-    assert!(s.take_ceremony(&a.id, &c.id, CeremonyPurpose::Enrolment).await.unwrap().is_none(), "other purpose");
-    assert_eq!(s.take_ceremony(&a.id, &c.id, CeremonyPurpose::SignIn).await.unwrap().unwrap(), c);
-    assert!(s.take_ceremony(&a.id, &c.id, CeremonyPurpose::SignIn).await.unwrap().is_none(), "single use");
+    assert!(
+        s.take_ceremony(&b.id, &c.id, CeremonyPurpose::SignIn)
+            .await
+            .unwrap()
+            .is_none(),
+        "other tenant"
+    );
+    assert!(
+        s.take_ceremony(&a.id, &c.id, CeremonyPurpose::Enrolment)
+            .await
+            .unwrap()
+            .is_none(),
+        "other purpose"
+    );
+    assert_eq!(
+        s.take_ceremony(&a.id, &c.id, CeremonyPurpose::SignIn)
+            .await
+            .unwrap()
+            .unwrap(),
+        c
+    );
+    assert!(
+        s.take_ceremony(&a.id, &c.id, CeremonyPurpose::SignIn)
+            .await
+            .unwrap()
+            .is_none(),
+        "single use"
+    );
     // Expired ones are purged; live ones stay.
     let old = ceremony(&a, CeremonyPurpose::SignIn, 100);
     let live = ceremony(&a, CeremonyPurpose::SignIn, 10_000);
     s.insert_ceremony(&old).await.unwrap();
     s.insert_ceremony(&live).await.unwrap();
-    assert_eq!(s.purge_expired_ceremonies(Timestamp(5_000)).await.unwrap(), 1);
-    assert!(s.take_ceremony(&a.id, &live.id, CeremonyPurpose::SignIn).await.unwrap().is_some());
+    assert_eq!(
+        s.purge_expired_ceremonies(Timestamp(5_000)).await.unwrap(),
+        1
+    );
+    assert!(s
+        .take_ceremony(&a.id, &live.id, CeremonyPurpose::SignIn)
+        .await
+        .unwrap()
+        .is_some());
     f.done().await;
 }
 
@@ -183,10 +248,18 @@ async fn concurrent_takes_of_one_ceremony_yield_it_once(backend: Backend) {
         let takes = futures::future::join_all((0..8).map(|_| {
             let s = s.clone();
             let (t, id) = (a.id.clone(), c.id.clone());
-            tokio::spawn(async move { s.take_ceremony(&t, &id, CeremonyPurpose::SignIn).await.unwrap().is_some() })
+            tokio::spawn(async move {
+                s.take_ceremony(&t, &id, CeremonyPurpose::SignIn)
+                    .await
+                    .unwrap()
+                    .is_some()
+            })
         }))
         .await;
-        assert_eq!(takes.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 1);
+        assert_eq!(
+            takes.into_iter().filter(|r| *r.as_ref().unwrap()).count(),
+            1
+        );
     }
     f.done().await;
 }
@@ -208,14 +281,32 @@ async fn enrolment_is_consumed_with_its_credential_atomically(backend: Backend) 
         used_at: None,
     };
     s.create_enrolment(&e).await.unwrap();
-    assert_eq!(s.enrolment_by_token(&a.id, &TokenHash::of(b"token")).await.unwrap().unwrap(), e);
-    s.register_credential(&credential(&a, &u, b"cred-1"), Some((&e.id, Timestamp(50)))).await.unwrap();
-    let used = s.enrolment_by_token(&a.id, &TokenHash::of(b"token")).await.unwrap().unwrap();
+    assert_eq!(
+        s.enrolment_by_token(&a.id, &TokenHash::of(b"token"))
+            .await
+            .unwrap()
+            .unwrap(),
+        e
+    );
+    s.register_credential(&credential(&a, &u, b"cred-1"), Some((&e.id, Timestamp(50))))
+        .await
+        .unwrap();
+    let used = s
+        .enrolment_by_token(&a.id, &TokenHash::of(b"token"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(used.used_at, Some(Timestamp(50)));
     // A second registration on the same invitation fails, and its credential is not kept.
-    let second = s.register_credential(&credential(&a, &u, b"cred-2"), Some((&e.id, Timestamp(60)))).await;
+    let second = s
+        .register_credential(&credential(&a, &u, b"cred-2"), Some((&e.id, Timestamp(60))))
+        .await;
     assert!(matches!(second, Err(StoreError::Conflict(_))));
-    assert!(s.credential_by_credential_id(&a.id, b"cred-2").await.unwrap().is_none());
+    assert!(s
+        .credential_by_credential_id(&a.id, b"cred-2")
+        .await
+        .unwrap()
+        .is_none());
     f.done().await;
 }
 
@@ -230,18 +321,62 @@ async fn credentials_are_scoped_unique_and_managed(backend: Backend) {
     s.create_user(&ub).await.unwrap();
     let c = credential(&a, &ua, b"same-id");
     s.register_credential(&c, None).await.unwrap();
-    assert_eq!(s.credential_by_credential_id(&a.id, b"same-id").await.unwrap().unwrap(), c);
-    assert!(matches!(s.register_credential(&credential(&a, &ua, b"same-id"), None).await, Err(StoreError::Conflict(_))));
-    s.register_credential(&credential(&b, &ub, b"same-id"), None).await.expect("ids are unique per tenant");
-    assert!(s.credential_by_id(&b.id, &c.id).await.unwrap().is_none(), "tenant scoped");
-    assert_eq!(s.list_credentials(&a.id, Some(&ua.id)).await.unwrap().len(), 1);
-    assert!(!s.rename_credential(&a.id, &ub.id, &c.id, "stolen").await.unwrap(), "only the owner renames");
-    assert!(!s.rename_credential(&b.id, &ua.id, &c.id, "stolen").await.unwrap(), "only in its tenant");
-    assert!(s.rename_credential(&a.id, &ua.id, &c.id, "Laptop").await.unwrap());
-    assert!(s.set_credential_status(&a.id, &c.id, CredentialStatus::Suspended, "test").await.unwrap());
+    assert_eq!(
+        s.credential_by_credential_id(&a.id, b"same-id")
+            .await
+            .unwrap()
+            .unwrap(),
+        c
+    );
+    assert!(matches!(
+        s.register_credential(&credential(&a, &ua, b"same-id"), None)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.register_credential(&credential(&b, &ub, b"same-id"), None)
+        .await
+        .expect("ids are unique per tenant");
+    assert!(
+        s.credential_by_id(&b.id, &c.id).await.unwrap().is_none(),
+        "tenant scoped"
+    );
+    assert_eq!(
+        s.list_credentials(&a.id, Some(&ua.id)).await.unwrap().len(),
+        1
+    );
+    assert!(
+        !s.rename_credential(&a.id, &ub.id, &c.id, "stolen")
+            .await
+            .unwrap(),
+        "only the owner renames"
+    );
+    assert!(
+        !s.rename_credential(&b.id, &ua.id, &c.id, "stolen")
+            .await
+            .unwrap(),
+        "only in its tenant"
+    );
+    assert!(s
+        .rename_credential(&a.id, &ua.id, &c.id, "Laptop")
+        .await
+        .unwrap());
+    assert!(s
+        .set_credential_status(&a.id, &c.id, CredentialStatus::Suspended, "test")
+        .await
+        .unwrap());
     let got = s.credential_by_id(&a.id, &c.id).await.unwrap().unwrap();
-    assert_eq!((got.nickname.as_str(), got.status, got.status_reason.as_deref()), ("Laptop", CredentialStatus::Suspended, Some("test")));
-    assert!(!s.set_credential_status(&b.id, &c.id, CredentialStatus::Revoked, "x").await.unwrap());
+    assert_eq!(
+        (
+            got.nickname.as_str(),
+            got.status,
+            got.status_reason.as_deref()
+        ),
+        ("Laptop", CredentialStatus::Suspended, Some("test"))
+    );
+    assert!(!s
+        .set_credential_status(&b.id, &c.id, CredentialStatus::Revoked, "x")
+        .await
+        .unwrap());
     f.done().await;
 }
 
@@ -266,22 +401,54 @@ async fn assertions_move_the_counter_forward_and_open_a_session_atomically(backe
     let s1: &'static Session = Box::leak(Box::new(session(&a, &u, "t1")));
     assert!(s.record_assertion(&a.id, &record(6, s1)).await.unwrap());
     let got = s.credential_by_id(&a.id, &c.id).await.unwrap().unwrap();
-    assert_eq!((got.sign_count, got.backup_state, got.last_used_at), (6, true, Some(Timestamp(7_000))));
-    assert_eq!(s.session_by_token(&a.id, &TokenHash::of(b"t1")).await.unwrap().unwrap(), *s1);
+    assert_eq!(
+        (got.sign_count, got.backup_state, got.last_used_at),
+        (6, true, Some(Timestamp(7_000)))
+    );
+    assert_eq!(
+        s.session_by_token(&a.id, &TokenHash::of(b"t1"))
+            .await
+            .unwrap()
+            .unwrap(),
+        *s1
+    );
     // Equal or lower counter: refused, and no session is created.
     let s2: &'static Session = Box::leak(Box::new(session(&a, &u, "t2")));
     assert!(!s.record_assertion(&a.id, &record(6, s2)).await.unwrap());
     assert!(!s.record_assertion(&a.id, &record(3, s2)).await.unwrap());
-    assert!(s.session_by_token(&a.id, &TokenHash::of(b"t2")).await.unwrap().is_none());
+    assert!(s
+        .session_by_token(&a.id, &TokenHash::of(b"t2"))
+        .await
+        .unwrap()
+        .is_none());
     // A suspended credential records nothing.
-    s.set_credential_status(&a.id, &c.id, CredentialStatus::Suspended, "x").await.unwrap();
+    s.set_credential_status(&a.id, &c.id, CredentialStatus::Suspended, "x")
+        .await
+        .unwrap();
     assert!(!s.record_assertion(&a.id, &record(9, s2)).await.unwrap());
     // Sessions are tenant scoped and revocable.
     let b = tenant("b");
     s.create_tenant(&b).await.unwrap();
-    assert!(s.session_by_token(&b.id, &TokenHash::of(b"t1")).await.unwrap().is_none());
-    s.revoke_session(&a.id, &s1.id, Timestamp(8_000)).await.unwrap();
-    assert!(s.session_by_token(&a.id, &TokenHash::of(b"t1")).await.unwrap().is_none());
+    assert!(s
+        .session_by_token(&b.id, &TokenHash::of(b"t1"))
+        .await
+        .unwrap()
+        .is_none());
+    s.revoke_session(&a.id, &s1.id, Timestamp(8_000))
+        .await
+        .unwrap();
+    assert!(s
+        .session_by_token(&a.id, &TokenHash::of(b"t1"))
+        .await
+        .unwrap()
+        .is_none());
+    // The revoked session is purged; nothing else was live.
+    assert_eq!(
+        s.purge_expired_sessions_and_enrolments(Timestamp(50_000))
+            .await
+            .unwrap(),
+        1
+    );
     f.done().await;
 }
 
@@ -297,9 +464,33 @@ async fn zero_counters_are_accepted_when_the_authenticator_does_not_count(backen
     s.register_credential(&c, None).await.unwrap();
     for i in 0..3 {
         let sess = session(&a, &u, &format!("z{i}"));
-        let r = AssertionRecord { credential: &c.id, sign_count: 0, backup_eligible: true, backup_state: true, library_state: "{}", used_at: Timestamp(1), session: &sess };
-        assert!(s.record_assertion(&a.id, &r).await.unwrap(), "synced passkeys report 0 every time");
+        let r = AssertionRecord {
+            credential: &c.id,
+            sign_count: 0,
+            backup_eligible: true,
+            backup_state: true,
+            library_state: "{}",
+            used_at: Timestamp(1),
+            session: &sess,
+        };
+        assert!(
+            s.record_assertion(&a.id, &r).await.unwrap(),
+            "synced passkeys report 0 every time"
+        );
     }
+    // Live sessions survive a purge; expired ones (expires_at 90_000) go.
+    assert_eq!(
+        s.purge_expired_sessions_and_enrolments(Timestamp(50_000))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.purge_expired_sessions_and_enrolments(Timestamp(90_000))
+            .await
+            .unwrap(),
+        3
+    );
     f.done().await;
 }
 

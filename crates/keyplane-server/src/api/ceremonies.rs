@@ -36,7 +36,8 @@ pub async fn registration_options(
     MaybeAuth(auth): MaybeAuth,
     ApiJson(req): ApiJson<RegistrationOptionsRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let started_ceremony = match (&req.enrolment_token, &auth) {
+    let started_ceremony = match (&req.enrolment_token, auth) {
+        // An invitation needs no session; a stale cookie in the browser does not get in the way.
         (Some(token), _) => {
             app.start_registration(
                 &tenant,
@@ -44,10 +45,11 @@ pub async fn registration_options(
             )
             .await?
         }
-        (None, Some(a)) => {
+        (None, Some(Ok(a))) => {
             app.start_registration(&tenant, RegistrationAuth::Session(&a.session))
                 .await?
         }
+        (None, Some(Err(e))) => return Err(e),
         (None, None) => {
             return Err(Error::unauthenticated(
                 "unauthenticated",
@@ -66,8 +68,14 @@ pub async fn registration_verify(
     ApiJson(req): ApiJson<RegistrationVerifyRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let id = ceremony_id(&req.ceremony)?;
+    // Finishing an invitation's ceremony needs no session; adding a passkey needs a valid one.
+    let (auth, auth_error) = match auth {
+        Some(Ok(a)) => (Some(a), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
     let session = auth.as_ref().map(|a| &a.session);
-    let cred = app
+    let cred = match app
         .finish_registration(
             &tenant,
             &id,
@@ -75,7 +83,15 @@ pub async fn registration_verify(
             req.nickname.as_deref(),
             session,
         )
-        .await?;
+        .await
+    {
+        Ok(c) => c,
+        // Not an invitation's ceremony, and the presented session was refused: say why.
+        Err(e) if e.code == "ceremony_not_found" && auth_error.is_some() => {
+            return Err(auth_error.unwrap_or_else(|| e.into()))
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok((
         axum::http::StatusCode::CREATED,
         Json(credential_json(&cred)),

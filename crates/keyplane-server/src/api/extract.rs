@@ -127,19 +127,23 @@ impl FromRequestParts<Arc<App>> for Auth {
     }
 }
 
-/// A session if one is presented (and valid), else none. A presented but invalid one is an error.
-pub struct MaybeAuth(pub Option<Auth>);
+/// The session presented, if any: `None` when no token or cookie came with the request, else
+/// the outcome of checking it. Handlers that can proceed without a session (registration from an
+/// invitation) ignore a stale cookie instead of failing on it.
+pub struct MaybeAuth(pub Option<Result<Auth, ApiError>>);
 
 impl FromRequestParts<Arc<App>> for MaybeAuth {
-    type Rejection = ApiError;
+    type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        if presented_token(parts)?.is_none() {
-            return Ok(MaybeAuth(None));
-        }
-        Auth::from_request_parts(parts, app)
-            .await
-            .map(|a| MaybeAuth(Some(a)))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(MaybeAuth(match presented_token(parts) {
+            Ok(None) => None,
+            Ok(Some(_)) => Some(Auth::from_request_parts(parts, app).await),
+            Err(e) => Some(Err(e.into())),
+        }))
     }
 }
 

@@ -47,16 +47,29 @@ impl App {
     }
 }
 
-/// Deletes expired ceremonies once a minute. Any node may run it; the delete is idempotent.
+/// Deletes expired ceremonies, sessions and invitations once a minute. Any node may run it; the
+/// deletes are idempotent.
 pub fn spawn_janitor(app: Arc<App>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
-            match app.store.purge_expired_ceremonies(app.clock.now()).await {
-                Ok(n) if n > 0 => tracing::debug!(purged = n, "expired ceremonies removed"),
+            let now = app.clock.now();
+            let purged = match app.store.purge_expired_ceremonies(now).await {
+                Ok(n) => app
+                    .store
+                    .purge_expired_sessions_and_enrolments(now)
+                    .await
+                    .map(|m| n + m),
+                Err(e) => Err(e),
+            };
+            match purged {
+                Ok(n) if n > 0 => tracing::debug!(
+                    purged = n,
+                    "expired ceremonies, sessions and invitations removed"
+                ),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not purge expired ceremonies"),
+                Err(e) => tracing::warn!(error = %e, "could not purge expired rows"),
             }
         }
     })

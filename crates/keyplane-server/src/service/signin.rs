@@ -193,14 +193,15 @@ impl App {
             )
             .await?;
         if !applied {
-            // Another sign-in with this passkey moved the counter past ours meanwhile, or the
-            // passkey was suspended: either way this assertion no longer stands.
+            // The assertion passed the counter check against the value read above, so either
+            // another sign-in with this passkey committed a higher counter meanwhile (two tabs,
+            // a retry) or the passkey was suspended. Neither opens a session; a race is not
+            // treated as a clone (a clone shows up as a regression on the next sequential use).
             let current = self.store.credential_by_id(&tenant.id, &stored.id).await?;
             if current.as_ref().map(|c| c.status) == Some(CredentialStatus::Active) {
-                self.suspend_for_regression(tenant, &stored.id).await?;
-                return Err(Error::unauthenticated(
-                    "sign_count_regression",
-                    "the signature counter went backwards; the passkey is suspended",
+                return Err(Error::conflict(
+                    "concurrent_sign_in",
+                    "another sign-in with this passkey completed at the same moment; try again",
                 ));
             }
             return Err(Error::forbidden(

@@ -32,10 +32,7 @@ fn validate_tenant(t: &NewTenant) -> Result<(), Error> {
             "a tenant name is 1-64 characters of a-z, 0-9 and '-'",
         ));
     }
-    let rp_ok = !t.rp_id.is_empty()
-        && t.rp_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    let rp_ok = is_host_name(&t.rp_id);
     if !rp_ok {
         return Err(Error::invalid(
             "invalid_rp_id",
@@ -75,20 +72,39 @@ fn validate_tenant(t: &NewTenant) -> Result<(), Error> {
             "a tenant needs at least one hostname",
         ));
     }
+    if let Some(h) = t.hostnames.iter().find(|h| !is_host_name(h)) {
+        return Err(Error::invalid(
+            "invalid_hostname",
+            format!("{h:?} is not a host name (give it without scheme, port or path)"),
+        ));
+    }
     Ok(())
+}
+
+/// A DNS name: dot-separated labels of letters, digits and '-', each 1-63 long.
+fn is_host_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 impl App {
     /// Creates a tenant. Names and hostnames are unique across the deployment.
-    pub async fn create_tenant(&self, new: NewTenant) -> Result<Tenant, Error> {
+    pub async fn create_tenant(&self, mut new: NewTenant) -> Result<Tenant, Error> {
+        new.rp_id = new.rp_id.to_lowercase();
+        new.hostnames = new.hostnames.iter().map(|h| h.to_lowercase()).collect();
         validate_tenant(&new)?;
         let tenant = Tenant {
             id: TenantId::generate(),
             name: new.name,
-            rp_id: new.rp_id.to_lowercase(),
+            rp_id: new.rp_id,
             rp_name: new.rp_name,
             origins: new.origins,
-            hostnames: new.hostnames.iter().map(|h| h.to_lowercase()).collect(),
+            hostnames: new.hostnames,
             created_at: self.clock.now(),
         };
         self.store
@@ -264,6 +280,18 @@ mod tests {
                 .unwrap_err()
                 .code,
             "invalid_origin"
+        );
+        assert_eq!(
+            validate_tenant(&t("acme", "acme..test", "https://acme.test"))
+                .unwrap_err()
+                .code,
+            "invalid_rp_id"
+        );
+        let mut bad_host = t("acme", "acme.test", "https://acme.test");
+        bad_host.hostnames = vec!["https://acme.test:443".into()];
+        assert_eq!(
+            validate_tenant(&bad_host).unwrap_err().code,
+            "invalid_hostname"
         );
     }
 }
