@@ -5,6 +5,7 @@ pub mod error;
 pub mod extract;
 pub mod me;
 pub mod ops;
+pub mod pages;
 pub mod types;
 
 use crate::App;
@@ -40,6 +41,9 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/logout", post(me::logout))
         .route("/api/v1/openapi.json", get(ops::openapi))
+        .route("/enrol", get(pages::enrol))
+        .route("/signin", get(pages::signin))
+        .route("/assets/{name}", get(pages::asset))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
