@@ -30,13 +30,16 @@ pub fn ceremony_started(kind: &'static str) {
     metrics::counter!("keyplane_ceremonies_started_total", "ceremony" => kind).increment(1);
 }
 
-pub fn ceremony_succeeded(kind: &'static str) {
-    metrics::counter!("keyplane_ceremonies_succeeded_total", "ceremony" => kind).increment(1);
-}
-
-pub fn ceremony_failed(kind: &'static str, reason: &'static str) {
-    metrics::counter!("keyplane_ceremonies_failed_total", "ceremony" => kind, "reason" => reason)
-        .increment(1);
+/// Counts a finished ceremony: succeeded, or failed with its error code as the reason.
+pub fn ceremony_finished<T>(kind: &'static str, result: &Result<T, keyplane_core::Error>) {
+    match result {
+        Ok(_) => metrics::counter!("keyplane_ceremonies_succeeded_total", "ceremony" => kind)
+            .increment(1),
+        Err(e) => metrics::counter!(
+            "keyplane_ceremonies_failed_total", "ceremony" => kind, "reason" => e.code
+        )
+        .increment(1),
+    }
 }
 
 pub fn request_finished(method: String, route: String, status: u16, seconds: f64) {

@@ -13,25 +13,50 @@ fn page(body: &'static str, content_type: &'static str) -> Response {
     let mut r = (StatusCode::OK, body).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     r
 }
 
 pub async fn enrol() -> Response {
-    page(include_str!("../../assets/enrol.html"), "text/html; charset=utf-8")
+    page(
+        include_str!("../../assets/enrol.html"),
+        "text/html; charset=utf-8",
+    )
 }
 
 pub async fn signin() -> Response {
-    page(include_str!("../../assets/signin.html"), "text/html; charset=utf-8")
+    page(
+        include_str!("../../assets/signin.html"),
+        "text/html; charset=utf-8",
+    )
 }
 
 pub async fn asset(Path(name): Path<String>) -> Response {
     match name.as_str() {
-        "keyplane.js" => page(include_str!("../../assets/keyplane.js"), "text/javascript; charset=utf-8"),
-        "keyplane.css" => page(include_str!("../../assets/keyplane.css"), "text/css; charset=utf-8"),
-        _ => super::error::ApiError(keyplane_core::Error::not_found("not_found", "no such asset")).into_response(),
+        "keyplane.js" => page(
+            include_str!("../../assets/keyplane.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "keyplane.css" => page(
+            include_str!("../../assets/keyplane.css"),
+            "text/css; charset=utf-8",
+        ),
+        _ => super::error::ApiError(keyplane_core::Error::not_found(
+            "not_found",
+            "no such asset",
+        ))
+        .into_response(),
     }
 }

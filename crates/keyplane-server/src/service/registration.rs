@@ -69,22 +69,16 @@ impl App {
             exclude,
             false,
         )?;
-        let ceremony = Ceremony {
-            id: CeremonyId::generate(),
-            tenant_id: tenant.id.clone(),
+        self.open_ceremony(
+            tenant,
             purpose,
-            user_id: Some(user.id.clone()),
+            Some(user.id),
             enrolment_id,
             state,
-            created_at: now,
-            expires_at: now.plus_secs(self.settings.ceremony_ttl_secs),
-        };
-        self.store.insert_ceremony(&ceremony).await?;
-        metrics::ceremony_started(KIND);
-        Ok(StartedCeremony {
-            ceremony,
             public_key,
-        })
+            KIND,
+        )
+        .await
     }
 
     /// Verifies the browser's response and stores the new credential. `session` must be given
@@ -100,10 +94,7 @@ impl App {
         let result = self
             .finish_registration_inner(tenant, ceremony_id, credential, nickname, session)
             .await;
-        match &result {
-            Ok(_) => metrics::ceremony_succeeded(KIND),
-            Err(e) => metrics::ceremony_failed(KIND, e.code),
-        }
+        metrics::ceremony_finished(KIND, &result);
         result
     }
 
@@ -191,6 +182,38 @@ impl App {
                 other => other.into(),
             })?;
         Ok(record)
+    }
+
+    /// Stores a new ceremony (its webauthn state, bound to tenant, purpose and user) for
+    /// `ceremony_ttl_secs`, and returns it with the options for the browser.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn open_ceremony(
+        &self,
+        tenant: &Tenant,
+        purpose: CeremonyPurpose,
+        user_id: Option<UserId>,
+        enrolment_id: Option<EnrolmentId>,
+        state: String,
+        public_key: Value,
+        kind: &'static str,
+    ) -> Result<StartedCeremony, Error> {
+        let now = self.clock.now();
+        let ceremony = Ceremony {
+            id: CeremonyId::generate(),
+            tenant_id: tenant.id.clone(),
+            purpose,
+            user_id,
+            enrolment_id,
+            state,
+            created_at: now,
+            expires_at: now.plus_secs(self.settings.ceremony_ttl_secs),
+        };
+        self.store.insert_ceremony(&ceremony).await?;
+        metrics::ceremony_started(kind);
+        Ok(StartedCeremony {
+            ceremony,
+            public_key,
+        })
     }
 
     /// Takes a ceremony for this tenant and purpose; a replay, another tenant's ceremony or the

@@ -28,7 +28,6 @@ impl App {
         tenant: &Tenant,
         username: Option<&str>,
     ) -> Result<StartedCeremony, Error> {
-        let now = self.clock.now();
         let rp = self.relying_party(tenant)?;
         let (user_id, allowed, decoys) = match username {
             None => (None, vec![], vec![]),
@@ -56,22 +55,16 @@ impl App {
             }
         };
         let (public_key, state) = rp.start_authentication(&allowed, &decoys, false)?;
-        let ceremony = Ceremony {
-            id: CeremonyId::generate(),
-            tenant_id: tenant.id.clone(),
-            purpose: CeremonyPurpose::SignIn,
+        self.open_ceremony(
+            tenant,
+            CeremonyPurpose::SignIn,
             user_id,
-            enrolment_id: None,
+            None,
             state,
-            created_at: now,
-            expires_at: now.plus_secs(self.settings.ceremony_ttl_secs),
-        };
-        self.store.insert_ceremony(&ceremony).await?;
-        metrics::ceremony_started(KIND);
-        Ok(StartedCeremony {
-            ceremony,
             public_key,
-        })
+            KIND,
+        )
+        .await
     }
 
     pub async fn finish_authentication(
@@ -83,10 +76,7 @@ impl App {
         let result = self
             .finish_authentication_inner(tenant, ceremony_id, credential)
             .await;
-        match &result {
-            Ok(_) => metrics::ceremony_succeeded(KIND),
-            Err(e) => metrics::ceremony_failed(KIND, e.code),
-        }
+        metrics::ceremony_finished(KIND, &result);
         result
     }
 
