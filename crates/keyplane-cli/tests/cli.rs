@@ -231,7 +231,15 @@ fn errors_say_what_is_wrong() {
     );
     assert!(!ok);
     assert!(err.contains("not within RP ID"), "{err}");
-    let args = ["tenant", "create", "twice", "--rp-id", "twice.test", "--origin", "https://twice.test"];
+    let args = [
+        "tenant",
+        "create",
+        "twice",
+        "--rp-id",
+        "twice.test",
+        "--origin",
+        "https://twice.test",
+    ];
     assert!(run(d, &args).0);
     let (ok, _, err) = run(d, &args);
     assert!(!ok);
