@@ -4,6 +4,7 @@ use crate::output::{self, Format};
 use crate::{config, Cli, Command};
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
+use keyplane_core::audit::Caller;
 use keyplane_core::{SystemClock, Tenant};
 use keyplane_server::api::types::{credential_json, user_json};
 use keyplane_server::service::NewTenant;
@@ -118,7 +119,13 @@ async fn open(settings: Settings) -> anyhow::Result<Arc<App>> {
                 keyplane_store::redact_url(&url)
             )
         })?;
-    Ok(App::new(Arc::new(store), Arc::new(SystemClock), settings))
+    App::new(Arc::new(store), Arc::new(SystemClock), settings).map_err(|e| anyhow!("{}", e.message))
+}
+
+/// The operator running this command, as the audit log names them (`cli:<login>`).
+fn operator() -> Caller {
+    let login = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into());
+    Caller::operator(&login)
 }
 
 async fn tenant_or_default(app: &App, name: Option<&str>) -> anyhow::Result<Tenant> {
@@ -152,7 +159,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     rp_id,
                     origins,
                     hostnames,
-                })
+                }, &operator())
                 .await
                 .map_err(|e| anyhow!("{}", e.message))?;
             println!(
@@ -188,7 +195,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = open(settings).await?;
             let t = tenant_or_default(&app, tenant.as_deref()).await?;
             let inv = app
-                .invite(&t, &username, display_name.as_deref(), role.as_deref())
+                .invite(&t, &username, display_name.as_deref(), role.as_deref(), &operator())
                 .await
                 .map_err(|e| anyhow!("{}", e.message))?;
             println!(

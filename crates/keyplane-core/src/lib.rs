@@ -4,6 +4,7 @@
 //! own. Time arrives as [`Timestamp`] values, randomness through a `rand` RNG handed in.
 
 pub mod assurance;
+pub mod audit;
 pub mod error;
 pub mod ids;
 pub mod model;

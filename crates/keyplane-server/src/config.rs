@@ -29,6 +29,25 @@ pub struct Settings {
     pub log_format: String,
     /// The tenant created on first start.
     pub default_tenant: TenantSettings,
+    pub audit: AuditSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Directory of the checkpoint signing keys; empty = `<data_dir>/audit-keys`.
+    pub key_dir: PathBuf,
+    /// How often each tenant's chain head is signed, seconds (0 = only on demand).
+    pub checkpoint_interval_secs: u64,
+    /// Failed or denied attempts recorded per client address and tenant per minute; the rest
+    /// are counted and reported in the next event recorded for that address.
+    pub failure_events_per_minute: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings { key_dir: PathBuf::new(), checkpoint_interval_secs: 3600, failure_events_per_minute: 30 }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -80,6 +99,7 @@ impl Default for Settings {
             max_body_bytes: 64 * 1024,
             log_format: "json".into(),
             default_tenant: TenantSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -91,6 +111,15 @@ impl Settings {
             format!("sqlite:{}", self.data_dir.join("keyplane.db").display())
         } else {
             self.database.url.clone()
+        }
+    }
+
+    /// The checkpoint key directory actually used.
+    pub fn audit_key_dir(&self) -> PathBuf {
+        if self.audit.key_dir.as_os_str().is_empty() {
+            self.data_dir.join("audit-keys")
+        } else {
+            self.audit.key_dir.clone()
         }
     }
 

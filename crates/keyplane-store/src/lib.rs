@@ -8,9 +8,11 @@
 //!   `DELETE … RETURNING` / `UPDATE … WHERE used_at IS NULL`), not by the application;
 //! - multi-statement transactions begin with a write, so SQLite never has to upgrade a read lock.
 
+mod audit;
 mod rows;
 mod sql;
 mod store;
 
 pub use sql::{redact as redact_url, Backend, SqlStore};
+pub use audit::{AuditBatch, AuditFilter};
 pub use store::{AssertionRecord, Store, StoreError};

@@ -119,3 +119,36 @@ pub fn session(row: &AnyRow) -> Result<Session> {
         expires_at: Timestamp(col(row, "expires_at")?),
     })
 }
+
+pub fn audit_event(row: &AnyRow) -> Result<keyplane_core::audit::AuditEvent> {
+    Ok(keyplane_core::audit::AuditEvent {
+        tenant_id: TenantId::from_trusted(col(row, "tenant_id")?),
+        seq: col(row, "seq")?,
+        id: col(row, "id")?,
+        time: Timestamp(col(row, "time")?),
+        actor_type: col(row, "actor_type")?,
+        actor_id: col(row, "actor_id")?,
+        action: col(row, "action")?,
+        target_type: col(row, "target_type")?,
+        target_id: col(row, "target_id")?,
+        outcome: col(row, "outcome")?,
+        reasons: json_list(&col::<String>(row, "reasons")?, "reasons")?,
+        request_id: col(row, "request_id")?,
+        client_ip: col(row, "client_ip")?,
+        user_agent: col(row, "user_agent")?,
+        details: col(row, "details")?,
+        prev_hash: col(row, "prev_hash")?,
+        hash: col(row, "hash")?,
+    })
+}
+
+pub fn checkpoint(row: &AnyRow) -> Result<keyplane_core::audit::Checkpoint> {
+    Ok(keyplane_core::audit::Checkpoint {
+        tenant_id: TenantId::from_trusted(col(row, "tenant_id")?),
+        seq: col(row, "seq")?,
+        hash: col(row, "hash")?,
+        signed_at: Timestamp(col(row, "signed_at")?),
+        key_id: col(row, "key_id")?,
+        signature: col(row, "signature")?,
+    })
+}

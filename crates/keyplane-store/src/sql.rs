@@ -3,7 +3,9 @@
 //! placeholders, `RETURNING`, `ON CONFLICT`); the schemas differ only in type names and live in
 //! `migrations/{sqlite,postgres}`.
 
+use crate::audit::{self, AuditBatch, AuditFilter, EVENT_COLUMNS};
 use crate::rows;
+use keyplane_core::audit::{AuditEvent, Checkpoint, NewEvent};
 use crate::store::{AssertionRecord, Result, Store, StoreError};
 use async_trait::async_trait;
 use keyplane_core::*;
@@ -45,7 +47,7 @@ pub struct SqlStore {
     backend: Backend,
 }
 
-fn db(e: sqlx::Error) -> StoreError {
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(d) = &e {
         if d.is_unique_violation() {
             return StoreError::Conflict(d.message().to_string());
@@ -190,7 +192,7 @@ impl Store for SqlStore {
         Ok(row.try_get::<Option<i64>, _>("v").map_err(db)?.unwrap_or(0))
     }
 
-    async fn create_tenant(&self, t: &Tenant) -> Result<()> {
+    async fn create_tenant(&self, t: &Tenant, audit: AuditBatch<'_>) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query("INSERT INTO tenants (id, name, rp_id, rp_name, origins, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(t.id.as_str())
@@ -210,6 +212,13 @@ impl Store for SqlStore {
                 .await
                 .map_err(db)?;
         }
+        sqlx::query("INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2)")
+            .bind(t.id.as_str())
+            .bind(keyplane_core::audit::GENESIS.to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        audit::append(&mut tx, &t.id, audit).await?;
         tx.commit().await.map_err(db)
     }
 
@@ -250,7 +259,8 @@ impl Store for SqlStore {
         self.tenant_from_row(row).await
     }
 
-    async fn create_user(&self, u: &User) -> Result<()> {
+    async fn create_user(&self, u: &User, audit: AuditBatch<'_>) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query(
             "INSERT INTO users (id, tenant_id, username, display_name, user_handle, status, role, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -263,10 +273,11 @@ impl Store for SqlStore {
         .bind(u.status.as_str())
         .bind(u.role.clone())
         .bind(u.created_at.0)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
-        Ok(())
+        audit::append(&mut tx, &u.tenant_id, audit).await?;
+        tx.commit().await.map_err(db)
     }
 
     async fn user_by_id(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>> {
@@ -313,7 +324,8 @@ impl Store for SqlStore {
         rows.iter().map(rows::user).collect()
     }
 
-    async fn create_enrolment(&self, e: &Enrolment) -> Result<()> {
+    async fn create_enrolment(&self, e: &Enrolment, audit: AuditBatch<'_>) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query(
             "INSERT INTO enrolments (id, tenant_id, user_id, token_hash, created_at, expires_at, used_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -325,10 +337,11 @@ impl Store for SqlStore {
         .bind(e.created_at.0)
         .bind(e.expires_at.0)
         .bind(e.used_at.map(|t| t.0))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
-        Ok(())
+        audit::append(&mut tx, &e.tenant_id, audit).await?;
+        tx.commit().await.map_err(db)
     }
 
     async fn enrolment_by_token(
@@ -395,28 +408,48 @@ impl Store for SqlStore {
         Ok(r.rows_affected())
     }
 
-    async fn purge_expired_sessions_and_enrolments(&self, now: Timestamp) -> Result<u64> {
-        let sessions =
-            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR revoked_at IS NOT NULL")
-                .bind(now.0)
-                .execute(&self.pool)
-                .await
-                .map_err(db)?;
-        let enrolments = sqlx::query("DELETE FROM enrolments WHERE expires_at <= $1")
+    async fn purge_expired_sessions_and_enrolments(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+        event: &(dyn Fn(u64, u64) -> NewEvent + Sync),
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let sessions = sqlx::query(
+            "DELETE FROM sessions WHERE tenant_id = $1 AND (expires_at <= $2 OR revoked_at IS NOT NULL)",
+        )
+        .bind(tenant.as_str())
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        let enrolments = sqlx::query("DELETE FROM enrolments WHERE tenant_id = $1 AND expires_at <= $2")
+            .bind(tenant.as_str())
             .bind(now.0)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map_err(db)?;
-        Ok(sessions.rows_affected() + enrolments.rows_affected())
+            .map_err(db)?
+            .rows_affected();
+        if sessions + enrolments == 0 {
+            tx.rollback().await.map_err(db)?;
+            return Ok(0);
+        }
+        let ev = [event(sessions, enrolments)];
+        audit::append(&mut tx, tenant, AuditBatch::new(now, &ev)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(sessions + enrolments)
     }
 
     async fn register_credential(
         &self,
         c: &Credential,
-        enrolment: Option<(&EnrolmentId, Timestamp)>,
+        enrolment: Option<&EnrolmentId>,
+        audit: AuditBatch<'_>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        if let Some((eid, at)) = enrolment {
+        let at = audit.at;
+        if let Some(eid) = enrolment {
             let r = sqlx::query("UPDATE enrolments SET used_at = $1 WHERE id = $2 AND tenant_id = $3 AND used_at IS NULL")
                 .bind(at.0)
                 .bind(eid.as_str())
@@ -452,6 +485,7 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        audit::append(&mut tx, &c.tenant_id, audit).await?;
         tx.commit().await.map_err(db)
     }
 
@@ -512,16 +546,18 @@ impl Store for SqlStore {
         user: &UserId,
         id: &CredentialRecordId,
         nickname: &str,
+        audit: AuditBatch<'_>,
     ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let r = sqlx::query("UPDATE credentials SET nickname = $1 WHERE tenant_id = $2 AND user_id = $3 AND id = $4 AND status <> 'revoked'")
             .bind(nickname)
             .bind(tenant.as_str())
             .bind(user.as_str())
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
-        Ok(r.rows_affected() == 1)
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
     }
 
     async fn set_credential_status(
@@ -530,19 +566,26 @@ impl Store for SqlStore {
         id: &CredentialRecordId,
         status: CredentialStatus,
         reason: &str,
+        audit: AuditBatch<'_>,
     ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let r = sqlx::query("UPDATE credentials SET status = $1, status_reason = $2 WHERE tenant_id = $3 AND id = $4")
             .bind(status.as_str())
             .bind(reason)
             .bind(tenant.as_str())
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
-        Ok(r.rows_affected() == 1)
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
     }
 
-    async fn record_assertion(&self, tenant: &TenantId, r: &AssertionRecord<'_>) -> Result<bool> {
+    async fn record_assertion(
+        &self,
+        tenant: &TenantId,
+        r: &AssertionRecord<'_>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let updated = sqlx::query(
             "UPDATE credentials SET sign_count = $1, backup_eligible = $2, backup_state = $3, library_state = $4, last_used_at = $5 \
@@ -579,6 +622,7 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        audit::append(&mut tx, tenant, audit).await?;
         tx.commit().await.map_err(db)?;
         Ok(true)
     }
@@ -598,14 +642,119 @@ impl Store for SqlStore {
         row.as_ref().map(rows::session).transpose()
     }
 
-    async fn revoke_session(&self, tenant: &TenantId, id: &SessionId, at: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL")
-            .bind(at.0)
+    async fn revoke_session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let r = sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL")
+            .bind(audit.at.0)
             .bind(tenant.as_str())
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
+    }
+
+    async fn append_events(&self, tenant: &TenantId, audit: AuditBatch<'_>) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        audit::append(&mut tx, tenant, audit).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn audit_head(&self, tenant: &TenantId) -> Result<(i64, Vec<u8>)> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::Database(format!("tenant {tenant} has no audit chain")))?;
+        Ok((row.try_get("seq").map_err(db)?, row.try_get("hash").map_err(db)?))
+    }
+
+    async fn list_audit_events(&self, tenant: &TenantId, f: &AuditFilter) -> Result<Vec<AuditEvent>> {
+        // Placeholders are numbered in the order the optional filters are added.
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE tenant_id = $1 AND seq > $2");
+        let mut n = 2;
+        let mut next = |clause: &str| {
+            n += 1;
+            format!(" AND {clause} ${n}")
+        };
+        if f.since.is_some() {
+            sql += &next("time >=");
+        }
+        if f.until.is_some() {
+            sql += &next("time <");
+        }
+        if f.action.is_some() {
+            sql += &next("action =");
+        }
+        if f.outcome.is_some() {
+            sql += &next("outcome =");
+        }
+        sql += &format!(" ORDER BY seq LIMIT {}", f.limit.clamp(1, 100_000));
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant.as_str()).bind(f.after_seq);
+        if let Some(t) = f.since {
+            q = q.bind(t.0);
+        }
+        if let Some(t) = f.until {
+            q = q.bind(t.0);
+        }
+        if let Some(a) = &f.action {
+            q = q.bind(a.clone());
+        }
+        if let Some(o) = &f.outcome {
+            q = q.bind(o.clone());
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(audit::event).collect()
+    }
+
+    async fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (tenant_id, seq, hash, signed_at, key_id, signature) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(cp.tenant_id.as_str())
+        .bind(cp.seq)
+        .bind(cp.hash.clone())
+        .bind(cp.signed_at.0)
+        .bind(&cp.key_id)
+        .bind(cp.signature.clone())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
         Ok(())
     }
+
+    async fn list_checkpoints(&self, tenant: &TenantId) -> Result<Vec<Checkpoint>> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, seq, hash, signed_at, key_id, signature FROM audit_checkpoints \
+             WHERE tenant_id = $1 ORDER BY seq, key_id",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(audit::checkpoint).collect()
+    }
+}
+
+/// Commits the change with its events if it applied, or rolls it back (writing no event).
+async fn finish(
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &TenantId,
+    applied: bool,
+    audit: AuditBatch<'_>,
+) -> Result<bool> {
+    if !applied {
+        tx.rollback().await.map_err(db)?;
+        return Ok(false);
+    }
+    audit::append(&mut tx, tenant, audit).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(true)
 }

@@ -2,6 +2,8 @@
 //! backends, and the shared test suite (`tests/store_suite.rs`) runs against both.
 
 use async_trait::async_trait;
+use crate::audit::{AuditBatch, AuditFilter};
+use keyplane_core::audit::{AuditEvent, Checkpoint, NewEvent};
 use keyplane_core::*;
 
 /// Storage failures. Constraint violations are reported as such so the services can answer 409.
@@ -47,20 +49,20 @@ pub trait Store: Send + Sync + 'static {
     async fn migration_level(&self) -> Result<i64>;
 
     // Tenants
-    async fn create_tenant(&self, tenant: &Tenant) -> Result<()>;
+    async fn create_tenant(&self, tenant: &Tenant, audit: AuditBatch<'_>) -> Result<()>;
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>>;
     async fn tenant_by_hostname(&self, hostname: &str) -> Result<Option<Tenant>>;
 
     // Users
-    async fn create_user(&self, user: &User) -> Result<()>;
+    async fn create_user(&self, user: &User, audit: AuditBatch<'_>) -> Result<()>;
     async fn user_by_id(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>>;
     async fn user_by_username(&self, tenant: &TenantId, username: &str) -> Result<Option<User>>;
     async fn user_by_handle(&self, tenant: &TenantId, handle: &[u8]) -> Result<Option<User>>;
     async fn list_users(&self, tenant: &TenantId) -> Result<Vec<User>>;
 
     // Enrolment invitations
-    async fn create_enrolment(&self, enrolment: &Enrolment) -> Result<()>;
+    async fn create_enrolment(&self, enrolment: &Enrolment, audit: AuditBatch<'_>) -> Result<()>;
     async fn enrolment_by_token(
         &self,
         tenant: &TenantId,
@@ -79,17 +81,28 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Ceremony>>;
     /// Deletes ceremonies that expired before `now`; returns how many.
     async fn purge_expired_ceremonies(&self, now: Timestamp) -> Result<u64>;
-    /// Deletes sessions that expired or were revoked, and invitations past their expiry (used or
-    /// not); returns how many rows went.
-    async fn purge_expired_sessions_and_enrolments(&self, now: Timestamp) -> Result<u64>;
+    /// Deletes one tenant's sessions that expired or were revoked and its invitations past their
+    /// expiry; when anything went, records `event(sessions, invitations)` in the same
+    /// transaction. Returns how many rows went.
+    async fn purge_expired_sessions_and_enrolments(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+        event: &(dyn Fn(u64, u64) -> NewEvent + Sync),
+    ) -> Result<u64>;
+
+    // Every method below that changes something takes the audit events that record the change
+    // and appends them to the tenant's chain in the same transaction. When the change does not
+    // apply (`false`), neither do the events.
 
     // Credentials
-    /// Stores a new credential; with an enrolment, marks it used in the same transaction and
-    /// fails with `Conflict` if it was already used.
+    /// Stores a new credential; with an enrolment, marks it used (at `audit.at`) in the same
+    /// transaction and fails with `Conflict` if it was already used.
     async fn register_credential(
         &self,
         credential: &Credential,
-        enrolment: Option<(&EnrolmentId, Timestamp)>,
+        enrolment: Option<&EnrolmentId>,
+        audit: AuditBatch<'_>,
     ) -> Result<()>;
     async fn credential_by_credential_id(
         &self,
@@ -114,6 +127,7 @@ pub trait Store: Send + Sync + 'static {
         user: &UserId,
         id: &CredentialRecordId,
         nickname: &str,
+        audit: AuditBatch<'_>,
     ) -> Result<bool>;
     /// Sets a credential's status and reason; false if no such credential.
     async fn set_credential_status(
@@ -122,6 +136,7 @@ pub trait Store: Send + Sync + 'static {
         id: &CredentialRecordId,
         status: CredentialStatus,
         reason: &str,
+        audit: AuditBatch<'_>,
     ) -> Result<bool>;
     /// Applies a verified assertion: moves the counter forward and opens the session, atomically.
     /// Returns false (and changes nothing) if the credential is no longer active or its counter
@@ -130,6 +145,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         tenant: &TenantId,
         record: &AssertionRecord<'_>,
+        audit: AuditBatch<'_>,
     ) -> Result<bool>;
 
     // Sessions
@@ -138,5 +154,17 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         hash: &TokenHash,
     ) -> Result<Option<Session>>;
-    async fn revoke_session(&self, tenant: &TenantId, id: &SessionId, at: Timestamp) -> Result<()>;
+    /// Ends a session; false if it was already ended.
+    async fn revoke_session(&self, tenant: &TenantId, id: &SessionId, audit: AuditBatch<'_>) -> Result<bool>;
+
+    // Audit log
+    /// Records events that go with no other change (failed and denied attempts).
+    async fn append_events(&self, tenant: &TenantId, audit: AuditBatch<'_>) -> Result<()>;
+    /// The tenant's chain head: the last sequence number and hash.
+    async fn audit_head(&self, tenant: &TenantId) -> Result<(i64, Vec<u8>)>;
+    /// Events in sequence order after `filter.after_seq`, at most `filter.limit`.
+    async fn list_audit_events(&self, tenant: &TenantId, filter: &AuditFilter) -> Result<Vec<AuditEvent>>;
+    /// Stores a signed checkpoint (idempotent).
+    async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
+    async fn list_checkpoints(&self, tenant: &TenantId) -> Result<Vec<Checkpoint>>;
 }

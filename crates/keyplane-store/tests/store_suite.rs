@@ -2,7 +2,8 @@
 //! atomicity guarantees, run against a real SQLite file and a real PostgreSQL database.
 
 use keyplane_core::*;
-use keyplane_store::{AssertionRecord, SqlStore, Store, StoreError};
+use keyplane_store::{AssertionRecord, AuditBatch, AuditFilter, SqlStore, Store, StoreError};
+use keyplane_core::audit::{Actor, ChainVerifier, CheckpointKey, NewEvent};
 use keyplane_testkit::{Backend, TestDatabase};
 
 struct Fixture {
@@ -23,6 +24,16 @@ impl Fixture {
         self.store.close().await;
         self.db.drop_database().await;
     }
+}
+
+/// No audit events (the suite's audit tests below check them separately).
+fn none() -> AuditBatch<'static> {
+    AuditBatch::new(Timestamp(0), &[])
+}
+
+fn purged(sessions: u64, invitations: u64) -> NewEvent {
+    NewEvent::new(Actor::system("test"), "maintenance.purged", "tenant", "t")
+        .details(serde_json::json!({ "sessions": sessions, "invitations": invitations }))
 }
 
 fn tenant(name: &str) -> Tenant {
@@ -115,9 +126,9 @@ macro_rules! suite {
 async fn tenants_round_trip_and_names_and_hostnames_are_unique(backend: Backend) {
     let f = fixture(backend).await;
     let s = &f.store;
-    assert_eq!(s.migration_level().await.unwrap(), 1);
+    assert_eq!(s.migration_level().await.unwrap(), 2);
     let acme = tenant("acme");
-    s.create_tenant(&acme).await.unwrap();
+    s.create_tenant(&acme, none()).await.unwrap();
     assert_eq!(s.tenant_by_name("acme").await.unwrap().unwrap(), acme);
     assert_eq!(
         s.tenant_by_hostname("login.acme.test")
@@ -131,13 +142,13 @@ async fn tenants_round_trip_and_names_and_hostnames_are_unique(backend: Backend)
     let mut dup = tenant("acme");
     dup.hostnames = vec!["other.test".into()];
     assert!(matches!(
-        s.create_tenant(&dup).await,
+        s.create_tenant(&dup, none()).await,
         Err(StoreError::Conflict(_))
     ));
     let mut host_clash = tenant("globex");
     host_clash.hostnames = vec!["acme.test".into()];
     assert!(matches!(
-        s.create_tenant(&host_clash).await,
+        s.create_tenant(&host_clash, none()).await,
         Err(StoreError::Conflict(_))
     ));
     // A failed create leaves nothing half-written.
@@ -150,15 +161,15 @@ async fn users_are_unique_per_tenant_and_scoped(backend: Backend) {
     let f = fixture(backend).await;
     let s = &f.store;
     let (a, b) = (tenant("a"), tenant("b"));
-    s.create_tenant(&a).await.unwrap();
-    s.create_tenant(&b).await.unwrap();
+    s.create_tenant(&a, none()).await.unwrap();
+    s.create_tenant(&b, none()).await.unwrap();
     let alice = user(&a, "alice");
-    s.create_user(&alice).await.unwrap();
+    s.create_user(&alice, none()).await.unwrap();
     assert!(matches!(
-        s.create_user(&user(&a, "alice")).await,
+        s.create_user(&user(&a, "alice"), none()).await,
         Err(StoreError::Conflict(_))
     ));
-    s.create_user(&user(&b, "alice"))
+    s.create_user(&user(&b, "alice"), none())
         .await
         .expect("same name in another tenant");
     assert_eq!(
@@ -188,8 +199,8 @@ async fn ceremonies_are_taken_once_for_their_tenant_and_purpose(backend: Backend
     let f = fixture(backend).await;
     let s = &f.store;
     let (a, b) = (tenant("a"), tenant("b"));
-    s.create_tenant(&a).await.unwrap();
-    s.create_tenant(&b).await.unwrap();
+    s.create_tenant(&a, none()).await.unwrap();
+    s.create_tenant(&b, none()).await.unwrap();
     let c = ceremony(&a, CeremonyPurpose::SignIn, 10_000);
     s.insert_ceremony(&c).await.unwrap();
     assert!(
@@ -241,7 +252,7 @@ async fn concurrent_takes_of_one_ceremony_yield_it_once(backend: Backend) {
     let f = fixture(backend).await;
     let s = &f.store;
     let a = tenant("a");
-    s.create_tenant(&a).await.unwrap();
+    s.create_tenant(&a, none()).await.unwrap();
     for _ in 0..10 {
         let c = ceremony(&a, CeremonyPurpose::SignIn, 10_000);
         s.insert_ceremony(&c).await.unwrap();
@@ -268,9 +279,9 @@ async fn enrolment_is_consumed_with_its_credential_atomically(backend: Backend) 
     let f = fixture(backend).await;
     let s = &f.store;
     let a = tenant("a");
-    s.create_tenant(&a).await.unwrap();
+    s.create_tenant(&a, none()).await.unwrap();
     let u = user(&a, "u");
-    s.create_user(&u).await.unwrap();
+    s.create_user(&u, none()).await.unwrap();
     let e = Enrolment {
         id: EnrolmentId::generate(),
         tenant_id: a.id.clone(),
@@ -280,7 +291,7 @@ async fn enrolment_is_consumed_with_its_credential_atomically(backend: Backend) 
         expires_at: Timestamp(9_000),
         used_at: None,
     };
-    s.create_enrolment(&e).await.unwrap();
+    s.create_enrolment(&e, none()).await.unwrap();
     assert_eq!(
         s.enrolment_by_token(&a.id, &TokenHash::of(b"token"))
             .await
@@ -288,7 +299,7 @@ async fn enrolment_is_consumed_with_its_credential_atomically(backend: Backend) 
             .unwrap(),
         e
     );
-    s.register_credential(&credential(&a, &u, b"cred-1"), Some((&e.id, Timestamp(50))))
+    s.register_credential(&credential(&a, &u, b"cred-1"), Some(&e.id), AuditBatch::new(Timestamp(50), &[]))
         .await
         .unwrap();
     let used = s
@@ -299,7 +310,7 @@ async fn enrolment_is_consumed_with_its_credential_atomically(backend: Backend) 
     assert_eq!(used.used_at, Some(Timestamp(50)));
     // A second registration on the same invitation fails, and its credential is not kept.
     let second = s
-        .register_credential(&credential(&a, &u, b"cred-2"), Some((&e.id, Timestamp(60))))
+        .register_credential(&credential(&a, &u, b"cred-2"), Some(&e.id), AuditBatch::new(Timestamp(60), &[]))
         .await;
     assert!(matches!(second, Err(StoreError::Conflict(_))));
     assert!(s
@@ -314,13 +325,13 @@ async fn credentials_are_scoped_unique_and_managed(backend: Backend) {
     let f = fixture(backend).await;
     let s = &f.store;
     let (a, b) = (tenant("a"), tenant("b"));
-    s.create_tenant(&a).await.unwrap();
-    s.create_tenant(&b).await.unwrap();
+    s.create_tenant(&a, none()).await.unwrap();
+    s.create_tenant(&b, none()).await.unwrap();
     let (ua, ub) = (user(&a, "x"), user(&b, "x"));
-    s.create_user(&ua).await.unwrap();
-    s.create_user(&ub).await.unwrap();
+    s.create_user(&ua, none()).await.unwrap();
+    s.create_user(&ub, none()).await.unwrap();
     let c = credential(&a, &ua, b"same-id");
-    s.register_credential(&c, None).await.unwrap();
+    s.register_credential(&c, None, none()).await.unwrap();
     assert_eq!(
         s.credential_by_credential_id(&a.id, b"same-id")
             .await
@@ -329,11 +340,11 @@ async fn credentials_are_scoped_unique_and_managed(backend: Backend) {
         c
     );
     assert!(matches!(
-        s.register_credential(&credential(&a, &ua, b"same-id"), None)
+        s.register_credential(&credential(&a, &ua, b"same-id"), None, none())
             .await,
         Err(StoreError::Conflict(_))
     ));
-    s.register_credential(&credential(&b, &ub, b"same-id"), None)
+    s.register_credential(&credential(&b, &ub, b"same-id"), None, none())
         .await
         .expect("ids are unique per tenant");
     assert!(
@@ -345,23 +356,23 @@ async fn credentials_are_scoped_unique_and_managed(backend: Backend) {
         1
     );
     assert!(
-        !s.rename_credential(&a.id, &ub.id, &c.id, "stolen")
+        !s.rename_credential(&a.id, &ub.id, &c.id, "stolen", none())
             .await
             .unwrap(),
         "only the owner renames"
     );
     assert!(
-        !s.rename_credential(&b.id, &ua.id, &c.id, "stolen")
+        !s.rename_credential(&b.id, &ua.id, &c.id, "stolen", none())
             .await
             .unwrap(),
         "only in its tenant"
     );
     assert!(s
-        .rename_credential(&a.id, &ua.id, &c.id, "Laptop")
+        .rename_credential(&a.id, &ua.id, &c.id, "Laptop", none())
         .await
         .unwrap());
     assert!(s
-        .set_credential_status(&a.id, &c.id, CredentialStatus::Suspended, "test")
+        .set_credential_status(&a.id, &c.id, CredentialStatus::Suspended, "test", none())
         .await
         .unwrap());
     let got = s.credential_by_id(&a.id, &c.id).await.unwrap().unwrap();
@@ -374,7 +385,7 @@ async fn credentials_are_scoped_unique_and_managed(backend: Backend) {
         ("Laptop", CredentialStatus::Suspended, Some("test"))
     );
     assert!(!s
-        .set_credential_status(&b.id, &c.id, CredentialStatus::Revoked, "x")
+        .set_credential_status(&b.id, &c.id, CredentialStatus::Revoked, "x", none())
         .await
         .unwrap());
     f.done().await;
@@ -384,11 +395,11 @@ async fn assertions_move_the_counter_forward_and_open_a_session_atomically(backe
     let f = fixture(backend).await;
     let s = &f.store;
     let a = tenant("a");
-    s.create_tenant(&a).await.unwrap();
+    s.create_tenant(&a, none()).await.unwrap();
     let u = user(&a, "u");
-    s.create_user(&u).await.unwrap();
+    s.create_user(&u, none()).await.unwrap();
     let c = credential(&a, &u, b"c");
-    s.register_credential(&c, None).await.unwrap();
+    s.register_credential(&c, None, none()).await.unwrap();
     let record = |count: u32, sess: &'static Session| AssertionRecord {
         credential: &c.id,
         sign_count: count,
@@ -399,7 +410,7 @@ async fn assertions_move_the_counter_forward_and_open_a_session_atomically(backe
         session: sess,
     };
     let s1: &'static Session = Box::leak(Box::new(session(&a, &u, "t1")));
-    assert!(s.record_assertion(&a.id, &record(6, s1)).await.unwrap());
+    assert!(s.record_assertion(&a.id, &record(6, s1), none()).await.unwrap());
     let got = s.credential_by_id(&a.id, &c.id).await.unwrap().unwrap();
     assert_eq!(
         (got.sign_count, got.backup_state, got.last_used_at),
@@ -414,29 +425,30 @@ async fn assertions_move_the_counter_forward_and_open_a_session_atomically(backe
     );
     // Equal or lower counter: refused, and no session is created.
     let s2: &'static Session = Box::leak(Box::new(session(&a, &u, "t2")));
-    assert!(!s.record_assertion(&a.id, &record(6, s2)).await.unwrap());
-    assert!(!s.record_assertion(&a.id, &record(3, s2)).await.unwrap());
+    assert!(!s.record_assertion(&a.id, &record(6, s2), none()).await.unwrap());
+    assert!(!s.record_assertion(&a.id, &record(3, s2), none()).await.unwrap());
     assert!(s
         .session_by_token(&a.id, &TokenHash::of(b"t2"))
         .await
         .unwrap()
         .is_none());
     // A suspended credential records nothing.
-    s.set_credential_status(&a.id, &c.id, CredentialStatus::Suspended, "x")
+    s.set_credential_status(&a.id, &c.id, CredentialStatus::Suspended, "x", none())
         .await
         .unwrap();
-    assert!(!s.record_assertion(&a.id, &record(9, s2)).await.unwrap());
+    assert!(!s.record_assertion(&a.id, &record(9, s2), none()).await.unwrap());
     // Sessions are tenant scoped and revocable.
     let b = tenant("b");
-    s.create_tenant(&b).await.unwrap();
+    s.create_tenant(&b, none()).await.unwrap();
     assert!(s
         .session_by_token(&b.id, &TokenHash::of(b"t1"))
         .await
         .unwrap()
         .is_none());
-    s.revoke_session(&a.id, &s1.id, Timestamp(8_000))
+    assert!(s
+        .revoke_session(&a.id, &s1.id, AuditBatch::new(Timestamp(8_000), &[]))
         .await
-        .unwrap();
+        .unwrap());
     assert!(s
         .session_by_token(&a.id, &TokenHash::of(b"t1"))
         .await
@@ -444,7 +456,7 @@ async fn assertions_move_the_counter_forward_and_open_a_session_atomically(backe
         .is_none());
     // The revoked session is purged; nothing else was live.
     assert_eq!(
-        s.purge_expired_sessions_and_enrolments(Timestamp(50_000))
+        s.purge_expired_sessions_and_enrolments(&a.id, Timestamp(50_000), &purged)
             .await
             .unwrap(),
         1
@@ -456,12 +468,12 @@ async fn zero_counters_are_accepted_when_the_authenticator_does_not_count(backen
     let f = fixture(backend).await;
     let s = &f.store;
     let a = tenant("a");
-    s.create_tenant(&a).await.unwrap();
+    s.create_tenant(&a, none()).await.unwrap();
     let u = user(&a, "u");
-    s.create_user(&u).await.unwrap();
+    s.create_user(&u, none()).await.unwrap();
     let mut c = credential(&a, &u, b"c");
     c.sign_count = 0;
-    s.register_credential(&c, None).await.unwrap();
+    s.register_credential(&c, None, none()).await.unwrap();
     for i in 0..3 {
         let sess = session(&a, &u, &format!("z{i}"));
         let r = AssertionRecord {
@@ -474,23 +486,113 @@ async fn zero_counters_are_accepted_when_the_authenticator_does_not_count(backen
             session: &sess,
         };
         assert!(
-            s.record_assertion(&a.id, &r).await.unwrap(),
+            s.record_assertion(&a.id, &r, none()).await.unwrap(),
             "synced passkeys report 0 every time"
         );
     }
     // Live sessions survive a purge; expired ones (expires_at 90_000) go.
     assert_eq!(
-        s.purge_expired_sessions_and_enrolments(Timestamp(50_000))
+        s.purge_expired_sessions_and_enrolments(&a.id, Timestamp(50_000), &purged)
             .await
             .unwrap(),
         0
     );
     assert_eq!(
-        s.purge_expired_sessions_and_enrolments(Timestamp(90_000))
+        s.purge_expired_sessions_and_enrolments(&a.id, Timestamp(90_000), &purged)
             .await
             .unwrap(),
         3
     );
+    f.done().await;
+}
+
+fn event(n: u32) -> NewEvent {
+    NewEvent::new(Actor::system("test"), "test.event", "tenant", "t").details(serde_json::json!({ "n": n }))
+}
+
+async fn all_events(s: &SqlStore, t: &TenantId) -> Vec<keyplane_core::audit::AuditEvent> {
+    s.list_audit_events(t, &AuditFilter { limit: 100_000, ..AuditFilter::default() }).await.unwrap()
+}
+
+fn verify(events: &[keyplane_core::audit::AuditEvent]) {
+    let mut v = ChainVerifier::from_genesis();
+    for e in events {
+        v.check(e).unwrap_or_else(|b| panic!("chain broken: {b}"));
+    }
+}
+
+async fn changes_and_their_events_commit_together(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let a = tenant("a");
+    s.create_tenant(&a, AuditBatch::new(Timestamp(1), &[event(1)])).await.unwrap();
+    let u = user(&a, "u");
+    s.create_user(&u, AuditBatch::new(Timestamp(2), &[event(2)])).await.unwrap();
+    let c = credential(&a, &u, b"c");
+    s.register_credential(&c, None, AuditBatch::new(Timestamp(3), &[event(3), event(4)])).await.unwrap();
+    // A change that does not apply writes no event.
+    let stranger = UserId::generate();
+    assert!(!s.rename_credential(&a.id, &stranger, &c.id, "x", AuditBatch::new(Timestamp(4), &[event(99)])).await.unwrap());
+    // A change that fails writes no event either.
+    let dup = s.register_credential(&credential(&a, &u, b"c"), None, AuditBatch::new(Timestamp(5), &[event(98)])).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))));
+    let events = all_events(s, &a.id).await;
+    let ns: Vec<i64> = events.iter().map(|e| serde_json::from_str::<serde_json::Value>(&e.details).unwrap()["n"].as_i64().unwrap()).collect();
+    assert_eq!(ns, vec![1, 2, 3, 4]);
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    verify(&events);
+    let (head_seq, head_hash) = s.audit_head(&a.id).await.unwrap();
+    assert_eq!((head_seq, head_hash), (4, events[3].hash.clone()));
+    // Filters and paging.
+    let page = s.list_audit_events(&a.id, &AuditFilter { after_seq: 2, limit: 1, ..AuditFilter::default() }).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3]);
+    let timed = s.list_audit_events(&a.id, &AuditFilter { since: Some(Timestamp(2)), until: Some(Timestamp(3)), limit: 10, ..AuditFilter::default() }).await.unwrap();
+    assert_eq!(timed.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2]);
+    // Chains are per tenant.
+    let b = tenant("b");
+    s.create_tenant(&b, AuditBatch::new(Timestamp(1), &[event(1)])).await.unwrap();
+    assert_eq!(all_events(s, &b.id).await[0].seq, 1);
+    f.done().await;
+}
+
+async fn concurrent_appends_never_fork_the_chain(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let a = tenant("a");
+    s.create_tenant(&a, none()).await.unwrap();
+    let tasks = (0..8u32).map(|w| {
+        let s = s.clone();
+        let t = a.id.clone();
+        tokio::spawn(async move {
+            for i in 0..25u32 {
+                s.append_events(&t, AuditBatch::new(Timestamp(i64::from(i)), &[event(w * 100 + i)])).await.unwrap();
+            }
+        })
+    });
+    for r in futures::future::join_all(tasks).await {
+        r.unwrap();
+    }
+    let events = all_events(s, &a.id).await;
+    assert_eq!(events.len(), 200);
+    verify(&events);
+    let prevs: std::collections::HashSet<_> = events.iter().map(|e| e.prev_hash.clone()).collect();
+    assert_eq!(prevs.len(), 200, "no two events share a predecessor");
+    f.done().await;
+}
+
+async fn checkpoints_are_stored_once(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let a = tenant("a");
+    s.create_tenant(&a, AuditBatch::new(Timestamp(1), &[event(1)])).await.unwrap();
+    let (seq, hash) = s.audit_head(&a.id).await.unwrap();
+    let (_, key) = CheckpointKey::generate(&mut rand::rng());
+    let cp = key.sign(&a.id, seq, &hash, Timestamp(9));
+    s.insert_checkpoint(&cp).await.unwrap();
+    s.insert_checkpoint(&cp).await.unwrap();
+    let stored = s.list_checkpoints(&a.id).await.unwrap();
+    assert_eq!(stored, vec![cp.clone()]);
+    assert!(stored[0].verify_with(&key.public()));
     f.done().await;
 }
 
@@ -503,4 +605,7 @@ suite!(
     credentials_are_scoped_unique_and_managed,
     assertions_move_the_counter_forward_and_open_a_session_atomically,
     zero_counters_are_accepted_when_the_authenticator_does_not_count,
+    changes_and_their_events_commit_together,
+    concurrent_appends_never_fork_the_chain,
+    checkpoints_are_stored_once,
 );

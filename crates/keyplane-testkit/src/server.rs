@@ -3,6 +3,7 @@
 
 use crate::authenticator::SoftAuthenticator;
 use crate::database::TestDatabase;
+use keyplane_core::audit::Caller;
 use keyplane_core::{Clock, SystemClock, Tenant};
 use keyplane_server::service::NewTenant;
 use keyplane_server::{App, RunningServer, Settings};
@@ -64,7 +65,9 @@ impl TestServerBuilder {
         let store = SqlStore::connect(&url, settings.max_connections())
             .await
             .expect("open the test database");
-        let app = App::new(Arc::new(store.clone()), self.clock, settings);
+        let data_dir = tempfile::tempdir().expect("data directory");
+        settings.data_dir = data_dir.path().to_path_buf();
+        let app = App::new(Arc::new(store.clone()), self.clock, settings).expect("open the audit key ring");
         let invitation = app.bootstrap().await.expect("bootstrap");
         let server = keyplane_server::spawn(app.clone(), listener).expect("start server");
         let http = reqwest::Client::builder()
@@ -78,6 +81,7 @@ impl TestServerBuilder {
             http,
             server: Some(server),
             database,
+            _data_dir: data_dir,
             bootstrap_token: invitation.map(|i| i.token.expose().to_string()),
         }
     }
@@ -87,6 +91,8 @@ impl TestServerBuilder {
 pub struct TestServer {
     /// `http://localhost:PORT`.
     pub base: String,
+    /// The data directory (audit key ring), removed with the server.
+    _data_dir: tempfile::TempDir,
     pub app: Arc<App>,
     pub store: SqlStore,
     pub http: reqwest::Client,
@@ -149,13 +155,16 @@ impl TestServer {
     /// A second tenant served at host `host` with origin `https://host`.
     pub async fn create_tenant(&self, name: &str, host: &str) -> Tenant {
         self.app
-            .create_tenant(NewTenant {
-                name: name.into(),
-                rp_id: host.into(),
-                rp_name: name.into(),
-                origins: vec![format!("https://{host}")],
-                hostnames: vec![host.into()],
-            })
+            .create_tenant(
+                NewTenant {
+                    name: name.into(),
+                    rp_id: host.into(),
+                    rp_name: name.into(),
+                    origins: vec![format!("https://{host}")],
+                    hostnames: vec![host.into()],
+                },
+                &Caller::operator("test"),
+            )
             .await
             .expect("create tenant")
     }
@@ -204,7 +213,7 @@ impl TestServer {
     pub async fn invite(&self, username: &str) -> String {
         let tenant = self.default_tenant().await;
         self.app
-            .invite(&tenant, username, None, None)
+            .invite(&tenant, username, None, None, &Caller::operator("test"))
             .await
             .expect("invite")
             .token

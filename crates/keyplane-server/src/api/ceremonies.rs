@@ -1,7 +1,7 @@
 //! Registration and authentication ceremonies over JSON.
 
 use super::error::ApiResult;
-use super::extract::{ApiJson, MaybeAuth, TenantCtx, CSRF_COOKIE, SESSION_COOKIE};
+use super::extract::{ApiJson, Ctx, MaybeAuth, TenantCtx, CSRF_COOKIE, SESSION_COOKIE};
 use super::types::*;
 use crate::service::{RegistrationAuth, StartedCeremony};
 use crate::App;
@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::IntoResponse;
 use axum::Json;
+use keyplane_core::audit::{Actor, Caller};
 use keyplane_core::{CeremonyId, Error, Secret, Tenant};
 use serde_json::json;
 use std::sync::Arc;
@@ -65,6 +66,7 @@ pub async fn registration_verify(
     State(app): State<Arc<App>>,
     TenantCtx(tenant): TenantCtx,
     MaybeAuth(auth): MaybeAuth,
+    Ctx(ctx): Ctx,
     ApiJson(req): ApiJson<RegistrationVerifyRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let id = ceremony_id(&req.ceremony)?;
@@ -75,6 +77,10 @@ pub async fn registration_verify(
         None => (None, None),
     };
     let session = auth.as_ref().map(|a| &a.session);
+    let caller = match &auth {
+        Some(a) => a.caller(),
+        None => Caller::new(Actor::anonymous(), ctx),
+    };
     let cred = match app
         .finish_registration(
             &tenant,
@@ -82,6 +88,7 @@ pub async fn registration_verify(
             &req.credential,
             req.nickname.as_deref(),
             session,
+            &caller,
         )
         .await
     {
@@ -112,11 +119,12 @@ pub async fn authentication_options(
 pub async fn authentication_verify(
     State(app): State<Arc<App>>,
     TenantCtx(tenant): TenantCtx,
+    Ctx(ctx): Ctx,
     ApiJson(req): ApiJson<AuthenticationVerifyRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let id = ceremony_id(&req.ceremony)?;
     let signed_in = app
-        .finish_authentication(&tenant, &id, &req.credential)
+        .finish_authentication(&tenant, &id, &req.credential, &Caller::new(Actor::anonymous(), ctx))
         .await?;
     let csrf = signed_in.token.derive("csrf");
     let max_age = app.settings.session_ttl_secs;

@@ -6,6 +6,7 @@ use crate::App;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, Method};
+use keyplane_core::audit::{Actor, Caller, RequestContext};
 use keyplane_core::{Error, ErrorKind, Secret, Session, Tenant, User};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -31,6 +32,30 @@ impl FromRequestParts<Arc<App>> for TenantCtx {
     }
 }
 
+/// Where the request came from, for the audit log: its request id (set by the request-id
+/// layer), the peer address and the user agent (truncated).
+pub struct Ctx(pub RequestContext);
+
+fn request_context(parts: &Parts) -> RequestContext {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    RequestContext {
+        request_id: header("x-request-id"),
+        client_ip: parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
+        user_agent: header("user-agent").map(|ua| ua.chars().take(256).collect()),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Ctx(request_context(parts)))
+    }
+}
+
 /// How the client proved its session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthMethod {
@@ -45,6 +70,14 @@ pub struct Auth {
     pub user: User,
     pub token: Secret,
     pub method: AuthMethod,
+    pub context: RequestContext,
+}
+
+impl Auth {
+    /// The signed-in user as the actor of what this request changes.
+    pub fn caller(&self) -> Caller {
+        Caller::new(Actor::user(&self.user.id), self.context.clone())
+    }
 }
 
 fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
@@ -123,6 +156,7 @@ impl FromRequestParts<Arc<App>> for Auth {
             user,
             token,
             method,
+            context: request_context(parts),
         })
     }
 }

@@ -59,6 +59,7 @@ pub async fn rename_credential(
             &auth.user.id,
             &credential_id(&id)?,
             &req.nickname,
+            &auth.caller(),
         )
         .await?;
     Ok(Json(credential_json(&c)))
@@ -69,13 +70,13 @@ pub async fn delete_credential(
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    app.remove_my_credential(&auth.tenant, &auth.user.id, &credential_id(&id)?)
+    app.remove_my_credential(&auth.tenant, &auth.user.id, &credential_id(&id)?, &auth.caller())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn logout(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl IntoResponse> {
-    app.logout(&auth.tenant, &auth.session).await?;
+    app.logout(&auth.tenant, &auth.session, &auth.caller()).await?;
     let mut headers = HeaderMap::new();
     headers.append(
         header::SET_COOKIE,

@@ -1,7 +1,10 @@
 //! Self-service management of one's own passkeys: list, rename, remove.
 
 use super::App;
+use keyplane_core::audit::{Caller, Outcome};
 use keyplane_core::*;
+use keyplane_store::AuditBatch;
+use serde_json::json;
 
 impl App {
     /// The user's passkeys that are not revoked, oldest first.
@@ -38,11 +41,16 @@ impl App {
         user: &UserId,
         id: &CredentialRecordId,
         nickname: &str,
+        caller: &Caller,
     ) -> Result<Credential, Error> {
         let nickname = normalise_nickname(nickname)?;
+        let before = self.my_credential(tenant, user, id).await?;
+        let event = caller
+            .event("credential.renamed", "credential", id.as_str())
+            .details(json!({ "user": user, "from": before.nickname, "to": nickname }));
         if !self
             .store
-            .rename_credential(&tenant.id, user, id, &nickname)
+            .rename_credential(&tenant.id, user, id, &nickname, AuditBatch::new(self.clock.now(), &[event]))
             .await?
         {
             return Err(Error::not_found(
@@ -60,6 +68,7 @@ impl App {
         tenant: &Tenant,
         user: &UserId,
         id: &CredentialRecordId,
+        caller: &Caller,
     ) -> Result<(), Error> {
         let target = self.my_credential(tenant, user, id).await?;
         let others_active = self
@@ -80,6 +89,13 @@ impl App {
                 &target.id,
                 CredentialStatus::Revoked,
                 "removed_by_user",
+                AuditBatch::new(
+                    self.clock.now(),
+                    &[caller
+                        .event("credential.revoked", "credential", target.id.as_str())
+                        .outcome(Outcome::Success, "removed_by_user")
+                        .details(json!({ "user": user, "nickname": target.nickname }))],
+                ),
             )
             .await?;
         Ok(())

@@ -1,11 +1,13 @@
 //! Application services: the operations Keyplane offers, each a function of [`App`]. HTTP
 //! handlers and CLI commands call these and nothing below them.
 
+mod audit;
 mod credentials;
 mod registration;
 mod signin;
 mod tenants;
 
+pub use audit::*;
 pub use registration::*;
 pub use signin::*;
 pub use tenants::*;
@@ -17,20 +19,21 @@ use keyplane_webauthn::{RelyingParty, RpConfig};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Everything a request needs: storage, the clock and the settings.
+/// Everything a request needs: storage, the clock, the settings and the audit signing keys.
 pub struct App {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
+    pub keyring: std::sync::RwLock<crate::audit_keys::Keyring>,
+    failure_limiter: audit::FailureLimiter,
 }
 
 impl App {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings) -> Arc<Self> {
-        Arc::new(App {
-            store,
-            clock,
-            settings,
-        })
+    /// Opens (on first use, creates) the checkpoint key ring in the configured directory.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings) -> Result<Arc<Self>, Error> {
+        let keyring = crate::audit_keys::Keyring::open_or_create(&settings.audit_key_dir())?;
+        let failure_limiter = audit::FailureLimiter::new(settings.audit.failure_events_per_minute);
+        Ok(Arc::new(App { store, clock, settings, keyring: std::sync::RwLock::new(keyring), failure_limiter }))
     }
 
     /// The relying party of a tenant. Cheap to build; built per ceremony so that a tenant's
@@ -47,29 +50,24 @@ impl App {
     }
 }
 
-/// Deletes expired ceremonies, sessions and invitations once a minute. Any node may run it; the
-/// deletes are idempotent.
+/// Housekeeping, once a minute on every node: deletes expired ceremonies, and per tenant expired
+/// sessions and invitations (recording `maintenance.purged`); signs each tenant's chain head
+/// every `audit.checkpoint_interval_secs`. Every step is idempotent, so nodes need not agree.
 pub fn spawn_janitor(app: Arc<App>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut last_checkpoint = std::time::Instant::now();
         loop {
             tick.tick().await;
-            let now = app.clock.now();
-            let purged = match app.store.purge_expired_ceremonies(now).await {
-                Ok(n) => app
-                    .store
-                    .purge_expired_sessions_and_enrolments(now)
-                    .await
-                    .map(|m| n + m),
-                Err(e) => Err(e),
-            };
-            match purged {
-                Ok(n) if n > 0 => tracing::debug!(
-                    purged = n,
-                    "expired ceremonies, sessions and invitations removed"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not purge expired rows"),
+            if let Err(e) = app.purge_expired().await {
+                tracing::warn!(error = %e, "could not purge expired rows");
+            }
+            let every = app.settings.audit.checkpoint_interval_secs;
+            if every > 0 && last_checkpoint.elapsed() >= Duration::from_secs(every) {
+                last_checkpoint = std::time::Instant::now();
+                if let Err(e) = app.checkpoint_all().await {
+                    tracing::warn!(error = %e, "could not sign audit checkpoints");
+                }
             }
         }
     })

@@ -4,7 +4,10 @@
 
 use super::App;
 use crate::metrics;
+use keyplane_core::audit::{Actor, Caller, Outcome};
 use keyplane_core::*;
+use keyplane_store::AuditBatch;
+use serde_json::json;
 use keyplane_webauthn::{ParsedRegistration, VerifyOptions};
 use serde_json::Value;
 
@@ -81,8 +84,11 @@ impl App {
         .await
     }
 
-    /// Verifies the browser's response and stores the new credential. `session` must be given
-    /// for an add-credential ceremony and must belong to the ceremony's user.
+    /// Verifies the browser's response and stores the new credential (recording
+    /// `credential.registered` in the same transaction). `session` must be given for an
+    /// add-credential ceremony and must belong to the ceremony's user. A malformed body is
+    /// refused before anything is consumed or recorded; a failed verification is recorded as
+    /// `registration.failed` (rate-limited).
     pub async fn finish_registration(
         &self,
         tenant: &Tenant,
@@ -90,25 +96,41 @@ impl App {
         credential: &Value,
         nickname: Option<&str>,
         session: Option<&Session>,
+        caller: &Caller,
     ) -> Result<Credential, Error> {
-        let result = self
-            .finish_registration_inner(tenant, ceremony_id, credential, nickname, session)
-            .await;
+        let decoded = nickname
+            .map(normalise_nickname)
+            .transpose()
+            .and_then(|n| ParsedRegistration::from_json(credential).map(|p| (n, p)));
+        let result = match decoded {
+            Err(e) => Err(e),
+            Ok((nickname, parsed)) => {
+                let result = self
+                    .verify_registration(tenant, ceremony_id, &parsed, nickname, session, caller)
+                    .await;
+                if let Err(e) = &result {
+                    let event = caller
+                        .event("registration.failed", "ceremony", ceremony_id.as_str())
+                        .outcome(Outcome::Failure, e.code)
+                        .details(json!({ "credential_id": b64url(parsed.facts().credential_id.as_slice()) }));
+                    self.record_failure(tenant, event).await;
+                }
+                result
+            }
+        };
         metrics::ceremony_finished(KIND, &result);
         result
     }
 
-    async fn finish_registration_inner(
+    async fn verify_registration(
         &self,
         tenant: &Tenant,
         ceremony_id: &CeremonyId,
-        credential: &Value,
-        nickname: Option<&str>,
+        parsed: &ParsedRegistration,
+        nickname: Option<String>,
         session: Option<&Session>,
+        caller: &Caller,
     ) -> Result<Credential, Error> {
-        // Decode before consuming the ceremony: a malformed body changes nothing.
-        let nickname = nickname.map(normalise_nickname).transpose()?;
-        let parsed = ParsedRegistration::from_json(credential)?;
         // An enrolment ceremony needs no session; an add-credential ceremony needs the session of
         // the user it was started for. Anything else is indistinguishable from "not found".
         let ceremony = match self
@@ -136,7 +158,7 @@ impl App {
         let user = self.active_user(tenant, &user_id).await?;
         let rp = self.relying_party(tenant)?;
         let registered =
-            rp.finish_parsed_registration(&ceremony.state, &parsed, &VerifyOptions::default())?;
+            rp.finish_parsed_registration(&ceremony.state, parsed, &VerifyOptions::default())?;
         let now = self.clock.now();
         let existing = self
             .store
@@ -164,9 +186,24 @@ impl App {
             status_reason: None,
             library_state: registered.library_state,
         };
-        let enrolment = ceremony.enrolment_id.as_ref().map(|e| (e, now));
+        let event = caller
+            .event_as(Actor::user(&user.id), "credential.registered", "credential", record.id.as_str())
+            .details(json!({
+                "user": user.id,
+                "purpose": ceremony.purpose.as_str(),
+                "enrolment": ceremony.enrolment_id,
+                "nickname": record.nickname,
+                "aaguid": record.aaguid,
+                "attestation_format": record.attestation_format,
+                "attestation_type": record.attestation_type,
+                "backup_eligible": record.backup_eligible,
+                "backup_state": record.backup_state,
+                "user_verified": record.user_verified,
+                "transports": record.transports,
+                "credential_id": b64url(&record.credential_id),
+            }));
         self.store
-            .register_credential(&record, enrolment)
+            .register_credential(&record, ceremony.enrolment_id.as_ref(), AuditBatch::new(now, &[event]))
             .await
             .map_err(|e| match e {
                 keyplane_store::StoreError::Conflict(what) if what.contains("enrolment") => {
@@ -258,4 +295,10 @@ impl App {
         }
         Ok(user)
     }
+}
+
+/// A credential id as clients spell it (base64url); ids are public, not secrets.
+pub(crate) fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -4,7 +4,11 @@
 use super::{App, StartedCeremony};
 use crate::metrics;
 use keyplane_core::assurance::{assess, AssuranceFacts};
+use super::registration::b64url;
+use keyplane_core::audit::{Actor, Caller, Outcome};
 use keyplane_core::*;
+use keyplane_store::AuditBatch;
+use serde_json::json;
 use keyplane_webauthn::ParsedAssertion;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -67,27 +71,41 @@ impl App {
         .await
     }
 
+    /// Verifies an assertion and opens a session, recording `authentication.succeeded` in the
+    /// same transaction. A malformed body is refused before anything is consumed or recorded; a
+    /// failed verification is recorded as `authentication.failed` (rate-limited).
     pub async fn finish_authentication(
         &self,
         tenant: &Tenant,
         ceremony_id: &CeremonyId,
         credential: &Value,
+        caller: &Caller,
     ) -> Result<SignedIn, Error> {
-        let result = self
-            .finish_authentication_inner(tenant, ceremony_id, credential)
-            .await;
+        let result = match ParsedAssertion::from_json(credential) {
+            Err(e) => Err(e),
+            Ok(assertion) => {
+                let result = self.verify_assertion(tenant, ceremony_id, &assertion, caller).await;
+                if let Err(e) = &result {
+                    let event = caller
+                        .event("authentication.failed", "ceremony", ceremony_id.as_str())
+                        .outcome(Outcome::Failure, e.code)
+                        .details(json!({ "credential_id": b64url(assertion.credential_id()) }));
+                    self.record_failure(tenant, event).await;
+                }
+                result
+            }
+        };
         metrics::ceremony_finished(KIND, &result);
         result
     }
 
-    async fn finish_authentication_inner(
+    async fn verify_assertion(
         &self,
         tenant: &Tenant,
         ceremony_id: &CeremonyId,
-        credential: &Value,
+        assertion: &ParsedAssertion,
+        caller: &Caller,
     ) -> Result<SignedIn, Error> {
-        // Decode before consuming the ceremony: a malformed body changes nothing.
-        let assertion = ParsedAssertion::from_json(credential)?;
         let ceremony = self
             .take_ceremony(tenant, ceremony_id, CeremonyPurpose::SignIn)
             .await?;
@@ -135,13 +153,13 @@ impl App {
         let rp = self.relying_party(tenant)?;
         let outcome = match rp.finish_authentication(
             &ceremony.state,
-            &assertion,
+            assertion,
             &stored.library_state,
             stored.sign_count,
         ) {
             Ok(o) => o,
             Err(e) if e.code == "sign_count_regression" => {
-                self.suspend_for_regression(tenant, &stored.id).await?;
+                self.suspend_for_regression(tenant, &stored, caller).await?;
                 return Err(Error::unauthenticated(
                     "sign_count_regression",
                     "the signature counter went backwards, which suggests a cloned authenticator; the passkey is suspended",
@@ -167,6 +185,18 @@ impl App {
             created_at: now,
             expires_at: now.plus_secs(self.settings.session_ttl_secs),
         };
+        let event = caller
+            .event_as(Actor::user(&user.id), "authentication.succeeded", "user", user.id.as_str())
+            .details(json!({
+                "session": session.id,
+                "credential": stored.id,
+                "aal": session.aal.as_str(),
+                "amr": session.amr.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+                "user_verified": outcome.user_verified,
+                "backup_state": outcome.backup_state,
+                "backup_state_changed": outcome.backup_state != stored.backup_state,
+                "sign_count": outcome.sign_count,
+            }));
         let applied = self
             .store
             .record_assertion(
@@ -180,6 +210,7 @@ impl App {
                     used_at: now,
                     session: &session,
                 },
+                AuditBatch::new(now, &[event]),
             )
             .await?;
         if !applied {
@@ -207,18 +238,19 @@ impl App {
         })
     }
 
-    async fn suspend_for_regression(
-        &self,
-        tenant: &Tenant,
-        id: &CredentialRecordId,
-    ) -> Result<(), Error> {
-        tracing::warn!(tenant = %tenant.name, credential = %id, "sign-count regression: credential suspended");
+    async fn suspend_for_regression(&self, tenant: &Tenant, credential: &Credential, caller: &Caller) -> Result<(), Error> {
+        tracing::warn!(tenant = %tenant.name, credential = %credential.id, "sign-count regression: credential suspended");
+        let event = caller
+            .event_as(Actor::system("sign-count-check"), "credential.suspended", "credential", credential.id.as_str())
+            .outcome(Outcome::Success, "sign_count_regression")
+            .details(json!({ "user": credential.user_id, "stored_sign_count": credential.sign_count }));
         self.store
             .set_credential_status(
                 &tenant.id,
-                id,
+                &credential.id,
                 CredentialStatus::Suspended,
                 "sign_count_regression",
+                AuditBatch::new(self.clock.now(), &[event]),
             )
             .await?;
         Ok(())
@@ -251,9 +283,12 @@ impl App {
         Ok((session, user))
     }
 
-    pub async fn logout(&self, tenant: &Tenant, session: &Session) -> Result<(), Error> {
+    /// Ends a session, recording `session.ended`.
+    /// Ends a session, recording `session.ended`.
+    pub async fn logout(&self, tenant: &Tenant, session: &Session, caller: &Caller) -> Result<(), Error> {
+        let event = caller.event("session.ended", "session", session.id.as_str()).details(json!({ "user": session.user_id }));
         self.store
-            .revoke_session(&tenant.id, &session.id, self.clock.now())
+            .revoke_session(&tenant.id, &session.id, AuditBatch::new(self.clock.now(), &[event]))
             .await?;
         Ok(())
     }

@@ -1,7 +1,10 @@
 //! Tenants, users and enrolment invitations: creating them, and the first-start bootstrap.
 
 use super::App;
+use keyplane_core::audit::Caller;
 use keyplane_core::*;
+use keyplane_store::AuditBatch;
+use serde_json::json;
 
 /// An invitation just issued: the token is shown once and only its hash is stored.
 pub struct Invitation {
@@ -94,7 +97,7 @@ fn is_host_name(h: &str) -> bool {
 
 impl App {
     /// Creates a tenant. Names and hostnames are unique across the deployment.
-    pub async fn create_tenant(&self, mut new: NewTenant) -> Result<Tenant, Error> {
+    pub async fn create_tenant(&self, mut new: NewTenant, caller: &Caller) -> Result<Tenant, Error> {
         new.rp_id = new.rp_id.to_lowercase();
         new.hostnames = new.hostnames.iter().map(|h| h.to_lowercase()).collect();
         validate_tenant(&new)?;
@@ -107,8 +110,11 @@ impl App {
             hostnames: new.hostnames,
             created_at: self.clock.now(),
         };
+        let event = caller.event("tenant.created", "tenant", tenant.id.as_str()).details(json!({
+            "name": tenant.name, "rp_id": tenant.rp_id, "origins": tenant.origins, "hostnames": tenant.hostnames,
+        }));
         self.store
-            .create_tenant(&tenant)
+            .create_tenant(&tenant, AuditBatch::new(tenant.created_at, &[event]))
             .await
             .map_err(|e| match e {
                 keyplane_store::StoreError::Conflict(_) => Error::conflict(
@@ -143,6 +149,7 @@ impl App {
         username: &str,
         display_name: Option<&str>,
         role: Option<&str>,
+        caller: &Caller,
     ) -> Result<Invitation, Error> {
         let username = normalise_username(username)?;
         let now = self.clock.now();
@@ -163,7 +170,10 @@ impl App {
                     role: role.map(str::to_string),
                     created_at: now,
                 };
-                self.store.create_user(&u).await?;
+                let event = caller
+                    .event("user.created", "user", u.id.as_str())
+                    .details(json!({ "username": u.username, "role": u.role }));
+                self.store.create_user(&u, AuditBatch::new(now, &[event])).await?;
                 u
             }
         };
@@ -183,7 +193,11 @@ impl App {
             expires_at: now.plus_secs(self.settings.enrolment_ttl_secs),
             used_at: None,
         };
-        self.store.create_enrolment(&enrolment).await?;
+        // The token itself is never recorded; the invitation is known by its id.
+        let event = caller
+            .event("enrolment.invited", "user", user.id.as_str())
+            .details(json!({ "enrolment": enrolment.id, "expires_at": enrolment.expires_at.to_rfc3339() }));
+        self.store.create_enrolment(&enrolment, AuditBatch::new(now, &[event])).await?;
         let base = tenant
             .origins
             .first()
@@ -209,6 +223,7 @@ impl App {
             return Ok(None);
         }
         let s = &self.settings;
+        let caller = Caller::system("bootstrap");
         let tenant = self
             .create_tenant(NewTenant {
                 name: s.default_tenant.name.clone(),
@@ -216,9 +231,9 @@ impl App {
                 rp_name: s.default_tenant.rp_name.clone(),
                 origins: s.default_tenant_origins(),
                 hostnames: s.default_tenant_hostnames(),
-            })
+            }, &caller)
             .await?;
-        self.invite(&tenant, "admin", Some("Administrator"), Some("owner"))
+        self.invite(&tenant, "admin", Some("Administrator"), Some("owner"), &caller)
             .await
             .map(Some)
     }
