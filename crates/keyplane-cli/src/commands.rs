@@ -95,7 +95,7 @@ pub enum CredentialCommand {
     },
 }
 
-async fn open(settings: Settings) -> anyhow::Result<Arc<App>> {
+pub(crate) async fn open(settings: Settings) -> anyhow::Result<Arc<App>> {
     let url = settings.database_url();
     if let Some(path) = url.strip_prefix("sqlite:") {
         let path = path
@@ -124,11 +124,14 @@ async fn open(settings: Settings) -> anyhow::Result<Arc<App>> {
 
 /// The operator running this command, as the audit log names them (`cli:<login>`).
 fn operator() -> Caller {
-    let login = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into());
+    let login = ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok())
+        .unwrap_or_else(|| "unknown".into());
     Caller::operator(&login)
 }
 
-async fn tenant_or_default(app: &App, name: Option<&str>) -> anyhow::Result<Tenant> {
+pub(crate) async fn tenant_or_default(app: &App, name: Option<&str>) -> anyhow::Result<Tenant> {
     let name = name.unwrap_or(&app.settings.default_tenant.name);
     app.tenant_named(name)
         .await
@@ -139,6 +142,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = config::load(&cli)?;
     match cli.command {
         Command::Serve(args) => serve(settings, args).await,
+        Command::Audit(cmd) => crate::audit::run(settings, cmd).await,
         Command::Tenant(TenantCommand::Create {
             name,
             rp_id,
@@ -153,13 +157,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 hostnames
             };
             let t = app
-                .create_tenant(NewTenant {
-                    rp_name: rp_name.unwrap_or_else(|| name.clone()),
-                    name,
-                    rp_id,
-                    origins,
-                    hostnames,
-                }, &operator())
+                .create_tenant(
+                    NewTenant {
+                        rp_name: rp_name.unwrap_or_else(|| name.clone()),
+                        name,
+                        rp_id,
+                        origins,
+                        hostnames,
+                    },
+                    &operator(),
+                )
                 .await
                 .map_err(|e| anyhow!("{}", e.message))?;
             println!(
@@ -195,7 +202,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = open(settings).await?;
             let t = tenant_or_default(&app, tenant.as_deref()).await?;
             let inv = app
-                .invite(&t, &username, display_name.as_deref(), role.as_deref(), &operator())
+                .invite(
+                    &t,
+                    &username,
+                    display_name.as_deref(),
+                    role.as_deref(),
+                    &operator(),
+                )
                 .await
                 .map_err(|e| anyhow!("{}", e.message))?;
             println!(

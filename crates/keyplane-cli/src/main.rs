@@ -1,6 +1,7 @@
 //! `keyplane`: the command-line entry point. `serve` runs the server; the other commands act on
 //! the same database through the same services the HTTP API uses.
 
+mod audit;
 mod commands;
 mod config;
 mod output;
@@ -46,6 +47,9 @@ pub enum Command {
     /// Look at credentials (passkeys).
     #[command(subcommand)]
     Credential(commands::CredentialCommand),
+    /// The tamper-evident audit log: verify, checkpoint, export, keys.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 fn main() -> ExitCode {

@@ -59,16 +59,28 @@ pub struct Actor {
 
 impl Actor {
     pub fn user(id: &crate::UserId) -> Self {
-        Actor { kind: ActorType::User, id: id.to_string() }
+        Actor {
+            kind: ActorType::User,
+            id: id.to_string(),
+        }
     }
     pub fn anonymous() -> Self {
-        Actor { kind: ActorType::User, id: "anonymous".into() }
+        Actor {
+            kind: ActorType::User,
+            id: "anonymous".into(),
+        }
     }
     pub fn admin(id: impl Into<String>) -> Self {
-        Actor { kind: ActorType::Admin, id: id.into() }
+        Actor {
+            kind: ActorType::Admin,
+            id: id.into(),
+        }
     }
     pub fn system(id: impl Into<String>) -> Self {
-        Actor { kind: ActorType::System, id: id.into() }
+        Actor {
+            kind: ActorType::System,
+            id: id.into(),
+        }
     }
 }
 
@@ -124,21 +136,38 @@ impl Caller {
 
     /// Keyplane itself (bootstrap, housekeeping).
     pub fn system(id: &str) -> Self {
-        Caller { actor: Actor::system(id), context: RequestContext::default() }
+        Caller {
+            actor: Actor::system(id),
+            context: RequestContext::default(),
+        }
     }
 
     /// An operator at the command line.
     pub fn operator(name: &str) -> Self {
-        Caller { actor: Actor::admin(format!("cli:{name}")), context: RequestContext::default() }
+        Caller {
+            actor: Actor::admin(format!("cli:{name}")),
+            context: RequestContext::default(),
+        }
     }
 
     /// An event by this caller.
-    pub fn event(&self, action: &'static str, target_type: &'static str, target_id: impl Into<String>) -> NewEvent {
+    pub fn event(
+        &self,
+        action: &'static str,
+        target_type: &'static str,
+        target_id: impl Into<String>,
+    ) -> NewEvent {
         NewEvent::new(self.actor.clone(), action, target_type, target_id).context(&self.context)
     }
 
     /// An event by `actor`, from this caller's request (e.g. the user a ceremony signed in).
-    pub fn event_as(&self, actor: Actor, action: &'static str, target_type: &'static str, target_id: impl Into<String>) -> NewEvent {
+    pub fn event_as(
+        &self,
+        actor: Actor,
+        action: &'static str,
+        target_type: &'static str,
+        target_id: impl Into<String>,
+    ) -> NewEvent {
         NewEvent::new(actor, action, target_type, target_id).context(&self.context)
     }
 }
@@ -160,7 +189,12 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    pub fn new(actor: Actor, action: &'static str, target_type: &'static str, target_id: impl Into<String>) -> Self {
+    pub fn new(
+        actor: Actor,
+        action: &'static str,
+        target_type: &'static str,
+        target_id: impl Into<String>,
+    ) -> Self {
         NewEvent {
             actor,
             action,
@@ -280,7 +314,14 @@ fn put(out: &mut Vec<u8>, field: Option<&str>) {
 
 impl AuditEvent {
     /// Places a new event in a chain after `prev_hash`, computing its hash.
-    pub fn seal(tenant: &TenantId, seq: i64, id: String, time: Timestamp, new: &NewEvent, prev_hash: &[u8]) -> Self {
+    pub fn seal(
+        tenant: &TenantId,
+        seq: i64,
+        id: String,
+        time: Timestamp,
+        new: &NewEvent,
+        prev_hash: &[u8],
+    ) -> Self {
         let mut e = AuditEvent {
             tenant_id: tenant.clone(),
             seq,
@@ -361,12 +402,18 @@ impl std::fmt::Display for ChainBreak {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChainBreak::SequenceGap { expected, found } => {
-                write!(f, "sequence jumps from {} to {found}: events deleted, inserted or reordered", expected - 1)
+                write!(
+                    f,
+                    "sequence jumps from {} to {found}: events deleted, inserted or reordered",
+                    expected - 1
+                )
             }
             ChainBreak::WrongPredecessor { seq } => {
                 write!(f, "event {seq} does not follow its predecessor: events deleted, inserted or reordered before it")
             }
-            ChainBreak::ContentAltered { seq } => write!(f, "event {seq} was altered after it was written"),
+            ChainBreak::ContentAltered { seq } => {
+                write!(f, "event {seq} was altered after it was written")
+            }
         }
     }
 }
@@ -382,17 +429,28 @@ pub struct ChainVerifier {
 impl ChainVerifier {
     /// From the start of a tenant's log.
     pub fn from_genesis() -> Self {
-        ChainVerifier { next_seq: 1, prev_hash: GENESIS.to_vec(), checked: 0 }
+        ChainVerifier {
+            next_seq: 1,
+            prev_hash: GENESIS.to_vec(),
+            checked: 0,
+        }
     }
 
     /// From a trusted point (a verified checkpoint): the next event is `seq + 1`.
     pub fn from_point(seq: i64, hash: &[u8]) -> Self {
-        ChainVerifier { next_seq: seq + 1, prev_hash: hash.to_vec(), checked: 0 }
+        ChainVerifier {
+            next_seq: seq + 1,
+            prev_hash: hash.to_vec(),
+            checked: 0,
+        }
     }
 
     pub fn check(&mut self, e: &AuditEvent) -> Result<(), ChainBreak> {
         if e.seq != self.next_seq {
-            return Err(ChainBreak::SequenceGap { expected: self.next_seq, found: e.seq });
+            return Err(ChainBreak::SequenceGap {
+                expected: self.next_seq,
+                found: e.seq,
+            });
         }
         if e.prev_hash != self.prev_hash {
             return Err(ChainBreak::WrongPredecessor { seq: e.seq });
@@ -431,8 +489,22 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// The bytes that are signed (docs/audit.md).
-    pub fn message(tenant: &TenantId, seq: i64, hash: &[u8], signed_at: Timestamp, key_id: &str) -> Vec<u8> {
-        format!("keyplane-audit-checkpoint-v1\n{}\n{}\n{}\n{}\n{}\n", tenant, seq, hex::encode(hash), signed_at.0, key_id).into_bytes()
+    pub fn message(
+        tenant: &TenantId,
+        seq: i64,
+        hash: &[u8],
+        signed_at: Timestamp,
+        key_id: &str,
+    ) -> Vec<u8> {
+        format!(
+            "keyplane-audit-checkpoint-v1\n{}\n{}\n{}\n{}\n{}\n",
+            tenant,
+            seq,
+            hex::encode(hash),
+            signed_at.0,
+            key_id
+        )
+        .into_bytes()
     }
 
     /// Whether the signature verifies with `key`.
@@ -440,7 +512,17 @@ impl Checkpoint {
         let Ok(sig) = ed25519_dalek::Signature::from_slice(&self.signature) else {
             return false;
         };
-        key.verify(&Checkpoint::message(&self.tenant_id, self.seq, &self.hash, self.signed_at, &self.key_id), &sig).is_ok()
+        key.verify(
+            &Checkpoint::message(
+                &self.tenant_id,
+                self.seq,
+                &self.hash,
+                self.signed_at,
+                &self.key_id,
+            ),
+            &sig,
+        )
+        .is_ok()
     }
 }
 
@@ -454,7 +536,10 @@ pub struct CheckpointKey {
 impl CheckpointKey {
     pub fn from_seed(seed: &[u8; 32]) -> Self {
         let signing = SigningKey::from_bytes(seed);
-        CheckpointKey { key_id: key_id(&signing.verifying_key()), signing }
+        CheckpointKey {
+            key_id: key_id(&signing.verifying_key()),
+            signing,
+        }
     }
 
     pub fn generate(rng: &mut dyn rand::RngCore) -> ([u8; 32], Self) {
@@ -467,7 +552,13 @@ impl CheckpointKey {
         self.signing.verifying_key()
     }
 
-    pub fn sign(&self, tenant: &TenantId, seq: i64, hash: &[u8], signed_at: Timestamp) -> Checkpoint {
+    pub fn sign(
+        &self,
+        tenant: &TenantId,
+        seq: i64,
+        hash: &[u8],
+        signed_at: Timestamp,
+    ) -> Checkpoint {
         let msg = Checkpoint::message(tenant, seq, hash, signed_at, &self.key_id);
         Checkpoint {
             tenant_id: tenant.clone(),
@@ -496,7 +587,14 @@ mod tests {
             .map(|seq| {
                 let ev = NewEvent::new(Actor::system("test"), "test.event", "tenant", t.as_str())
                     .details(serde_json::json!({"n": seq, "b": "x", "a": [1, 2]}));
-                let e = AuditEvent::seal(&t, seq, format!("id-{seq}"), Timestamp(seq * 1000), &ev, &prev);
+                let e = AuditEvent::seal(
+                    &t,
+                    seq,
+                    format!("id-{seq}"),
+                    Timestamp(seq * 1000),
+                    &ev,
+                    &prev,
+                );
                 prev = e.hash.clone();
                 e
             })
@@ -519,8 +617,12 @@ mod tests {
     #[test]
     fn details_are_encoded_with_sorted_keys() {
         assert_eq!(chain(1)[0].details, r#"{"a":[1,2],"b":"x","n":1}"#);
-        let nested = serde_json::json!({"z": {"b": 1, "a": [{"d": true, "c": null}]}, "é": "\n\"", "a": -5});
-        assert_eq!(canonical_json(&nested), r#"{"a":-5,"z":{"a":[{"c":null,"d":true}],"b":1},"é":"\n\""}"#);
+        let nested =
+            serde_json::json!({"z": {"b": 1, "a": [{"d": true, "c": null}]}, "é": "\n\"", "a": -5});
+        assert_eq!(
+            canonical_json(&nested),
+            r#"{"a":-5,"z":{"a":[{"c":null,"d":true}],"b":1},"é":"\n\""}"#
+        );
         // Parsing and re-encoding gives the same text: what an independent verifier does.
         let text = canonical_json(&nested);
         assert_eq!(canonical_json(&serde_json::from_str(&text).unwrap()), text);
@@ -540,12 +642,21 @@ mod tests {
     fn a_deleted_event_is_found() {
         let mut c = chain(5);
         c.remove(1);
-        assert_eq!(verify(&c), Err(ChainBreak::SequenceGap { expected: 2, found: 3 }));
+        assert_eq!(
+            verify(&c),
+            Err(ChainBreak::SequenceGap {
+                expected: 2,
+                found: 3
+            })
+        );
         // Renumbering to hide the gap breaks the link instead.
         for (i, e) in c.iter_mut().enumerate() {
             e.seq = i as i64 + 1;
         }
-        assert!(matches!(verify(&c), Err(ChainBreak::WrongPredecessor { seq: 2 })));
+        assert!(matches!(
+            verify(&c),
+            Err(ChainBreak::WrongPredecessor { seq: 2 })
+        ));
     }
 
     #[test]

@@ -36,7 +36,8 @@ fn write_private(path: &Path, contents: &str) -> Result<(), Error> {
             opts.mode(0o600);
         }
         let mut f = opts.open(&tmp).map_err(|e| io("cannot write", &tmp, e))?;
-        f.write_all(contents.as_bytes()).map_err(|e| io("cannot write", &tmp, e))?;
+        f.write_all(contents.as_bytes())
+            .map_err(|e| io("cannot write", &tmp, e))?;
         f.sync_all().map_err(|e| io("cannot sync", &tmp, e))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| io("cannot replace", path, e))
@@ -53,11 +54,14 @@ impl Keyring {
         std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
         let signing = dir.join(SIGNING_FILE);
         let active = if signing.exists() {
-            let text = std::fs::read_to_string(&signing).map_err(|e| io("cannot read", &signing, e))?;
+            let text =
+                std::fs::read_to_string(&signing).map_err(|e| io("cannot read", &signing, e))?;
             let seed: [u8; 32] = hex::decode(text.trim())
                 .ok()
                 .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| Error::internal(format!("{} is not a 32-byte hex seed", signing.display())))?;
+                .ok_or_else(|| {
+                    Error::internal(format!("{} is not a 32-byte hex seed", signing.display()))
+                })?;
             CheckpointKey::from_seed(&seed)
         } else {
             let (seed, key) = CheckpointKey::generate(&mut rand::rng());
@@ -66,17 +70,23 @@ impl Keyring {
         };
         let pub_file = dir.join(format!("{}.pub", active.key_id));
         if !pub_file.exists() {
-            std::fs::write(&pub_file, hex::encode(active.public().as_bytes())).map_err(|e| io("cannot write", &pub_file, e))?;
+            std::fs::write(&pub_file, hex::encode(active.public().as_bytes()))
+                .map_err(|e| io("cannot write", &pub_file, e))?;
         }
         let public = read_public_keys(dir)?;
-        Ok(Keyring { dir: dir.to_path_buf(), active, public })
+        Ok(Keyring {
+            dir: dir.to_path_buf(),
+            active,
+            public,
+        })
     }
 
     /// Replaces the active key with a new one; the old public key stays in the ring.
     pub fn rotate(&mut self) -> Result<&CheckpointKey, Error> {
         let (seed, key) = CheckpointKey::generate(&mut rand::rng());
         let pub_file = self.dir.join(format!("{}.pub", key.key_id));
-        std::fs::write(&pub_file, hex::encode(key.public().as_bytes())).map_err(|e| io("cannot write", &pub_file, e))?;
+        std::fs::write(&pub_file, hex::encode(key.public().as_bytes()))
+            .map_err(|e| io("cannot write", &pub_file, e))?;
         write_private(&self.dir.join(SIGNING_FILE), &hex::encode(seed))?;
         self.active = key;
         self.public = read_public_keys(&self.dir)?;
@@ -101,7 +111,9 @@ pub fn read_public_keys(dir: &Path) -> Result<Vec<VerifyingKey>, Error> {
         let path = entry.path();
         if path.extension().and_then(|e| e.to_str()) == Some("pub") {
             let text = std::fs::read_to_string(&path).map_err(|e| io("cannot read", &path, e))?;
-            let key = parse_public(&text).ok_or_else(|| Error::internal(format!("{} is not an Ed25519 public key", path.display())))?;
+            let key = parse_public(&text).ok_or_else(|| {
+                Error::internal(format!("{} is not an Ed25519 public key", path.display()))
+            })?;
             keys.push(key);
         }
     }
@@ -115,7 +127,14 @@ pub fn parse_trusted_keys(text: &str) -> Result<Vec<VerifyingKey>, Error> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| parse_public(l).ok_or_else(|| Error::invalid("invalid_trusted_key", format!("{l:?} is not a hex Ed25519 public key"))))
+        .map(|l| {
+            parse_public(l).ok_or_else(|| {
+                Error::invalid(
+                    "invalid_trusted_key",
+                    format!("{l:?} is not a hex Ed25519 public key"),
+                )
+            })
+        })
         .collect()
 }
 
@@ -133,14 +152,25 @@ mod tests {
         let mut ring = again;
         let new_id = ring.rotate().unwrap().key_id.clone();
         assert_ne!(new_id, id);
-        assert_eq!(ring.public_keys().len(), 2, "the old public key stays trusted");
+        assert_eq!(
+            ring.public_keys().len(),
+            2,
+            "the old public key stays trusted"
+        );
         let reopened = Keyring::open_or_create(dir.path()).unwrap();
         assert_eq!(reopened.active().key_id, new_id);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(SIGNING_FILE)).unwrap().permissions().mode();
-            assert_eq!(mode & 0o077, 0, "the private key is readable by its owner only");
+            let mode = std::fs::metadata(dir.path().join(SIGNING_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "the private key is readable by its owner only"
+            );
         }
     }
 
@@ -149,7 +179,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ring = Keyring::open_or_create(dir.path()).unwrap();
         let line = hex::encode(ring.active().public().as_bytes());
-        assert_eq!(parse_trusted_keys(&format!("# pinned\n\n{line}\n")).unwrap().len(), 1);
+        assert_eq!(
+            parse_trusted_keys(&format!("# pinned\n\n{line}\n"))
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(parse_trusted_keys("nothex").is_err());
     }
 }

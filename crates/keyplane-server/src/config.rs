@@ -46,7 +46,11 @@ pub struct AuditSettings {
 
 impl Default for AuditSettings {
     fn default() -> Self {
-        AuditSettings { key_dir: PathBuf::new(), checkpoint_interval_secs: 3600, failure_events_per_minute: 30 }
+        AuditSettings {
+            key_dir: PathBuf::new(),
+            checkpoint_interval_secs: 3600,
+            failure_events_per_minute: 30,
+        }
     }
 }
 

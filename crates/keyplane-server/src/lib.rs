@@ -10,6 +10,7 @@
 //! request type.
 
 pub mod api;
+pub mod audit_export;
 pub mod audit_keys;
 pub mod config;
 pub mod metrics;

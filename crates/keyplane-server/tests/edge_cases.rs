@@ -36,7 +36,13 @@ async fn suspended_users_cannot_sign_in(backend: Backend) {
     // And an invitation for a suspended user is refused.
     let err = server
         .app
-        .invite(&tenant, "alice", None, None, &keyplane_core::audit::Caller::operator("test"))
+        .invite(
+            &tenant,
+            "alice",
+            None,
+            None,
+            &keyplane_core::audit::Caller::operator("test"),
+        )
         .await
         .err()
         .expect("refused");

@@ -146,6 +146,8 @@ async fn openapi_documents_every_route(backend: Backend) {
         ("/api/v1/me/credentials/{id}", "PATCH"),
         ("/api/v1/me/credentials/{id}", "DELETE"),
         ("/api/v1/logout", "POST"),
+        ("/api/v1/audit/events", "GET"),
+        ("/.well-known/keyplane-audit-keys", "GET"),
         ("/api/v1/openapi.json", "GET"),
         ("/healthz", "GET"),
         ("/readyz", "GET"),

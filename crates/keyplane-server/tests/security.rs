@@ -366,7 +366,13 @@ async fn invariant5_https_tenants_get_secure_cookies(backend: Backend) {
     let tenant = server.create_tenant("acme", "acme.test").await;
     let invitation = server
         .app
-        .invite(&tenant, "nina", None, None, &keyplane_core::audit::Caller::operator("test"))
+        .invite(
+            &tenant,
+            "nina",
+            None,
+            None,
+            &keyplane_core::audit::Caller::operator("test"),
+        )
         .await
         .unwrap();
     let mut auth = SoftAuthenticator::new("https://acme.test", true, true);

@@ -37,7 +37,8 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-pub(crate) const EVENT_COLUMNS: &str = "tenant_id, seq, id, time, actor_type, actor_id, action, target_type, target_id, \
+pub(crate) const EVENT_COLUMNS: &str =
+    "tenant_id, seq, id, time, actor_type, actor_id, action, target_type, target_id, \
      outcome, reasons, request_id, client_ip, user_agent, details, prev_hash, hash";
 
 fn db(e: sqlx::Error) -> StoreError {
@@ -45,17 +46,30 @@ fn db(e: sqlx::Error) -> StoreError {
 }
 
 /// Appends `batch` to the tenant's chain on `conn`, which must be inside a transaction.
-pub(crate) async fn append(conn: &mut AnyConnection, tenant: &TenantId, batch: AuditBatch<'_>) -> Result<()> {
+pub(crate) async fn append(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    batch: AuditBatch<'_>,
+) -> Result<()> {
     for event in batch.events {
-        let head = sqlx::query("UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash")
-            .bind(tenant.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| StoreError::Database(format!("tenant {tenant} has no audit chain")))?;
+        let head = sqlx::query(
+            "UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::Database(format!("tenant {tenant} has no audit chain")))?;
         let seq: i64 = head.try_get("seq").map_err(db)?;
         let prev: Vec<u8> = head.try_get("hash").map_err(db)?;
-        let sealed = AuditEvent::seal(tenant, seq, uuid::Uuid::new_v4().to_string(), batch.at, event, &prev);
+        let sealed = AuditEvent::seal(
+            tenant,
+            seq,
+            uuid::Uuid::new_v4().to_string(),
+            batch.at,
+            event,
+            &prev,
+        );
         sqlx::query("UPDATE audit_heads SET hash = $1 WHERE tenant_id = $2")
             .bind(sealed.hash.clone())
             .bind(tenant.as_str())

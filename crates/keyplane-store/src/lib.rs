@@ -13,6 +13,6 @@ mod rows;
 mod sql;
 mod store;
 
-pub use sql::{redact as redact_url, Backend, SqlStore};
 pub use audit::{AuditBatch, AuditFilter};
+pub use sql::{redact as redact_url, Backend, SqlStore};
 pub use store::{AssertionRecord, Store, StoreError};

@@ -5,9 +5,9 @@
 
 use crate::audit::{self, AuditBatch, AuditFilter, EVENT_COLUMNS};
 use crate::rows;
-use keyplane_core::audit::{AuditEvent, Checkpoint, NewEvent};
 use crate::store::{AssertionRecord, Result, Store, StoreError};
 use async_trait::async_trait;
+use keyplane_core::audit::{AuditEvent, Checkpoint, NewEvent};
 use keyplane_core::*;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 // Dynamic SQL below is assembled only from the constant column lists in this file.
@@ -424,13 +424,14 @@ impl Store for SqlStore {
         .await
         .map_err(db)?
         .rows_affected();
-        let enrolments = sqlx::query("DELETE FROM enrolments WHERE tenant_id = $1 AND expires_at <= $2")
-            .bind(tenant.as_str())
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
+        let enrolments =
+            sqlx::query("DELETE FROM enrolments WHERE tenant_id = $1 AND expires_at <= $2")
+                .bind(tenant.as_str())
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
         if sessions + enrolments == 0 {
             tx.rollback().await.map_err(db)?;
             return Ok(0);
@@ -672,12 +673,20 @@ impl Store for SqlStore {
             .await
             .map_err(db)?
             .ok_or_else(|| StoreError::Database(format!("tenant {tenant} has no audit chain")))?;
-        Ok((row.try_get("seq").map_err(db)?, row.try_get("hash").map_err(db)?))
+        Ok((
+            row.try_get("seq").map_err(db)?,
+            row.try_get("hash").map_err(db)?,
+        ))
     }
 
-    async fn list_audit_events(&self, tenant: &TenantId, f: &AuditFilter) -> Result<Vec<AuditEvent>> {
+    async fn list_audit_events(
+        &self,
+        tenant: &TenantId,
+        f: &AuditFilter,
+    ) -> Result<Vec<AuditEvent>> {
         // Placeholders are numbered in the order the optional filters are added.
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE tenant_id = $1 AND seq > $2");
+        let mut sql =
+            format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE tenant_id = $1 AND seq > $2");
         let mut n = 2;
         let mut next = |clause: &str| {
             n += 1;
@@ -696,7 +705,9 @@ impl Store for SqlStore {
             sql += &next("outcome =");
         }
         sql += &format!(" ORDER BY seq LIMIT {}", f.limit.clamp(1, 100_000));
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant.as_str()).bind(f.after_seq);
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant.as_str())
+            .bind(f.after_seq);
         if let Some(t) = f.since {
             q = q.bind(t.0);
         }

@@ -1,8 +1,8 @@
 //! The storage interface the services use. One trait; the SQL implementation serves both
 //! backends, and the shared test suite (`tests/store_suite.rs`) runs against both.
 
-use async_trait::async_trait;
 use crate::audit::{AuditBatch, AuditFilter};
+use async_trait::async_trait;
 use keyplane_core::audit::{AuditEvent, Checkpoint, NewEvent};
 use keyplane_core::*;
 
@@ -155,7 +155,12 @@ pub trait Store: Send + Sync + 'static {
         hash: &TokenHash,
     ) -> Result<Option<Session>>;
     /// Ends a session; false if it was already ended.
-    async fn revoke_session(&self, tenant: &TenantId, id: &SessionId, audit: AuditBatch<'_>) -> Result<bool>;
+    async fn revoke_session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
 
     // Audit log
     /// Records events that go with no other change (failed and denied attempts).
@@ -163,7 +168,11 @@ pub trait Store: Send + Sync + 'static {
     /// The tenant's chain head: the last sequence number and hash.
     async fn audit_head(&self, tenant: &TenantId) -> Result<(i64, Vec<u8>)>;
     /// Events in sequence order after `filter.after_seq`, at most `filter.limit`.
-    async fn list_audit_events(&self, tenant: &TenantId, filter: &AuditFilter) -> Result<Vec<AuditEvent>>;
+    async fn list_audit_events(
+        &self,
+        tenant: &TenantId,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEvent>>;
     /// Stores a signed checkpoint (idempotent).
     async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
     async fn list_checkpoints(&self, tenant: &TenantId) -> Result<Vec<Checkpoint>>;

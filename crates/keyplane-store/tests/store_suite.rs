@@ -1,9 +1,9 @@
 //! The shared storage suite: every `Store` operation, its tenant scoping and its single-use and
 //! atomicity guarantees, run against a real SQLite file and a real PostgreSQL database.
 
+use keyplane_core::audit::{Actor, ChainVerifier, CheckpointKey, NewEvent};
 use keyplane_core::*;
 use keyplane_store::{AssertionRecord, AuditBatch, AuditFilter, SqlStore, Store, StoreError};
-use keyplane_core::audit::{Actor, ChainVerifier, CheckpointKey, NewEvent};
 use keyplane_testkit::{Backend, TestDatabase};
 
 struct Fixture {
@@ -299,9 +299,13 @@ async fn enrolment_is_consumed_with_its_credential_atomically(backend: Backend) 
             .unwrap(),
         e
     );
-    s.register_credential(&credential(&a, &u, b"cred-1"), Some(&e.id), AuditBatch::new(Timestamp(50), &[]))
-        .await
-        .unwrap();
+    s.register_credential(
+        &credential(&a, &u, b"cred-1"),
+        Some(&e.id),
+        AuditBatch::new(Timestamp(50), &[]),
+    )
+    .await
+    .unwrap();
     let used = s
         .enrolment_by_token(&a.id, &TokenHash::of(b"token"))
         .await
@@ -310,7 +314,11 @@ async fn enrolment_is_consumed_with_its_credential_atomically(backend: Backend) 
     assert_eq!(used.used_at, Some(Timestamp(50)));
     // A second registration on the same invitation fails, and its credential is not kept.
     let second = s
-        .register_credential(&credential(&a, &u, b"cred-2"), Some(&e.id), AuditBatch::new(Timestamp(60), &[]))
+        .register_credential(
+            &credential(&a, &u, b"cred-2"),
+            Some(&e.id),
+            AuditBatch::new(Timestamp(60), &[]),
+        )
         .await;
     assert!(matches!(second, Err(StoreError::Conflict(_))));
     assert!(s
@@ -410,7 +418,10 @@ async fn assertions_move_the_counter_forward_and_open_a_session_atomically(backe
         session: sess,
     };
     let s1: &'static Session = Box::leak(Box::new(session(&a, &u, "t1")));
-    assert!(s.record_assertion(&a.id, &record(6, s1), none()).await.unwrap());
+    assert!(s
+        .record_assertion(&a.id, &record(6, s1), none())
+        .await
+        .unwrap());
     let got = s.credential_by_id(&a.id, &c.id).await.unwrap().unwrap();
     assert_eq!(
         (got.sign_count, got.backup_state, got.last_used_at),
@@ -425,8 +436,14 @@ async fn assertions_move_the_counter_forward_and_open_a_session_atomically(backe
     );
     // Equal or lower counter: refused, and no session is created.
     let s2: &'static Session = Box::leak(Box::new(session(&a, &u, "t2")));
-    assert!(!s.record_assertion(&a.id, &record(6, s2), none()).await.unwrap());
-    assert!(!s.record_assertion(&a.id, &record(3, s2), none()).await.unwrap());
+    assert!(!s
+        .record_assertion(&a.id, &record(6, s2), none())
+        .await
+        .unwrap());
+    assert!(!s
+        .record_assertion(&a.id, &record(3, s2), none())
+        .await
+        .unwrap());
     assert!(s
         .session_by_token(&a.id, &TokenHash::of(b"t2"))
         .await
@@ -436,7 +453,10 @@ async fn assertions_move_the_counter_forward_and_open_a_session_atomically(backe
     s.set_credential_status(&a.id, &c.id, CredentialStatus::Suspended, "x", none())
         .await
         .unwrap();
-    assert!(!s.record_assertion(&a.id, &record(9, s2), none()).await.unwrap());
+    assert!(!s
+        .record_assertion(&a.id, &record(9, s2), none())
+        .await
+        .unwrap());
     // Sessions are tenant scoped and revocable.
     let b = tenant("b");
     s.create_tenant(&b, none()).await.unwrap();
@@ -507,11 +527,20 @@ async fn zero_counters_are_accepted_when_the_authenticator_does_not_count(backen
 }
 
 fn event(n: u32) -> NewEvent {
-    NewEvent::new(Actor::system("test"), "test.event", "tenant", "t").details(serde_json::json!({ "n": n }))
+    NewEvent::new(Actor::system("test"), "test.event", "tenant", "t")
+        .details(serde_json::json!({ "n": n }))
 }
 
 async fn all_events(s: &SqlStore, t: &TenantId) -> Vec<keyplane_core::audit::AuditEvent> {
-    s.list_audit_events(t, &AuditFilter { limit: 100_000, ..AuditFilter::default() }).await.unwrap()
+    s.list_audit_events(
+        t,
+        &AuditFilter {
+            limit: 100_000,
+            ..AuditFilter::default()
+        },
+    )
+    .await
+    .unwrap()
 }
 
 fn verify(events: &[keyplane_core::audit::AuditEvent]) {
@@ -525,32 +554,90 @@ async fn changes_and_their_events_commit_together(backend: Backend) {
     let f = fixture(backend).await;
     let s = &f.store;
     let a = tenant("a");
-    s.create_tenant(&a, AuditBatch::new(Timestamp(1), &[event(1)])).await.unwrap();
+    s.create_tenant(&a, AuditBatch::new(Timestamp(1), &[event(1)]))
+        .await
+        .unwrap();
     let u = user(&a, "u");
-    s.create_user(&u, AuditBatch::new(Timestamp(2), &[event(2)])).await.unwrap();
+    s.create_user(&u, AuditBatch::new(Timestamp(2), &[event(2)]))
+        .await
+        .unwrap();
     let c = credential(&a, &u, b"c");
-    s.register_credential(&c, None, AuditBatch::new(Timestamp(3), &[event(3), event(4)])).await.unwrap();
+    s.register_credential(
+        &c,
+        None,
+        AuditBatch::new(Timestamp(3), &[event(3), event(4)]),
+    )
+    .await
+    .unwrap();
     // A change that does not apply writes no event.
     let stranger = UserId::generate();
-    assert!(!s.rename_credential(&a.id, &stranger, &c.id, "x", AuditBatch::new(Timestamp(4), &[event(99)])).await.unwrap());
+    assert!(!s
+        .rename_credential(
+            &a.id,
+            &stranger,
+            &c.id,
+            "x",
+            AuditBatch::new(Timestamp(4), &[event(99)])
+        )
+        .await
+        .unwrap());
     // A change that fails writes no event either.
-    let dup = s.register_credential(&credential(&a, &u, b"c"), None, AuditBatch::new(Timestamp(5), &[event(98)])).await;
+    let dup = s
+        .register_credential(
+            &credential(&a, &u, b"c"),
+            None,
+            AuditBatch::new(Timestamp(5), &[event(98)]),
+        )
+        .await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))));
     let events = all_events(s, &a.id).await;
-    let ns: Vec<i64> = events.iter().map(|e| serde_json::from_str::<serde_json::Value>(&e.details).unwrap()["n"].as_i64().unwrap()).collect();
+    let ns: Vec<i64> = events
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.details).unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
     assert_eq!(ns, vec![1, 2, 3, 4]);
-    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
     verify(&events);
     let (head_seq, head_hash) = s.audit_head(&a.id).await.unwrap();
     assert_eq!((head_seq, head_hash), (4, events[3].hash.clone()));
     // Filters and paging.
-    let page = s.list_audit_events(&a.id, &AuditFilter { after_seq: 2, limit: 1, ..AuditFilter::default() }).await.unwrap();
+    let page = s
+        .list_audit_events(
+            &a.id,
+            &AuditFilter {
+                after_seq: 2,
+                limit: 1,
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3]);
-    let timed = s.list_audit_events(&a.id, &AuditFilter { since: Some(Timestamp(2)), until: Some(Timestamp(3)), limit: 10, ..AuditFilter::default() }).await.unwrap();
+    let timed = s
+        .list_audit_events(
+            &a.id,
+            &AuditFilter {
+                since: Some(Timestamp(2)),
+                until: Some(Timestamp(3)),
+                limit: 10,
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(timed.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2]);
     // Chains are per tenant.
     let b = tenant("b");
-    s.create_tenant(&b, AuditBatch::new(Timestamp(1), &[event(1)])).await.unwrap();
+    s.create_tenant(&b, AuditBatch::new(Timestamp(1), &[event(1)]))
+        .await
+        .unwrap();
     assert_eq!(all_events(s, &b.id).await[0].seq, 1);
     f.done().await;
 }
@@ -565,7 +652,12 @@ async fn concurrent_appends_never_fork_the_chain(backend: Backend) {
         let t = a.id.clone();
         tokio::spawn(async move {
             for i in 0..25u32 {
-                s.append_events(&t, AuditBatch::new(Timestamp(i64::from(i)), &[event(w * 100 + i)])).await.unwrap();
+                s.append_events(
+                    &t,
+                    AuditBatch::new(Timestamp(i64::from(i)), &[event(w * 100 + i)]),
+                )
+                .await
+                .unwrap();
             }
         })
     });
@@ -584,7 +676,9 @@ async fn checkpoints_are_stored_once(backend: Backend) {
     let f = fixture(backend).await;
     let s = &f.store;
     let a = tenant("a");
-    s.create_tenant(&a, AuditBatch::new(Timestamp(1), &[event(1)])).await.unwrap();
+    s.create_tenant(&a, AuditBatch::new(Timestamp(1), &[event(1)]))
+        .await
+        .unwrap();
     let (seq, hash) = s.audit_head(&a.id).await.unwrap();
     let (_, key) = CheckpointKey::generate(&mut rand::rng());
     let cp = key.sign(&a.id, seq, &hash, Timestamp(9));

@@ -67,7 +67,8 @@ impl TestServerBuilder {
             .expect("open the test database");
         let data_dir = tempfile::tempdir().expect("data directory");
         settings.data_dir = data_dir.path().to_path_buf();
-        let app = App::new(Arc::new(store.clone()), self.clock, settings).expect("open the audit key ring");
+        let app = App::new(Arc::new(store.clone()), self.clock, settings)
+            .expect("open the audit key ring");
         let invitation = app.bootstrap().await.expect("bootstrap");
         let server = keyplane_server::spawn(app.clone(), listener).expect("start server");
         let http = reqwest::Client::builder()

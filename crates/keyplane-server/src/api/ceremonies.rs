@@ -124,7 +124,12 @@ pub async fn authentication_verify(
 ) -> ApiResult<impl IntoResponse> {
     let id = ceremony_id(&req.ceremony)?;
     let signed_in = app
-        .finish_authentication(&tenant, &id, &req.credential, &Caller::new(Actor::anonymous(), ctx))
+        .finish_authentication(
+            &tenant,
+            &id,
+            &req.credential,
+            &Caller::new(Actor::anonymous(), ctx),
+        )
         .await?;
     let csrf = signed_in.token.derive("csrf");
     let max_age = app.settings.session_ttl_secs;

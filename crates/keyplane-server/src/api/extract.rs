@@ -37,7 +37,13 @@ impl FromRequestParts<Arc<App>> for TenantCtx {
 pub struct Ctx(pub RequestContext);
 
 fn request_context(parts: &Parts) -> RequestContext {
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     RequestContext {
         request_id: header("x-request-id"),
         client_ip: parts
@@ -206,5 +212,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 other => Error::invalid("invalid_request", other.body_text()),
             })),
         }
+    }
+}
+
+/// Query parameters whose every failure is a JSON error with a stable code.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|r| ApiError(Error::invalid("invalid_query", r.body_text())))
     }
 }

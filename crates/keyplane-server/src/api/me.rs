@@ -70,13 +70,19 @@ pub async fn delete_credential(
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    app.remove_my_credential(&auth.tenant, &auth.user.id, &credential_id(&id)?, &auth.caller())
-        .await?;
+    app.remove_my_credential(
+        &auth.tenant,
+        &auth.user.id,
+        &credential_id(&id)?,
+        &auth.caller(),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn logout(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl IntoResponse> {
-    app.logout(&auth.tenant, &auth.session, &auth.caller()).await?;
+    app.logout(&auth.tenant, &auth.session, &auth.caller())
+        .await?;
     let mut headers = HeaderMap::new();
     headers.append(
         header::SET_COOKIE,

@@ -1,5 +1,6 @@
 //! The HTTP API: routes, middleware (request ids, logs, metrics, body limits) and handlers.
 
+pub mod audit;
 pub mod ceremonies;
 pub mod error;
 pub mod extract;
@@ -40,6 +41,8 @@ pub fn router(app: Arc<App>) -> Router {
             get(me::get_credential).patch(me::rename_credential).delete(me::delete_credential),
         )
         .route("/api/v1/logout", post(me::logout))
+        .route("/api/v1/audit/events", get(audit::events))
+        .route("/.well-known/keyplane-audit-keys", get(audit::keys))
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route("/enrol", get(pages::enrol))
         .route("/signin", get(pages::signin))

@@ -28,7 +28,10 @@ const MAX_TRACKED: usize = 10_000;
 
 impl FailureLimiter {
     pub(crate) fn new(per_minute: u32) -> Self {
-        FailureLimiter { per_minute, windows: Mutex::new(HashMap::new()) }
+        FailureLimiter {
+            per_minute,
+            windows: Mutex::new(HashMap::new()),
+        }
     }
 
     /// `Some(n)`: record the event, and report `n` suppressed since the last recorded one.
@@ -41,7 +44,11 @@ impl FailureLimiter {
         }
         let w = windows
             .entry((tenant.to_string(), address.to_string()))
-            .or_insert(Window { started: now, recorded: 0, suppressed: 0 });
+            .or_insert(Window {
+                started: now,
+                recorded: 0,
+                suppressed: 0,
+            });
         if now.duration_since(w.started) >= Duration::from_secs(60) {
             w.started = now;
             w.recorded = 0;
@@ -91,7 +98,11 @@ impl App {
     /// `audit.failure_events_per_minute` per client address and tenant are written; the rest are
     /// counted, and the count is carried by the next event written for that address.
     pub async fn record_failure(&self, tenant: &Tenant, mut event: NewEvent) {
-        let address = event.context.client_ip.clone().unwrap_or_else(|| "-".into());
+        let address = event
+            .context
+            .client_ip
+            .clone()
+            .unwrap_or_else(|| "-".into());
         let Some(suppressed) = self.failure_limiter.admit(tenant.id.as_str(), &address) else {
             metrics::counter!("keyplane_audit_failures_suppressed_total").increment(1);
             return;
@@ -102,7 +113,11 @@ impl App {
             }
         }
         let at = self.clock.now();
-        if let Err(e) = self.store.append_events(&tenant.id, AuditBatch::new(at, &[event])).await {
+        if let Err(e) = self
+            .store
+            .append_events(&tenant.id, AuditBatch::new(at, &[event]))
+            .await
+        {
             tracing::error!(error = %e, tenant = %tenant.name, "could not record a failed attempt in the audit log");
         }
     }
@@ -114,10 +129,18 @@ impl App {
         let mut total = self.store.purge_expired_ceremonies(now).await?;
         for tenant in self.store.list_tenants().await? {
             let event = |sessions: u64, invitations: u64| {
-                NewEvent::new(Actor::system("janitor"), "maintenance.purged", "tenant", tenant.id.as_str())
-                    .details(json!({ "sessions": sessions, "invitations": invitations }))
+                NewEvent::new(
+                    Actor::system("janitor"),
+                    "maintenance.purged",
+                    "tenant",
+                    tenant.id.as_str(),
+                )
+                .details(json!({ "sessions": sessions, "invitations": invitations }))
             };
-            total += self.store.purge_expired_sessions_and_enrolments(&tenant.id, now, &event).await?;
+            total += self
+                .store
+                .purge_expired_sessions_and_enrolments(&tenant.id, now, &event)
+                .await?;
         }
         Ok(total)
     }
@@ -129,9 +152,18 @@ impl App {
         if seq == 0 {
             return Ok(None);
         }
-        let active_id = self.keyring.read().unwrap_or_else(|p| p.into_inner()).active().key_id.clone();
+        let active_id = self
+            .keyring
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .active()
+            .key_id
+            .clone();
         let existing = self.store.list_checkpoints(&tenant.id).await?;
-        if existing.iter().any(|c| c.seq == seq && c.key_id == active_id) {
+        if existing
+            .iter()
+            .any(|c| c.seq == seq && c.key_id == active_id)
+        {
             return Ok(None);
         }
         let checkpoint = {
@@ -174,17 +206,27 @@ impl App {
                     kind: "checkpoint_forged",
                     seq: Some(cp.seq),
                     event_id: None,
-                    message: format!("checkpoint at {} signed as key {} does not verify", cp.seq, cp.key_id),
+                    message: format!(
+                        "checkpoint at {} signed as key {} does not verify",
+                        cp.seq, cp.key_id
+                    ),
                 }),
                 None => problems.push(AuditProblem {
                     kind: "checkpoint_forged",
                     seq: Some(cp.seq),
                     event_id: None,
-                    message: format!("checkpoint at {} is signed by key {}, which is not trusted", cp.seq, cp.key_id),
+                    message: format!(
+                        "checkpoint at {} is signed by key {}, which is not trusted",
+                        cp.seq, cp.key_id
+                    ),
                 }),
             }
         }
-        let start = if from_checkpoint { valid.iter().max_by_key(|c| c.seq) } else { None };
+        let start = if from_checkpoint {
+            valid.iter().max_by_key(|c| c.seq)
+        } else {
+            None
+        };
         let mut verifier = match start {
             Some(cp) => ChainVerifier::from_point(cp.seq, &cp.hash),
             None => ChainVerifier::from_genesis(),
@@ -194,14 +236,23 @@ impl App {
         let mut after = started_after;
         let mut broken = false;
         'pages: loop {
-            let filter = AuditFilter { after_seq: after, limit: AUDIT_PAGE, ..AuditFilter::default() };
+            let filter = AuditFilter {
+                after_seq: after,
+                limit: AUDIT_PAGE,
+                ..AuditFilter::default()
+            };
             let page = self.store.list_audit_events(&tenant.id, &filter).await?;
             if page.is_empty() {
                 break;
             }
             for e in &page {
                 if let Err(b) = verifier.check(e) {
-                    problems.push(AuditProblem { kind: "chain_broken", seq: Some(e.seq), event_id: Some(e.id.clone()), message: b.to_string() });
+                    problems.push(AuditProblem {
+                        kind: "chain_broken",
+                        seq: Some(e.seq),
+                        event_id: Some(e.id.clone()),
+                        message: b.to_string(),
+                    });
                     broken = true;
                     break 'pages;
                 }
@@ -223,7 +274,11 @@ impl App {
         }
         let (last_seq, _) = verifier.head();
         if !broken {
-            if let Some(cp) = valid.iter().filter(|c| c.seq > last_seq).max_by_key(|c| c.seq) {
+            if let Some(cp) = valid
+                .iter()
+                .filter(|c| c.seq > last_seq)
+                .max_by_key(|c| c.seq)
+            {
                 problems.push(AuditProblem {
                     kind: "truncated",
                     seq: Some(last_seq + 1),
@@ -266,7 +321,12 @@ mod tests {
         assert_eq!(l.admit("t", "5.6.7.8"), Some(0), "per address");
         assert_eq!(l.admit("u", "1.2.3.4"), Some(0), "per tenant");
         // A new window reports the two it swallowed.
-        l.windows.lock().unwrap().get_mut(&("t".into(), "1.2.3.4".into())).unwrap().started -= Duration::from_secs(61);
+        l.windows
+            .lock()
+            .unwrap()
+            .get_mut(&("t".into(), "1.2.3.4".into()))
+            .unwrap()
+            .started -= Duration::from_secs(61);
         assert_eq!(l.admit("t", "1.2.3.4"), Some(2));
     }
 }

@@ -50,7 +50,13 @@ impl App {
             .details(json!({ "user": user, "from": before.nickname, "to": nickname }));
         if !self
             .store
-            .rename_credential(&tenant.id, user, id, &nickname, AuditBatch::new(self.clock.now(), &[event]))
+            .rename_credential(
+                &tenant.id,
+                user,
+                id,
+                &nickname,
+                AuditBatch::new(self.clock.now(), &[event]),
+            )
             .await?
         {
             return Err(Error::not_found(

@@ -30,10 +30,20 @@ pub struct App {
 
 impl App {
     /// Opens (on first use, creates) the checkpoint key ring in the configured directory.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings) -> Result<Arc<Self>, Error> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Result<Arc<Self>, Error> {
         let keyring = crate::audit_keys::Keyring::open_or_create(&settings.audit_key_dir())?;
         let failure_limiter = audit::FailureLimiter::new(settings.audit.failure_events_per_minute);
-        Ok(Arc::new(App { store, clock, settings, keyring: std::sync::RwLock::new(keyring), failure_limiter }))
+        Ok(Arc::new(App {
+            store,
+            clock,
+            settings,
+            keyring: std::sync::RwLock::new(keyring),
+            failure_limiter,
+        }))
     }
 
     /// The relying party of a tenant. Cheap to build; built per ceremony so that a tenant's

@@ -7,8 +7,8 @@ use crate::metrics;
 use keyplane_core::audit::{Actor, Caller, Outcome};
 use keyplane_core::*;
 use keyplane_store::AuditBatch;
-use serde_json::json;
 use keyplane_webauthn::{ParsedRegistration, VerifyOptions};
+use serde_json::json;
 use serde_json::Value;
 
 /// Who is asking to register.
@@ -187,7 +187,12 @@ impl App {
             library_state: registered.library_state,
         };
         let event = caller
-            .event_as(Actor::user(&user.id), "credential.registered", "credential", record.id.as_str())
+            .event_as(
+                Actor::user(&user.id),
+                "credential.registered",
+                "credential",
+                record.id.as_str(),
+            )
             .details(json!({
                 "user": user.id,
                 "purpose": ceremony.purpose.as_str(),
@@ -203,7 +208,11 @@ impl App {
                 "credential_id": b64url(&record.credential_id),
             }));
         self.store
-            .register_credential(&record, ceremony.enrolment_id.as_ref(), AuditBatch::new(now, &[event]))
+            .register_credential(
+                &record,
+                ceremony.enrolment_id.as_ref(),
+                AuditBatch::new(now, &[event]),
+            )
             .await
             .map_err(|e| match e {
                 keyplane_store::StoreError::Conflict(what) if what.contains("enrolment") => {

@@ -1,15 +1,15 @@
 //! Signing in: authentication ceremonies (username-first or usernameless) and the sessions they
 //! open. A session token is 256 random bits, handed out once, stored as its SHA-256 hash.
 
+use super::registration::b64url;
 use super::{App, StartedCeremony};
 use crate::metrics;
 use keyplane_core::assurance::{assess, AssuranceFacts};
-use super::registration::b64url;
 use keyplane_core::audit::{Actor, Caller, Outcome};
 use keyplane_core::*;
 use keyplane_store::AuditBatch;
-use serde_json::json;
 use keyplane_webauthn::ParsedAssertion;
+use serde_json::json;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -84,7 +84,9 @@ impl App {
         let result = match ParsedAssertion::from_json(credential) {
             Err(e) => Err(e),
             Ok(assertion) => {
-                let result = self.verify_assertion(tenant, ceremony_id, &assertion, caller).await;
+                let result = self
+                    .verify_assertion(tenant, ceremony_id, &assertion, caller)
+                    .await;
                 if let Err(e) = &result {
                     let event = caller
                         .event("authentication.failed", "ceremony", ceremony_id.as_str())
@@ -186,7 +188,12 @@ impl App {
             expires_at: now.plus_secs(self.settings.session_ttl_secs),
         };
         let event = caller
-            .event_as(Actor::user(&user.id), "authentication.succeeded", "user", user.id.as_str())
+            .event_as(
+                Actor::user(&user.id),
+                "authentication.succeeded",
+                "user",
+                user.id.as_str(),
+            )
             .details(json!({
                 "session": session.id,
                 "credential": stored.id,
@@ -238,12 +245,24 @@ impl App {
         })
     }
 
-    async fn suspend_for_regression(&self, tenant: &Tenant, credential: &Credential, caller: &Caller) -> Result<(), Error> {
+    async fn suspend_for_regression(
+        &self,
+        tenant: &Tenant,
+        credential: &Credential,
+        caller: &Caller,
+    ) -> Result<(), Error> {
         tracing::warn!(tenant = %tenant.name, credential = %credential.id, "sign-count regression: credential suspended");
         let event = caller
-            .event_as(Actor::system("sign-count-check"), "credential.suspended", "credential", credential.id.as_str())
+            .event_as(
+                Actor::system("sign-count-check"),
+                "credential.suspended",
+                "credential",
+                credential.id.as_str(),
+            )
             .outcome(Outcome::Success, "sign_count_regression")
-            .details(json!({ "user": credential.user_id, "stored_sign_count": credential.sign_count }));
+            .details(
+                json!({ "user": credential.user_id, "stored_sign_count": credential.sign_count }),
+            );
         self.store
             .set_credential_status(
                 &tenant.id,
@@ -285,10 +304,21 @@ impl App {
 
     /// Ends a session, recording `session.ended`.
     /// Ends a session, recording `session.ended`.
-    pub async fn logout(&self, tenant: &Tenant, session: &Session, caller: &Caller) -> Result<(), Error> {
-        let event = caller.event("session.ended", "session", session.id.as_str()).details(json!({ "user": session.user_id }));
+    pub async fn logout(
+        &self,
+        tenant: &Tenant,
+        session: &Session,
+        caller: &Caller,
+    ) -> Result<(), Error> {
+        let event = caller
+            .event("session.ended", "session", session.id.as_str())
+            .details(json!({ "user": session.user_id }));
         self.store
-            .revoke_session(&tenant.id, &session.id, AuditBatch::new(self.clock.now(), &[event]))
+            .revoke_session(
+                &tenant.id,
+                &session.id,
+                AuditBatch::new(self.clock.now(), &[event]),
+            )
             .await?;
         Ok(())
     }

@@ -97,7 +97,11 @@ fn is_host_name(h: &str) -> bool {
 
 impl App {
     /// Creates a tenant. Names and hostnames are unique across the deployment.
-    pub async fn create_tenant(&self, mut new: NewTenant, caller: &Caller) -> Result<Tenant, Error> {
+    pub async fn create_tenant(
+        &self,
+        mut new: NewTenant,
+        caller: &Caller,
+    ) -> Result<Tenant, Error> {
         new.rp_id = new.rp_id.to_lowercase();
         new.hostnames = new.hostnames.iter().map(|h| h.to_lowercase()).collect();
         validate_tenant(&new)?;
@@ -173,7 +177,9 @@ impl App {
                 let event = caller
                     .event("user.created", "user", u.id.as_str())
                     .details(json!({ "username": u.username, "role": u.role }));
-                self.store.create_user(&u, AuditBatch::new(now, &[event])).await?;
+                self.store
+                    .create_user(&u, AuditBatch::new(now, &[event]))
+                    .await?;
                 u
             }
         };
@@ -197,7 +203,9 @@ impl App {
         let event = caller
             .event("enrolment.invited", "user", user.id.as_str())
             .details(json!({ "enrolment": enrolment.id, "expires_at": enrolment.expires_at.to_rfc3339() }));
-        self.store.create_enrolment(&enrolment, AuditBatch::new(now, &[event])).await?;
+        self.store
+            .create_enrolment(&enrolment, AuditBatch::new(now, &[event]))
+            .await?;
         let base = tenant
             .origins
             .first()
@@ -225,17 +233,26 @@ impl App {
         let s = &self.settings;
         let caller = Caller::system("bootstrap");
         let tenant = self
-            .create_tenant(NewTenant {
-                name: s.default_tenant.name.clone(),
-                rp_id: s.default_tenant.rp_id.clone(),
-                rp_name: s.default_tenant.rp_name.clone(),
-                origins: s.default_tenant_origins(),
-                hostnames: s.default_tenant_hostnames(),
-            }, &caller)
+            .create_tenant(
+                NewTenant {
+                    name: s.default_tenant.name.clone(),
+                    rp_id: s.default_tenant.rp_id.clone(),
+                    rp_name: s.default_tenant.rp_name.clone(),
+                    origins: s.default_tenant_origins(),
+                    hostnames: s.default_tenant_hostnames(),
+                },
+                &caller,
+            )
             .await?;
-        self.invite(&tenant, "admin", Some("Administrator"), Some("owner"), &caller)
-            .await
-            .map(Some)
+        self.invite(
+            &tenant,
+            "admin",
+            Some("Administrator"),
+            Some("owner"),
+            &caller,
+        )
+        .await
+        .map(Some)
     }
 }
 

@@ -1,0 +1,108 @@
+//! The audit log over HTTP: events for administrators and auditors (paged, filtered), and the
+//! checkpoint public keys at a well-known URL so that auditors can pin them.
+
+use super::error::ApiResult;
+use super::extract::{ApiQuery, Auth};
+use crate::App;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::Json;
+use keyplane_core::{Error, Timestamp};
+use keyplane_store::AuditFilter;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+/// Roles that may read the audit log (the full permission matrix comes with administration).
+const AUDIT_READERS: &[&str] = &["owner", "admin", "auditor"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only events after this sequence number (for paging: the previous page's `next_after_seq`).
+    #[serde(default)]
+    after_seq: i64,
+    /// Page size, 1-1000 (default 100).
+    limit: Option<i64>,
+    action: Option<String>,
+    outcome: Option<String>,
+    /// RFC 3339 times: events at or after `since`, before `until`.
+    since: Option<String>,
+    until: Option<String>,
+}
+
+fn parse_time(name: &str, raw: &Option<String>) -> Result<Option<Timestamp>, Error> {
+    let Some(raw) = raw else { return Ok(None) };
+    let t = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            Error::invalid(
+                "invalid_time",
+                format!("{name} must be an RFC 3339 time, e.g. 2026-11-25T12:00:00Z"),
+            )
+        })?;
+    Ok(Some(Timestamp(
+        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX),
+    )))
+}
+
+pub async fn events(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> ApiResult<impl IntoResponse> {
+    if !auth
+        .user
+        .role
+        .as_deref()
+        .is_some_and(|r| AUDIT_READERS.contains(&r))
+    {
+        return Err(Error::forbidden(
+            "forbidden_role",
+            "reading the audit log needs the owner, admin or auditor role",
+        )
+        .into());
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::invalid("invalid_limit", "limit must be between 1 and 1000").into());
+    }
+    if q.after_seq < 0 {
+        return Err(Error::invalid("invalid_after_seq", "after_seq must not be negative").into());
+    }
+    let filter = AuditFilter {
+        after_seq: q.after_seq,
+        limit,
+        action: q.action,
+        outcome: q.outcome,
+        since: parse_time("since", &q.since)?,
+        until: parse_time("until", &q.until)?,
+    };
+    let events = app
+        .store
+        .list_audit_events(&auth.tenant.id, &filter)
+        .await
+        .map_err(Error::from)?;
+    let next = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    Ok(Json(json!({
+        "events": events.iter().map(crate::audit_export::native).collect::<Vec<_>>(),
+        "next_after_seq": next,
+    })))
+}
+
+/// The public keys that verify checkpoints made by this node: the active key and every earlier
+/// one. Pin them outside Keyplane and give them to `keyplane audit verify --trusted-keys`.
+pub async fn keys(State(app): State<Arc<App>>) -> impl IntoResponse {
+    let ring = app.keyring.read().unwrap_or_else(|p| p.into_inner());
+    let active = ring.active().key_id.clone();
+    let keys: Vec<_> = ring
+        .public_keys()
+        .iter()
+        .map(|k| {
+            let id = keyplane_core::audit::key_id(k);
+            json!({ "key_id": id, "algorithm": "Ed25519", "public_key": hex::encode(k.as_bytes()), "active": id == active })
+        })
+        .collect();
+    Json(json!({ "keys": keys }))
+}
