@@ -207,6 +207,17 @@ impl NewEvent {
         }
     }
 
+    /// Records a refusal: `denied` when a rule or a status refused it (403), `failure` when
+    /// verification or input failed.
+    pub fn refused(self, e: &crate::Error) -> Self {
+        let outcome = if e.kind == crate::ErrorKind::Forbidden {
+            Outcome::Denied
+        } else {
+            Outcome::Failure
+        };
+        self.outcome(outcome, e.code)
+    }
+
     pub fn outcome(mut self, outcome: Outcome, reason: &str) -> Self {
         self.outcome = outcome;
         self.reasons = vec![reason.to_string()];

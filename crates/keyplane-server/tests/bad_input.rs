@@ -165,6 +165,24 @@ async fn invariant9_malformed_requests_get_coded_4xx_and_change_nothing(backend:
             code: "invalid_credential",
         },
         Case {
+            name: "assertion: authenticator data too short",
+            path: "/api/v1/authentication/verify",
+            body: asr(with(
+                asserted.clone(),
+                "/response/authenticatorData",
+                json!("AAAA"),
+            )),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_authenticator_data",
+        },
+        Case {
+            name: "assertion: empty signature",
+            path: "/api/v1/authentication/verify",
+            body: asr(with(asserted.clone(), "/response/signature", json!(""))),
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_credential",
+        },
+        Case {
             name: "registration: bad base64",
             path: "/api/v1/registration/verify",
             body: reg(with(

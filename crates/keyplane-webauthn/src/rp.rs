@@ -90,6 +90,18 @@ impl ParsedAssertion {
             ));
         }
         wire::check_client_data(&inner.response.client_data_json)?;
+        // Authenticator data must parse (and carry no attested credential) before anything is
+        // consumed; webauthn-rs parses it again when it verifies.
+        webauthn_rs_core::internals::AuthenticatorData::<webauthn_rs_core::proto::Authentication>::try_from(
+            inner.response.authenticator_data.as_slice(),
+        )
+        .map_err(|_| Error::invalid("malformed_authenticator_data", "authenticatorData is not valid authenticator data"))?;
+        if inner.response.signature.is_empty() {
+            return Err(Error::invalid(
+                "invalid_credential",
+                "response.signature is empty",
+            ));
+        }
         Ok(ParsedAssertion { inner })
     }
 

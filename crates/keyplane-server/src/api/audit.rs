@@ -85,10 +85,13 @@ pub async fn events(
     let next = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| e.seq))
         .flatten();
-    Ok(Json(json!({
-        "events": events.iter().map(crate::audit_export::native).collect::<Vec<_>>(),
-        "next_after_seq": next,
-    })))
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Json(json!({
+            "events": events.iter().map(crate::audit_export::native).collect::<Vec<_>>(),
+            "next_after_seq": next,
+        })),
+    ))
 }
 
 /// The public keys that verify checkpoints made by this node: the active key and every earlier

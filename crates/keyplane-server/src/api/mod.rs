@@ -61,7 +61,32 @@ pub fn router(app: Arc<App>) -> Router {
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::map_request(screen_request_id))
         .with_state(app)
+}
+
+/// Longest client-chosen request id that is kept.
+const MAX_REQUEST_ID: usize = 128;
+
+/// A client's `x-request-id` is kept (so that a request can be followed from a proxy's log), but
+/// only when it is 1-128 visible ASCII characters: the id is recorded in the audit log, which an
+/// unauthenticated client must not be able to fill with arbitrary text. Any other value (or
+/// several) is dropped here, before the request-id layer, which then makes a UUID.
+async fn screen_request_id(mut req: Request) -> Request {
+    let headers = req.headers_mut();
+    let mut values = headers.get_all(&REQUEST_ID).iter();
+    let keep = match (values.next(), values.next()) {
+        (None, _) => return req,
+        (Some(v), None) => {
+            (1..=MAX_REQUEST_ID).contains(&v.len())
+                && v.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b))
+        }
+        (Some(_), Some(_)) => false,
+    };
+    if !keep {
+        headers.remove(&REQUEST_ID);
+    }
+    req
 }
 
 async fn not_found() -> Response {

@@ -185,6 +185,56 @@ impl App {
         Ok(out)
     }
 
+    /// Whether the chain head (read before the events were) agrees with the verified log:
+    /// it names an event the log has, with that event's hash, and the log has no event past it
+    /// that did not come through Keyplane (one appended since is past the head as it is now).
+    async fn head_problem(
+        &self,
+        tenant: &Tenant,
+        (head_seq, head_hash): (i64, &[u8]),
+        at_head: Option<&[u8]>,
+        last_seq: i64,
+    ) -> Result<Option<AuditProblem>, Error> {
+        let problem = |seq: i64, message: String| AuditProblem {
+            kind: "head_mismatch",
+            seq: Some(seq),
+            event_id: None,
+            message,
+        };
+        if head_seq > last_seq {
+            return Ok(Some(problem(
+                last_seq + 1,
+                format!("the chain head records {head_seq} events but the log has {last_seq}: events are missing at the end"),
+            )));
+        }
+        match at_head {
+            Some(h) if h == head_hash => {}
+            Some(_) => {
+                return Ok(Some(problem(
+                    head_seq,
+                    format!("event {head_seq} is not the one the chain head records: the log was rewritten"),
+                )))
+            }
+            // The head is before the checkpoint verification started from.
+            None => {
+                return Ok(Some(problem(
+                    head_seq + 1,
+                    format!("the chain head records {head_seq} events, fewer than a signed checkpoint attests"),
+                )))
+            }
+        }
+        if last_seq > head_seq {
+            let (now, _) = self.store.audit_head(&tenant.id).await?;
+            if now < last_seq {
+                return Ok(Some(problem(
+                    now + 1,
+                    format!("the log has {last_seq} events but the chain head records {now}: events were added outside Keyplane"),
+                )));
+            }
+        }
+        Ok(None)
+    }
+
     /// Verifies a tenant's log: every checkpoint's signature against `trusted` keys, the hash
     /// chain event by event (from genesis, or after the latest valid checkpoint), every valid
     /// checkpoint against the event it names, and that nothing a checkpoint attests is missing.
@@ -227,15 +277,66 @@ impl App {
         } else {
             None
         };
+        // The head is read before the events: an event appended while this runs (a live server)
+        // comes after it, and is neither missed nor mistaken for tampering.
+        let (head_seq, head_hash) = self.store.audit_head(&tenant.id).await?;
         let mut verifier = match start {
             Some(cp) => ChainVerifier::from_point(cp.seq, &cp.hash),
             None => ChainVerifier::from_genesis(),
         };
         let started_after = verifier.head().0;
-        let by_seq: HashMap<i64, &Checkpoint> = valid.iter().map(|c| (c.seq, c)).collect();
-        let mut after = started_after;
+        let mut by_seq: HashMap<i64, Vec<&Checkpoint>> = HashMap::new();
+        for c in &valid {
+            by_seq.entry(c.seq).or_default().push(c);
+        }
+        // The hash of the event at the head's seq, once seen (the starting point counts).
+        let mut at_head: Option<Vec<u8>> =
+            (started_after == head_seq).then(|| verifier.head().1.to_vec());
         let mut broken = false;
-        'pages: loop {
+        if let Some(cp) = start {
+            // Starting from a checkpoint takes its hash as given; the event it signed must still
+            // be there and be the one it signed, or the log was cut or rewritten at that point.
+            let anchor = self
+                .store
+                .list_audit_events(
+                    &tenant.id,
+                    &AuditFilter {
+                        after_seq: cp.seq - 1,
+                        limit: 1,
+                        ..AuditFilter::default()
+                    },
+                )
+                .await?;
+            match anchor.first() {
+                Some(e) if e.seq == cp.seq && e.hash == cp.hash => {}
+                Some(e) if e.seq == cp.seq => {
+                    problems.push(AuditProblem {
+                        kind: "checkpoint_mismatch",
+                        seq: Some(e.seq),
+                        event_id: Some(e.id.clone()),
+                        message: format!(
+                            "event {} is not the one checkpoint {} signed: the log was rewritten",
+                            e.seq, cp.key_id
+                        ),
+                    });
+                    broken = true;
+                }
+                _ => {
+                    problems.push(AuditProblem {
+                        kind: "truncated",
+                        seq: Some(cp.seq),
+                        event_id: None,
+                        message: format!(
+                            "event {} is missing, but a signed checkpoint attests it",
+                            cp.seq
+                        ),
+                    });
+                    broken = true;
+                }
+            }
+        }
+        let mut after = started_after;
+        'pages: while !broken {
             let filter = AuditFilter {
                 after_seq: after,
                 limit: AUDIT_PAGE,
@@ -256,7 +357,10 @@ impl App {
                     broken = true;
                     break 'pages;
                 }
-                if let Some(cp) = by_seq.get(&e.seq) {
+                if e.seq == head_seq {
+                    at_head = Some(e.hash.clone());
+                }
+                for cp in by_seq.get(&e.seq).into_iter().flatten() {
                     if cp.hash != e.hash {
                         problems.push(AuditProblem {
                             kind: "checkpoint_mismatch",
@@ -286,14 +390,11 @@ impl App {
                     message: format!("the log ends at event {last_seq}, but a signed checkpoint attests {} events", cp.seq),
                 });
             }
-            let (head_seq, _) = self.store.audit_head(&tenant.id).await?;
-            if head_seq != last_seq {
-                problems.push(AuditProblem {
-                    kind: "head_mismatch",
-                    seq: Some(last_seq + 1),
-                    event_id: None,
-                    message: format!("the chain head records {head_seq} events but the log has {last_seq}: events are missing at the end"),
-                });
+            if let Some(p) = self
+                .head_problem(tenant, (head_seq, &head_hash), at_head.as_deref(), last_seq)
+                .await?
+            {
+                problems.push(p);
             }
         }
         Ok(AuditReport {

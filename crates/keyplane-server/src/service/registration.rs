@@ -4,7 +4,7 @@
 
 use super::App;
 use crate::metrics;
-use keyplane_core::audit::{Actor, Caller, Outcome};
+use keyplane_core::audit::{Actor, Caller};
 use keyplane_core::*;
 use keyplane_store::AuditBatch;
 use keyplane_webauthn::{ParsedRegistration, VerifyOptions};
@@ -111,7 +111,7 @@ impl App {
                 if let Err(e) = &result {
                     let event = caller
                         .event("registration.failed", "ceremony", ceremony_id.as_str())
-                        .outcome(Outcome::Failure, e.code)
+                        .refused(e)
                         .details(json!({ "credential_id": b64url(parsed.facts().credential_id.as_slice()) }));
                     self.record_failure(tenant, event).await;
                 }

@@ -90,7 +90,7 @@ impl App {
                 if let Err(e) = &result {
                     let event = caller
                         .event("authentication.failed", "ceremony", ceremony_id.as_str())
-                        .outcome(Outcome::Failure, e.code)
+                        .refused(e)
                         .details(json!({ "credential_id": b64url(assertion.credential_id()) }));
                     self.record_failure(tenant, event).await;
                 }
