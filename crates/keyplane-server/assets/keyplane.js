@@ -127,16 +127,19 @@ async function signIn(event) {
 }
 
 // Passkey autofill: offer the passkeys for this site in the username field's suggestions.
+// The controller exists before the first await, so a click on the button while the options are
+// still on their way cancels the autofill request too (it is then refused as soon as it is made).
 async function startAutofill() {
   if (!window.PublicKeyCredential || !PublicKeyCredential.isConditionalMediationAvailable) return;
-  if (!(await PublicKeyCredential.isConditionalMediationAvailable())) return;
+  const controller = new AbortController();
+  autofill = controller;
   try {
+    if (!(await PublicKeyCredential.isConditionalMediationAvailable())) return;
     const start = await api("/api/v1/authentication/options", {});
-    autofill = new AbortController();
-    const assertion = await navigator.credentials.get({ publicKey: requestOptions(start.publicKey), mediation: "conditional", signal: autofill.signal });
+    const assertion = await navigator.credentials.get({ publicKey: requestOptions(start.publicKey), mediation: "conditional", signal: controller.signal });
     await finishSignIn(start, assertion);
   } catch (e) {
-    if (e && e.name !== "AbortError") show(browserError(e), "error");
+    if (!controller.signal.aborted) show(browserError(e), "error");
   }
 }
 

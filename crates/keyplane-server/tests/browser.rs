@@ -1,0 +1,162 @@
+//! Real-browser end-to-end test of the `/enrol` and `/signin` pages: a real server on SQLite, and
+//! `ui-tests/passkey-pages.test.mjs` (node's test runner, playwright-core) driving headless
+//! Debian Chromium with its DevTools virtual WebAuthn authenticator.
+//!
+//! Needs `node`, `ui-tests/node_modules` (`npm ci` in `ui-tests/`) and `/usr/bin/chromium`.
+//! Like the PostgreSQL tests, it never skips in CI (`CI=true`): a missing piece fails it. Outside
+//! CI it fails too, unless `KEYPLANE_TEST_SKIP_BROWSER=1` says the developer knows.
+
+use keyplane_testkit::{Backend, TestServer};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const TEST_FILE: &str = "passkey-pages.test.mjs";
+/// Far above a normal run (about 4 s); only stops a hung browser from hanging `cargo test`.
+const NODE_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Whether the browser test may be skipped here (never in CI).
+fn skip_allowed() -> bool {
+    std::env::var("CI").map(|v| v != "true").unwrap_or(true)
+        && std::env::var("KEYPLANE_TEST_SKIP_BROWSER").as_deref() == Ok("1")
+}
+
+fn repo_root() -> PathBuf {
+    // CARGO_MANIFEST_DIR is crates/keyplane-server.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/keyplane-server has a grandparent")
+        .to_path_buf()
+}
+
+/// What is missing to run the browser test, each with how to get it.
+async fn missing_prerequisites(ui_tests: &Path) -> Vec<String> {
+    let mut missing = Vec::new();
+    let node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+    if !matches!(node, Ok(s) if s.success()) {
+        missing.push("`node` (Node.js 20 or later) is not on PATH".to_string());
+    }
+    if !ui_tests.join("node_modules/playwright-core").is_dir() {
+        missing.push(format!(
+            "{} is missing: run `npm ci` in ui-tests/",
+            ui_tests.join("node_modules/playwright-core").display()
+        ));
+    }
+    if !Path::new(CHROMIUM).exists() {
+        missing.push(format!(
+            "{CHROMIUM} is missing: `apt-get install chromium` (Debian's package)"
+        ));
+    }
+    missing
+}
+
+/// Forwards a child's output line by line, so the test harness shows it (live with
+/// `--nocapture`, otherwise when the test fails).
+fn forward(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    to_stderr: bool,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if to_stderr {
+                eprintln!("[ui-tests] {line}");
+            } else {
+                println!("[ui-tests] {line}");
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrol_and_sign_in_pages_work_in_chromium() {
+    let root = repo_root();
+    let ui_tests = root.join("ui-tests");
+    let missing = missing_prerequisites(&ui_tests).await;
+    if !missing.is_empty() {
+        if skip_allowed() {
+            eprintln!(
+                "browser test skipped by KEYPLANE_TEST_SKIP_BROWSER=1 (never allowed in CI); missing: {}",
+                missing.join("; ")
+            );
+            return;
+        }
+        panic!(
+            "the browser test cannot run (see DEVELOPERS.md, \"Browser tests\"; outside CI, \
+             KEYPLANE_TEST_SKIP_BROWSER=1 skips it):\n  - {}",
+            missing.join("\n  - ")
+        );
+    }
+
+    let server = TestServer::start(Backend::Sqlite).await;
+    let username = "alice";
+    let token = server.invite(username).await;
+
+    let started = Instant::now();
+    let mut child = Command::new("node")
+        .args([
+            "--test",
+            "--test-concurrency=1",
+            "--test-reporter=spec",
+            TEST_FILE,
+        ])
+        .current_dir(&ui_tests)
+        // Chromium resolves `localhost` to the loopback address itself.
+        .env("KEYPLANE_UI_BASE", &server.base)
+        .env("KEYPLANE_UI_TOKEN", &token)
+        .env("KEYPLANE_UI_USERNAME", username)
+        .env("KEYPLANE_UI_CHROMIUM", CHROMIUM)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start node");
+    let out = forward(child.stdout.take().expect("piped stdout"), false);
+    let err = forward(child.stderr.take().expect("piped stderr"), true);
+    let status = match tokio::time::timeout(NODE_TIMEOUT, child.wait()).await {
+        Ok(status) => status.expect("wait for node"),
+        Err(_) => {
+            let _ = child.kill().await;
+            panic!("ui-tests did not finish within {NODE_TIMEOUT:?}");
+        }
+    };
+    let _ = out.await;
+    let _ = err.await;
+    println!("ui-tests finished in {:.1?}", started.elapsed());
+    assert!(
+        status.success(),
+        "ui-tests failed ({status}); their output is above"
+    );
+
+    // What the browser did, seen from the server: the invitation is spent, and alice has the
+    // passkey with the nickname typed on the page.
+    let again = server
+        .post(
+            "/api/v1/registration/options",
+            &json!({ "enrolment_token": token }),
+        )
+        .await;
+    assert_eq!(again.status.as_u16(), 401, "spent token: {:?}", again.body);
+    assert_eq!(again.code(), "enrolment_token_invalid");
+    let tenant = server.default_tenant().await;
+    let credentials = server.store_credentials(&tenant).await;
+    assert_eq!(
+        credentials.len(),
+        1,
+        "one passkey registered by the browser"
+    );
+    assert_eq!(credentials[0].nickname, "Browser passkey");
+
+    server.shutdown().await;
+}

@@ -1,0 +1,369 @@
+// Real-browser tests of Keyplane's /enrol and /signin pages: headless Chromium (Debian's package)
+// driven by playwright-core, with the DevTools virtual WebAuthn authenticator standing in for the
+// user's device. Run by crates/keyplane-server/tests/browser.rs against a fresh server, or by hand:
+//
+//   KEYPLANE_UI_BASE=http://localhost:8080 KEYPLANE_UI_TOKEN=<invitation token> \
+//   KEYPLANE_UI_USERNAME=<invited username> npm test
+//
+// The tests share one browser tab (the virtual authenticator, and the passkey the first test
+// creates on it, belong to that tab) and run in file order: enrol first, then sign in.
+// KEYPLANE_UI_SCREENSHOTS=DIR saves DIR/keyplane-{enrol,signin,signin-phone}.png.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set (see the top of passkey-pages.test.mjs)`);
+  return value;
+}
+
+const BASE = required("KEYPLANE_UI_BASE").replace(/\/$/, "");
+const TOKEN = required("KEYPLANE_UI_TOKEN");
+const USERNAME = required("KEYPLANE_UI_USERNAME");
+const CHROMIUM = process.env.KEYPLANE_UI_CHROMIUM || "/usr/bin/chromium";
+const SCREENSHOTS = process.env.KEYPLANE_UI_SCREENSHOTS || "";
+const ENROL_LINK = `${BASE}/enrol#token=${TOKEN}`;
+const NICKNAME = "Browser passkey";
+const WAIT = 15_000; // for any one thing the page should do; normally well under a second
+
+// The flags DEVELOPERS.md lists; the profile directory is passed to launchPersistentContext.
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+let profileDir;
+let context;
+let page;
+let cdp;
+let authenticatorId;
+const cspViolations = []; // from a `securitypolicyviolation` listener installed in every document
+let onCspViolation = () => {};
+const pageErrors = []; // uncaught exceptions in the pages
+const consoleErrors = [];
+const apiRequests = []; // { path, body } of every /api/ request the pages send
+const assertedCredentials = []; // WebAuthn.credentialAsserted events
+
+before(async () => {
+  profileDir = await mkdtemp(join(tmpdir(), "keyplane-chromium-"));
+  context = await chromium.launchPersistentContext(profileDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    bypassCSP: false,
+    viewport: { width: 1024, height: 768 },
+  });
+  context.setDefaultTimeout(WAIT);
+  page = context.pages()[0] ?? (await context.newPage());
+
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  page.on("console", (m) => {
+    // "Failed to load resource" is Chromium logging an HTTP error status: the expected 401 of the
+    // spent invitation, and /favicon.ico, which Chromium asks for by itself and the server lacks.
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) consoleErrors.push(m.text());
+  });
+  page.on("request", (r) => {
+    const url = new URL(r.url());
+    if (url.pathname.startsWith("/api/")) apiRequests.push({ path: url.pathname, body: r.postData() });
+  });
+  await context.exposeFunction("__kpCspViolation", (v) => {
+    cspViolations.push(v);
+    onCspViolation(v);
+  });
+  await context.addInitScript(() => {
+    document.addEventListener(
+      "securitypolicyviolation",
+      (e) =>
+        window.__kpCspViolation({
+          page: location.pathname,
+          directive: e.violatedDirective,
+          blocked: e.blockedURI,
+          sample: e.sample,
+        }),
+      true,
+    );
+    // Record every navigator.credentials.get() call (mediation, allowCredentials, outcome), so the
+    // tests can tell the autofill request from the button's. Observes only; changes nothing.
+    window.__kpGets = [];
+    if (!window.CredentialsContainer) return; // about:blank between pages: not a secure context
+    const get = CredentialsContainer.prototype.get;
+    CredentialsContainer.prototype.get = function (options) {
+      const call = {
+        mediation: (options && options.mediation) || "optional",
+        allowCredentials: ((options && options.publicKey && options.publicKey.allowCredentials) || []).length,
+        state: "pending",
+      };
+      window.__kpGets.push(call);
+      const result = get.call(this, options);
+      result.then(
+        () => (call.state = "resolved"),
+        (e) => (call.state = `rejected: ${e.name}`),
+      );
+      return result;
+    };
+  });
+
+  cdp = await context.newCDPSession(page);
+  cdp.on("WebAuthn.credentialAsserted", (e) => assertedCredentials.push(e.credential));
+  await cdp.send("WebAuthn.enable", { enableUI: false });
+  ({ authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2",
+      transport: "internal",
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  }));
+});
+
+after(async () => {
+  await context?.close();
+  if (profileDir) await rm(profileDir, { recursive: true, force: true });
+});
+
+// --- helpers -------------------------------------------------------------------------------
+
+/** Waits until the status line says how things ended (class "ok" or "error"); returns it. */
+async function outcome() {
+  await page.waitForFunction(() => {
+    const el = document.getElementById("status");
+    return el.classList.contains("ok") || el.classList.contains("error");
+  });
+  return page.$eval("#status", (el) => ({ kind: el.className, text: el.textContent }));
+}
+
+async function assertOutcome(kind, pattern) {
+  const got = await outcome();
+  assert.equal(got.kind, kind, `status line: ${JSON.stringify(got.text)}`);
+  assert.match(got.text, pattern);
+  return got.text;
+}
+
+const gets = () => page.evaluate(() => window.__kpGets.map((g) => ({ ...g })));
+
+/** Loads `path` fresh and returns the response of the document request. */
+async function load(path) {
+  await page.goto("about:blank");
+  const response = await page.goto(`${BASE}${path}`, { waitUntil: "load" });
+  assert.equal(response.status(), 200, `${path}`);
+  return response;
+}
+
+/** Loads /signin with the authenticator not answering, so the autofill request stays pending. */
+async function loadSignInWithAutofillPending() {
+  await cdp.send("WebAuthn.setAutomaticPresenceSimulation", { authenticatorId, enabled: false });
+  await load("/signin");
+  await page.waitForFunction(() => window.__kpGets.some((g) => g.mediation === "conditional" && g.state === "pending"));
+  // A real user's touch arrives with the button click; the pending autofill request is not
+  // completed by this (checked below: it ends aborted).
+  await cdp.send("WebAuthn.setAutomaticPresenceSimulation", { authenticatorId, enabled: true });
+}
+
+async function signedInUsername() {
+  const me = await page.request.get(`${BASE}/api/v1/me`); // the context's cookies: the page's session
+  assert.equal(me.status(), 200, "the page's session cookie authenticates /api/v1/me");
+  return (await me.json()).user.username;
+}
+
+async function screenshot(name) {
+  if (SCREENSHOTS) await page.screenshot({ path: join(SCREENSHOTS, `keyplane-${name}.png`), fullPage: true });
+}
+
+// --- scenarios -----------------------------------------------------------------------------
+
+test("enrolment link: creating a passkey spends the invitation", async () => {
+  await page.goto("about:blank");
+  await page.goto(ENROL_LINK);
+  await page.fill("#nickname", NICKNAME);
+  await page.click("#enrol-button");
+  await assertOutcome("ok", new RegExp(`^Passkey "${NICKNAME}" created\\. You can now sign in\\.$`));
+  assert.equal(page.url(), `${BASE}/enrol`, "the spent token is removed from the address bar");
+  await screenshot("enrol");
+
+  const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  assert.equal(credentials.length, 1, "the virtual authenticator holds the new passkey");
+  assert.equal(credentials[0].isResidentCredential, true, "a discoverable credential (passkey)");
+  assert.equal(credentials[0].rpId, new URL(BASE).hostname);
+
+  // The same link again, in a fresh document: the server refuses the spent token.
+  await page.goto("about:blank");
+  await page.goto(ENROL_LINK);
+  await page.click("#enrol-button");
+  await assertOutcome("error", /invitation link is unknown, already used or expired/);
+  const after = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  assert.equal(after.credentials.length, 1, "no second passkey was created");
+});
+
+test("sign-in, username first: typing the username and clicking the button", async () => {
+  await loadSignInWithAutofillPending();
+  const before = apiRequests.length;
+  await page.fill("#username", USERNAME);
+  await page.click("#signin-button");
+  await assertOutcome("ok", /^Signed in as .+ \(aal2\)\.$/);
+
+  const options = apiRequests.slice(before).filter((r) => r.path === "/api/v1/authentication/options");
+  assert.deepEqual(options.map((r) => JSON.parse(r.body)), [{ username: USERNAME }]);
+  assert.deepEqual(await gets(), [
+    { mediation: "conditional", allowCredentials: 0, state: "rejected: AbortError" }, // autofill, aborted by the click
+    { mediation: "optional", allowCredentials: 1, state: "resolved" }, // the button's request, for that user's passkey
+  ]);
+  assert.equal(await signedInUsername(), USERNAME);
+});
+
+test("sign-in, usernameless: an empty username and the button", async () => {
+  await page.context().clearCookies();
+  await loadSignInWithAutofillPending();
+  const before = apiRequests.length;
+  await page.fill("#username", "");
+  await page.click("#signin-button");
+  await assertOutcome("ok", /^Signed in as .+ \(aal2\)\.$/);
+
+  const options = apiRequests.slice(before).filter((r) => r.path === "/api/v1/authentication/options");
+  assert.deepEqual(options.map((r) => JSON.parse(r.body)), [{}]);
+  assert.deepEqual(await gets(), [
+    { mediation: "conditional", allowCredentials: 0, state: "rejected: AbortError" },
+    { mediation: "optional", allowCredentials: 0, state: "resolved" }, // the authenticator picks the passkey
+  ]);
+  assert.equal(await signedInUsername(), USERNAME);
+});
+
+test("sign-in, passkey autofill: conditional mediation on the username field", async () => {
+  await page.context().clearCookies();
+  // The authenticator answers as soon as asked: Chromium's virtual authenticator completes a
+  // conditional request by itself (as if the user picked the passkey from the field's
+  // suggestions), so the page signs in with no click at all.
+  await cdp.send("WebAuthn.setAutomaticPresenceSimulation", { authenticatorId, enabled: true });
+  const asserted = assertedCredentials.length;
+  await load("/signin");
+  assert.equal(await page.getAttribute("#username", "autocomplete"), "username webauthn");
+  assert.equal(await page.evaluate(() => PublicKeyCredential.isConditionalMediationAvailable()), true);
+  await assertOutcome("ok", /^Signed in as .+ \(aal2\)\.$/);
+  assert.deepEqual(await gets(), [{ mediation: "conditional", allowCredentials: 0, state: "resolved" }]);
+  assert.equal(assertedCredentials.length, asserted + 1, "the virtual authenticator signed one assertion");
+  assert.equal(await page.inputValue("#username"), "", "nothing was typed");
+  assert.equal(await signedInUsername(), USERNAME);
+  await screenshot("signin");
+});
+
+test("sign-in: clicking before the autofill request has started cancels it", async () => {
+  await page.context().clearCookies();
+  await cdp.send("WebAuthn.setAutomaticPresenceSimulation", { authenticatorId, enabled: true });
+  // Hold the page's first options request (the autofill's) until the button's sign-in is done:
+  // a user who clicks faster than the network.
+  const pattern = "**/api/v1/authentication/options";
+  let release;
+  const released = new Promise((resolve) => (release = resolve));
+  let held = null;
+  const holding = new Promise((resolve) =>
+    page.route(pattern, async (route) => {
+      if (!held) {
+        held = route.request();
+        resolve();
+        await released;
+      }
+      await route.continue();
+    }),
+  );
+  try {
+    await load("/signin");
+    await holding;
+    assert.equal(held.postData(), "{}", "the held request is the autofill's");
+    await page.fill("#username", USERNAME);
+    await page.click("#signin-button");
+    await assertOutcome("ok", /^Signed in as .+ \(aal2\)\.$/);
+    const verifies = apiRequests.filter((r) => r.path === "/api/v1/authentication/verify").length;
+
+    const autofillOptions = page.waitForResponse((r) => r.request() === held);
+    release();
+    await autofillOptions;
+    await page.waitForFunction(() => window.__kpGets.some((g) => g.mediation === "conditional" && g.state !== "pending"));
+    assert.deepEqual(await gets(), [
+      { mediation: "optional", allowCredentials: 1, state: "resolved" },
+      { mediation: "conditional", allowCredentials: 0, state: "rejected: AbortError" }, // refused at once
+    ]);
+    const after = apiRequests.filter((r) => r.path === "/api/v1/authentication/verify").length;
+    assert.equal(after, verifies, "no second sign-in from the late autofill request");
+    await assertOutcome("ok", /^Signed in as /);
+  } finally {
+    release();
+    await page.unroute(pattern);
+  }
+});
+
+test("Content-Security-Policy: sent on the pages, and nothing in them violates it", async () => {
+  for (const path of ["/enrol", "/signin"]) {
+    const response = await load(path);
+    const csp = response.headers()["content-security-policy"];
+    assert.ok(csp, `${path} has a Content-Security-Policy header`);
+    assert.match(csp, /default-src 'none'/);
+    assert.match(csp, /script-src 'self'(;|$)/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+    const inline = await page.evaluate(() => ({
+      scripts: document.querySelectorAll("script:not([src])").length,
+      handlers: [...document.querySelectorAll("*")].flatMap((el) =>
+        [...el.attributes].filter((a) => /^on/i.test(a.name)).map((a) => `${el.tagName}[${a.name}]`),
+      ),
+      styles: document.querySelectorAll("[style]").length,
+    }));
+    assert.deepEqual(inline, { scripts: 0, handlers: [], styles: 0 }, `${path} has no inline script or style`);
+  }
+  assert.deepEqual(cspViolations, [], "no CSP violation on any page during the whole run");
+
+  // The listener works: an inline script injected into the page (in a second tab, whose console
+  // the last test does not read) is blocked and reported.
+  const probe = await context.newPage();
+  try {
+    await probe.goto(`${BASE}/enrol`);
+    const reported = new Promise((resolve) => (onCspViolation = resolve));
+    await probe.evaluate(() => {
+      const s = document.createElement("script");
+      s.textContent = "window.__kpInlineRan = true";
+      document.body.append(s);
+    });
+    const violation = await reported;
+    assert.equal(violation.directive, "script-src-elem");
+    assert.equal(await probe.evaluate(() => window.__kpInlineRan === true), false, "the inline script did not run");
+  } finally {
+    onCspViolation = () => {};
+    cspViolations.length = 0;
+    await probe.close();
+  }
+});
+
+test("phone width (375 px): the pages fit and the button is visible", async () => {
+  await page.setViewportSize({ width: 375, height: 667 });
+  try {
+    for (const [path, button] of [["/enrol", "#enrol-button"], ["/signin", "#signin-button"]]) {
+      await cdp.send("WebAuthn.setAutomaticPresenceSimulation", { authenticatorId, enabled: false });
+      await load(path);
+      assert.ok(await page.isVisible(button), `${path}: ${button} is visible`);
+      const box = await page.locator(button).boundingBox();
+      assert.ok(box.x >= 0 && box.x + box.width <= 375, `${path}: ${button} within the width: ${JSON.stringify(box)}`);
+      assert.ok(box.y >= 0 && box.y + box.height <= 667, `${path}: ${button} within the first screen: ${JSON.stringify(box)}`);
+      const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(scrollWidth <= 375, `${path}: no horizontal scrolling (scrollWidth ${scrollWidth})`);
+      if (path === "/signin") await screenshot("signin-phone");
+    }
+  } finally {
+    await cdp.send("WebAuthn.setAutomaticPresenceSimulation", { authenticatorId, enabled: true });
+    await page.setViewportSize({ width: 1024, height: 768 });
+  }
+});
+
+test("no uncaught errors or console errors in the pages", () => {
+  assert.deepEqual(pageErrors, []);
+  assert.deepEqual(consoleErrors, []);
+});
