@@ -76,7 +76,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "keyplane-loadgen", version, about = "HTTP load generator for Keyplane")]
+#[command(
+    name = "keyplane-loadgen",
+    version,
+    about = "HTTP load generator for Keyplane"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -88,7 +92,7 @@ enum Command {
     Signin(SigninArgs),
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum SelfServe {
     Sqlite,
     Postgres,
@@ -221,7 +225,11 @@ fn loopback_target(url: &str) -> anyhow::Result<(Url, Option<SocketAddr>)> {
     let pin = if host.eq_ignore_ascii_case("localhost") {
         Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
     } else {
-        let ip: Option<IpAddr> = host.trim_start_matches('[').trim_end_matches(']').parse().ok();
+        let ip: Option<IpAddr> = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok();
         if !ip.is_some_and(|ip| ip.is_loopback()) {
             bail!(
                 "refusing {url}: the load generator only targets loopback addresses \
@@ -357,7 +365,8 @@ async fn sign_in_worker(
             }
             None => None,
         };
-        let id = &mut ids[turn % ids.len()];
+        let n = ids.len();
+        let id = &mut ids[turn % n];
         turn += 1;
 
         let t0 = Instant::now();
@@ -479,8 +488,8 @@ fn print_latencies(r: &PhaseResult, names: [&str; 4]) {
 }
 
 fn read_tokens(path: &PathBuf) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(text
         .lines()
         .map(str::trim)
@@ -533,7 +542,14 @@ async fn signin(args: SigninArgs) -> anyhow::Result<()> {
                 Backend::Postgres => "self-serve postgres",
             };
             let origin = server.origin();
-            (Some(server), target, origin, tokens, mode, Some(invite_time))
+            (
+                Some(server),
+                target,
+                origin,
+                tokens,
+                mode,
+                Some(invite_time),
+            )
         }
         None => {
             let url = args.url.as_deref().unwrap_or_default();
@@ -661,7 +677,11 @@ async fn measure(
         let mut setup_json = phase_json(
             &setup,
             enrol_wall,
-            ["registration_options", "authenticator", "registration_verify"],
+            [
+                "registration_options",
+                "authenticator",
+                "registration_verify",
+            ],
         );
         if let Some(t) = invite_time {
             setup_json["invitations"] = json!({
@@ -703,7 +723,11 @@ async fn measure(
          counter {}, user verification {}",
         target.base,
         if args.counter { "on" } else { "off (0)" },
-        if args.no_user_verification { "off" } else { "on" },
+        if args.no_user_verification {
+            "off"
+        } else {
+            "on"
+        },
     );
     if let Some(t) = invite_time {
         println!(
@@ -720,7 +744,12 @@ async fn measure(
     );
     print_latencies(
         &setup,
-        ["enrolment", "registration options", "authenticator", "registration verify"],
+        [
+            "enrolment",
+            "registration options",
+            "authenticator",
+            "registration verify",
+        ],
     );
     println!(
         "warm-up: {} sign-ins ({} failed), not measured",
@@ -746,7 +775,12 @@ async fn measure(
     }
     print_latencies(
         &r,
-        ["sign-in (full)", "options (HTTP)", "authenticator", "verify (HTTP)"],
+        [
+            "sign-in (full)",
+            "options (HTTP)",
+            "authenticator",
+            "verify (HTTP)",
+        ],
     );
     println!(
         "  client-side signing: {auth_s:.2} s in total, {:.0} µs per sign-in ({:.1}% of {cores} cores × wall time)",
