@@ -323,6 +323,37 @@ fn put(out: &mut Vec<u8>, field: Option<&str>) {
     }
 }
 
+/// Writes a field whose text is produced by `write`, then fills in its length (no temporary
+/// string).
+fn put_with(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    write(out);
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// An integer in decimal, as `i64::to_string` writes it.
+fn put_decimal(out: &mut Vec<u8>, n: i64) {
+    put_with(out, |out| {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut v = n.unsigned_abs();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        if n < 0 {
+            out.push(b'-');
+        }
+        out.extend_from_slice(&digits[i..]);
+    });
+}
+
 impl AuditEvent {
     /// Places a new event in a chain after `prev_hash`, computing its hash.
     pub fn seal(
@@ -362,38 +393,54 @@ impl AuditEvent {
     /// and its UTF-8 bytes, in a fixed order; numbers in decimal; reasons joined by `,`.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.details.len());
-        out.extend_from_slice(MAGIC);
-        let seq = self.seq.to_string();
-        let time = self.time.0.to_string();
-        let reasons = self.reasons.join(",");
-        for f in [
-            Some(self.tenant_id.as_str()),
-            Some(seq.as_str()),
-            Some(self.id.as_str()),
-            Some(time.as_str()),
-            Some(self.actor_type.as_str()),
-            Some(self.actor_id.as_str()),
-            Some(self.action.as_str()),
-            Some(self.target_type.as_str()),
-            Some(self.target_id.as_str()),
-            Some(self.outcome.as_str()),
-            Some(reasons.as_str()),
-            self.request_id.as_deref(),
-            self.client_ip.as_deref(),
-            self.user_agent.as_deref(),
-            Some(self.details.as_str()),
-        ] {
-            put(&mut out, f);
-        }
+        self.write_canonical(&mut out);
         out
+    }
+
+    /// Appends [`AuditEvent::canonical_bytes`] to `out`, without allocating (beyond growing
+    /// `out`): what the verifier uses, with one buffer for every event.
+    pub fn write_canonical(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(MAGIC);
+        put(out, Some(self.tenant_id.as_str()));
+        put_decimal(out, self.seq);
+        put(out, Some(&self.id));
+        put_decimal(out, self.time.0);
+        for f in [
+            &self.actor_type,
+            &self.actor_id,
+            &self.action,
+            &self.target_type,
+            &self.target_id,
+            &self.outcome,
+        ] {
+            put(out, Some(f));
+        }
+        put_with(out, |out| {
+            for (i, r) in self.reasons.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(r.as_bytes());
+            }
+        });
+        put(out, self.request_id.as_deref());
+        put(out, self.client_ip.as_deref());
+        put(out, self.user_agent.as_deref());
+        put(out, Some(&self.details));
     }
 
     /// `SHA-256(prev_hash ‖ canonical_bytes)`.
     pub fn computed_hash(&self) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(&self.prev_hash);
-        h.update(self.canonical_bytes());
-        h.finalize().into()
+        self.hash_with(&mut Vec::with_capacity(256 + self.details.len()))
+    }
+
+    /// [`AuditEvent::computed_hash`], encoding into `buf` (cleared first) so that a loop over
+    /// many events reuses one allocation.
+    pub fn hash_with(&self, buf: &mut Vec<u8>) -> [u8; 32] {
+        buf.clear();
+        buf.extend_from_slice(&self.prev_hash);
+        self.write_canonical(buf);
+        Sha256::digest(buf.as_slice()).into()
     }
 }
 
@@ -435,6 +482,8 @@ pub struct ChainVerifier {
     next_seq: i64,
     prev_hash: Vec<u8>,
     checked: u64,
+    /// Encoding buffer, reused from event to event.
+    buf: Vec<u8>,
 }
 
 impl ChainVerifier {
@@ -444,6 +493,7 @@ impl ChainVerifier {
             next_seq: 1,
             prev_hash: GENESIS.to_vec(),
             checked: 0,
+            buf: Vec::new(),
         }
     }
 
@@ -453,6 +503,7 @@ impl ChainVerifier {
             next_seq: seq + 1,
             prev_hash: hash.to_vec(),
             checked: 0,
+            buf: Vec::new(),
         }
     }
 
@@ -466,7 +517,7 @@ impl ChainVerifier {
         if e.prev_hash != self.prev_hash {
             return Err(ChainBreak::WrongPredecessor { seq: e.seq });
         }
-        if e.computed_hash().as_slice() != e.hash.as_slice() {
+        if e.hash_with(&mut self.buf).as_slice() != e.hash.as_slice() {
             return Err(ChainBreak::ContentAltered { seq: e.seq });
         }
         self.next_seq += 1;
@@ -678,6 +729,65 @@ mod tests {
         c[1].seq = b;
         c[2].seq = a;
         assert!(verify(&c).is_err());
+    }
+
+    #[test]
+    fn the_hash_is_sha256_of_the_previous_hash_and_the_documented_encoding() {
+        // The allocation-free encoder against a plain rendering of docs/audit.md.
+        fn reference(e: &AuditEvent) -> Vec<u8> {
+            let mut out = b"KPAUDIT1".to_vec();
+            let field = |out: &mut Vec<u8>, f: Option<String>| match f {
+                Some(s) => {
+                    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                    out.extend_from_slice(s.as_bytes());
+                }
+                None => out.extend_from_slice(&[0xFF; 4]),
+            };
+            for f in [
+                Some(e.tenant_id.to_string()),
+                Some(e.seq.to_string()),
+                Some(e.id.clone()),
+                Some(e.time.0.to_string()),
+                Some(e.actor_type.clone()),
+                Some(e.actor_id.clone()),
+                Some(e.action.clone()),
+                Some(e.target_type.clone()),
+                Some(e.target_id.clone()),
+                Some(e.outcome.clone()),
+                Some(e.reasons.join(",")),
+                e.request_id.clone(),
+                e.client_ip.clone(),
+                e.user_agent.clone(),
+                Some(e.details.clone()),
+            ] {
+                field(&mut out, f);
+            }
+            out
+        }
+        let mut e = chain(3).pop().unwrap();
+        for (seq, time, reasons, rid) in [
+            (3, 3000, vec![], None),
+            (0, 0, vec!["a".to_string()], Some(String::new())),
+            (
+                i64::MAX,
+                i64::MIN,
+                vec!["a".into(), "".into(), "c".into()],
+                Some("r".into()),
+            ),
+            (-7, 1_764_000_000_000, vec![String::new()], None),
+        ] {
+            e.seq = seq;
+            e.time = Timestamp(time);
+            e.reasons = reasons;
+            e.request_id = rid;
+            assert_eq!(e.canonical_bytes(), reference(&e));
+            let mut h = Sha256::new();
+            h.update(&e.prev_hash);
+            h.update(reference(&e));
+            let want: [u8; 32] = h.finalize().into();
+            assert_eq!(e.computed_hash(), want);
+            assert_eq!(e.hash_with(&mut b"stale".to_vec()), want);
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod error;
 pub mod ids;
 pub mod model;
+pub mod policy;
 pub mod secret;
 pub mod time;
 

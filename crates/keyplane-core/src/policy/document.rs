@@ -1,0 +1,187 @@
+//! The policy document: what a tenant's policy says, after parsing. `Policy::default()` is the
+//! built-in policy, safe for a quickstart.
+
+use crate::assurance::Aal;
+
+/// Rules that apply to everyone, with optional overrides per population.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scoped<T> {
+    pub default: T,
+    /// Population name → the rules for its members (complete: defaults with overrides applied).
+    pub by_population: Vec<(String, T)>,
+}
+
+impl<T> Scoped<T> {
+    /// The rules for a user in `populations`, and the rule path that names them
+    /// (`authenticators` or `authenticators.regulated`). When several of the user's populations
+    /// have their own rules, the first in the policy's order wins: order them from strictest.
+    pub fn for_populations<'a>(&'a self, section: &str, populations: &[String]) -> (&'a T, String) {
+        for (name, rules) in &self.by_population {
+            if populations.iter().any(|p| p == name) {
+                return (rules, format!("{section}.{name}"));
+            }
+        }
+        (&self.default, section.to_string())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttestationRequirement {
+    /// Any attestation, or none.
+    Any,
+    /// An attestation statement the WebAuthn library verified (not `none`, not unverifiable).
+    Verified,
+    /// A verified attestation that chains to a trusted root.
+    Trusted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requirement {
+    /// The authenticator verified the user (PIN, biometric).
+    UserVerified,
+    /// Not backup-eligible, shown by a trusted attestation (flags alone are self-reported).
+    DeviceBound,
+    /// The attestation chains to a trusted root.
+    TrustedAttestation,
+}
+
+impl Requirement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Requirement::UserVerified => "user_verified",
+            Requirement::DeviceBound => "device_bound",
+            Requirement::TrustedAttestation => "trusted_attestation",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "user_verified" => Some(Requirement::UserVerified),
+            "device_bound" => Some(Requirement::DeviceBound),
+            "trusted_attestation" => Some(Requirement::TrustedAttestation),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnrolmentRules {
+    /// Registration needs an invitation (or a signed-in session adding a passkey).
+    pub invite_required: bool,
+    /// Most active passkeys a user may hold.
+    pub max_passkeys: u32,
+    /// Users should keep two passkeys (reported as a recommendation, never blocks sign-in).
+    pub require_two: bool,
+    /// Populations allowed to register; empty = everyone.
+    pub populations: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthenticatorRules {
+    pub attestation: AttestationRequirement,
+    /// Accepted attestation formats; empty = any.
+    pub formats: Vec<String>,
+    /// AAGUIDs allowed (lowercase hyphenated); empty = any not denied.
+    pub allow_aaguids: Vec<String>,
+    pub deny_aaguids: Vec<String>,
+    /// Synced (backup-eligible) passkeys allowed.
+    pub synced_allowed: bool,
+    pub user_verification_required: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssuranceRules {
+    pub aal2: Vec<Requirement>,
+    pub aal3: Vec<Requirement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepUpRule {
+    pub id: String,
+    /// Action patterns: exact (`credential.revoke`) or a prefix ending in `*` (`admin.*`).
+    pub actions: Vec<String>,
+    pub level: Aal,
+    /// How long after reaching `level` it still counts.
+    pub max_age_secs: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRules {
+    pub lifetime_secs: i64,
+    pub idle_secs: i64,
+}
+
+/// A tenant's policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub version: u32,
+    /// Populations the policy knows (overrides may only name these).
+    pub populations: Vec<String>,
+    pub enrolment: EnrolmentRules,
+    pub authenticators: Scoped<AuthenticatorRules>,
+    pub assurance: AssuranceRules,
+    pub step_up: Vec<StepUpRule>,
+    pub sessions: Scoped<SessionRules>,
+}
+
+impl Default for AuthenticatorRules {
+    fn default() -> Self {
+        AuthenticatorRules {
+            attestation: AttestationRequirement::Any,
+            formats: vec![],
+            allow_aaguids: vec![],
+            deny_aaguids: vec![],
+            synced_allowed: true,
+            user_verification_required: false,
+        }
+    }
+}
+
+impl Default for SessionRules {
+    fn default() -> Self {
+        SessionRules {
+            lifetime_secs: 12 * 3600,
+            idle_secs: 3600,
+        }
+    }
+}
+
+impl Default for Policy {
+    /// Invitations required, up to 10 passkeys, any authenticator; `aal2` = user verified,
+    /// `aal3` = user verified on a device-bound key with trusted attestation; administrative
+    /// actions need `aal2` reached within 15 minutes.
+    fn default() -> Self {
+        Policy {
+            version: 1,
+            populations: vec![],
+            enrolment: EnrolmentRules {
+                invite_required: true,
+                max_passkeys: 10,
+                require_two: false,
+                populations: vec![],
+            },
+            authenticators: Scoped {
+                default: AuthenticatorRules::default(),
+                by_population: vec![],
+            },
+            assurance: AssuranceRules {
+                aal2: vec![Requirement::UserVerified],
+                aal3: vec![
+                    Requirement::UserVerified,
+                    Requirement::DeviceBound,
+                    Requirement::TrustedAttestation,
+                ],
+            },
+            step_up: vec![StepUpRule {
+                id: "admin".into(),
+                actions: vec!["admin.*".into()],
+                level: Aal::Aal2,
+                max_age_secs: 900,
+            }],
+            sessions: Scoped {
+                default: SessionRules::default(),
+                by_population: vec![],
+            },
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! Evaluating the policy: pure functions from (policy, user, authenticator facts, request) to a
+//! decision that names every rule behind it. No I/O, no clock of its own.
+
+use super::document::*;
+use crate::assurance::Aal;
+use crate::time::Timestamp;
+
+/// What the policy decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Deny,
+    /// The action needs this level, reached recently enough.
+    StepUpRequired(Aal),
+    /// The credential no longer complies: the user may sign in only to register a compliant one.
+    ReEnrolmentRequired,
+}
+
+/// One rule's part in a decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reason {
+    /// Dotted rule path (`authenticators.regulated.synced`, `step_up.admin`).
+    pub rule: String,
+    /// Stable code (`synced_passkey_not_allowed`, ...), returned to clients and audited.
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// Every rule that failed (for a refusal), or the rules that granted it.
+    pub reasons: Vec<Reason>,
+}
+
+/// The user a decision is about.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Subject {
+    pub populations: Vec<String>,
+}
+
+/// What is known about an authenticator (at registration, or stored with the credential).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthenticatorFacts {
+    /// Lowercase hyphenated.
+    pub aaguid: String,
+    pub attestation_format: String,
+    /// The attestation statement was verified (not `none`, not unverifiable).
+    pub attestation_verified: bool,
+    /// ... and chains to a trusted root.
+    pub attestation_trusted: bool,
+    pub backup_eligible: bool,
+    pub user_verified: bool,
+}
+
+impl AuthenticatorFacts {
+    /// Device-bound for policy purposes: not backup-eligible *and* shown so by a trusted
+    /// attestation. The flags alone are self-reported, and some managers sync without setting them.
+    pub fn device_bound(&self) -> bool {
+        !self.backup_eligible && self.attestation_trusted
+    }
+}
+
+fn reason(rule: impl Into<String>, code: &'static str, message: impl Into<String>) -> Reason {
+    Reason {
+        rule: rule.into(),
+        code,
+        message: message.into(),
+    }
+}
+
+/// The authenticator rules a credential breaks, for a user in `subject`'s populations.
+pub fn authenticator_violations(
+    policy: &Policy,
+    subject: &Subject,
+    facts: &AuthenticatorFacts,
+) -> Vec<Reason> {
+    let (rules, path) = policy
+        .authenticators
+        .for_populations("authenticators", &subject.populations);
+    let mut out = Vec::new();
+    if rules.deny_aaguids.contains(&facts.aaguid) {
+        out.push(reason(
+            format!("{path}.deny_aaguids"),
+            "authenticator_denied",
+            format!("authenticator model {} is on the deny list", facts.aaguid),
+        ));
+    }
+    if !rules.allow_aaguids.is_empty() && !rules.allow_aaguids.contains(&facts.aaguid) {
+        out.push(reason(
+            format!("{path}.allow_aaguids"),
+            "authenticator_not_allowed",
+            format!(
+                "authenticator model {} is not on the allow list",
+                facts.aaguid
+            ),
+        ));
+    }
+    if !rules.formats.is_empty() && !rules.formats.contains(&facts.attestation_format) {
+        out.push(reason(
+            format!("{path}.formats"),
+            "attestation_format_not_allowed",
+            format!(
+                "attestation format {:?} is not accepted",
+                facts.attestation_format
+            ),
+        ));
+    }
+    match rules.attestation {
+        AttestationRequirement::Verified if !facts.attestation_verified => out.push(reason(
+            format!("{path}.attestation"),
+            "attestation_required",
+            "a verified attestation is required",
+        )),
+        AttestationRequirement::Trusted if !facts.attestation_trusted => out.push(reason(
+            format!("{path}.attestation"),
+            "attestation_untrusted",
+            "an attestation from a trusted root is required",
+        )),
+        _ => {}
+    }
+    if !rules.synced_allowed && !facts.device_bound() {
+        out.push(reason(
+            format!("{path}.synced"),
+            "synced_passkey_not_allowed",
+            "only device-bound passkeys are allowed (not backup-eligible, shown by a trusted attestation)",
+        ));
+    }
+    if rules.user_verification_required && !facts.user_verified {
+        out.push(reason(
+            format!("{path}.user_verification"),
+            "user_verification_required",
+            "the authenticator must verify the user",
+        ));
+    }
+    out
+}
+
+/// May this user register this authenticator? `invited`: the ceremony began from an invitation
+/// or a signed-in session; `active_passkeys`: how many the user already has.
+pub fn registration(
+    policy: &Policy,
+    subject: &Subject,
+    facts: &AuthenticatorFacts,
+    invited: bool,
+    active_passkeys: u32,
+) -> Decision {
+    let e = &policy.enrolment;
+    let mut refusals = Vec::new();
+    if !e.populations.is_empty()
+        && !subject
+            .populations
+            .iter()
+            .any(|p| e.populations.contains(p))
+    {
+        refusals.push(reason(
+            "enrolment.populations",
+            "enrolment_not_allowed",
+            format!("registration is open to {} only", e.populations.join(", ")),
+        ));
+    }
+    if e.invite_required && !invited {
+        refusals.push(reason(
+            "enrolment.invite_required",
+            "invitation_required",
+            "registration needs an invitation",
+        ));
+    }
+    if active_passkeys >= e.max_passkeys {
+        refusals.push(reason(
+            "enrolment.max_passkeys",
+            "too_many_passkeys",
+            format!("at most {} passkeys per user", e.max_passkeys),
+        ));
+    }
+    refusals.extend(authenticator_violations(policy, subject, facts));
+    if refusals.is_empty() {
+        let (_, path) = policy
+            .authenticators
+            .for_populations("authenticators", &subject.populations);
+        Decision {
+            verdict: Verdict::Allow,
+            reasons: vec![reason(
+                path,
+                "compliant",
+                "the authenticator meets every rule",
+            )],
+        }
+    } else {
+        Decision {
+            verdict: Verdict::Deny,
+            reasons: refusals,
+        }
+    }
+}
+
+fn meets(r: Requirement, facts: &AuthenticatorFacts) -> bool {
+    match r {
+        Requirement::UserVerified => facts.user_verified,
+        Requirement::DeviceBound => facts.device_bound(),
+        Requirement::TrustedAttestation => facts.attestation_trusted,
+    }
+}
+
+/// The level a sign-in reaches (`facts.user_verified` is this assertion's UV flag), and why.
+pub fn assurance(policy: &Policy, facts: &AuthenticatorFacts) -> (Aal, Reason) {
+    let explain = |level: &str, reqs: &[Requirement]| {
+        let names: Vec<&str> = reqs.iter().map(|r| r.as_str()).collect();
+        format!(
+            "{level}: {}",
+            if names.is_empty() {
+                "no requirements".into()
+            } else {
+                names.join(" + ")
+            }
+        )
+    };
+    if policy.assurance.aal3.iter().all(|r| meets(*r, facts)) {
+        return (
+            Aal::Aal3,
+            reason(
+                "assurance.aal3",
+                "aal3",
+                explain("aal3", &policy.assurance.aal3),
+            ),
+        );
+    }
+    if policy.assurance.aal2.iter().all(|r| meets(*r, facts)) {
+        return (
+            Aal::Aal2,
+            reason(
+                "assurance.aal2",
+                "aal2",
+                explain("aal2", &policy.assurance.aal2),
+            ),
+        );
+    }
+    let missing: Vec<&str> = policy
+        .assurance
+        .aal2
+        .iter()
+        .filter(|r| !meets(**r, facts))
+        .map(|r| r.as_str())
+        .collect();
+    (
+        Aal::Aal1,
+        reason(
+            "assurance.aal2",
+            "aal1",
+            format!("aal1: aal2 needs {}", missing.join(" + ")),
+        ),
+    )
+}
+
+/// A sign-in with a credential: allowed, or (when the credential no longer complies with the
+/// authenticator rules, e.g. after a policy change) only to re-enrol.
+pub fn sign_in(policy: &Policy, subject: &Subject, facts: &AuthenticatorFacts) -> Decision {
+    let violations = authenticator_violations(policy, subject, facts);
+    if violations.is_empty() {
+        let (_, why) = assurance(policy, facts);
+        Decision {
+            verdict: Verdict::Allow,
+            reasons: vec![why],
+        }
+    } else {
+        Decision {
+            verdict: Verdict::ReEnrolmentRequired,
+            reasons: violations,
+        }
+    }
+}
+
+fn action_matches(pattern: &str, action: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => action.starts_with(prefix),
+        None => pattern == action,
+    }
+}
+
+/// Whether `action` may proceed in a session whose elevated `level` was reached at `level_time`.
+/// The first matching rule decides; no matching rule = allowed at any level.
+pub fn step_up(
+    policy: &Policy,
+    action: &str,
+    level: Aal,
+    level_time: Timestamp,
+    now: Timestamp,
+) -> Decision {
+    let Some(rule) = policy
+        .step_up
+        .iter()
+        .find(|r| r.actions.iter().any(|p| action_matches(p, action)))
+    else {
+        return Decision {
+            verdict: Verdict::Allow,
+            reasons: vec![],
+        };
+    };
+    let path = format!("step_up.{}", rule.id);
+    let fresh = now.0 - level_time.0 <= rule.max_age_secs.saturating_mul(1000);
+    if level >= rule.level && fresh {
+        return Decision {
+            verdict: Verdict::Allow,
+            reasons: vec![reason(
+                path,
+                "step_up_satisfied",
+                format!(
+                    "{} reached within {} s",
+                    rule.level.as_str(),
+                    rule.max_age_secs
+                ),
+            )],
+        };
+    }
+    let message = if level < rule.level {
+        format!(
+            "{action} needs {}; this session is at {}",
+            rule.level.as_str(),
+            level.as_str()
+        )
+    } else {
+        format!(
+            "{action} needs {} reached within the last {} s",
+            rule.level.as_str(),
+            rule.max_age_secs
+        )
+    };
+    Decision {
+        verdict: Verdict::StepUpRequired(rule.level),
+        reasons: vec![reason(path, "step_up_required", message)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::parse;
+
+    fn regulated_policy() -> Policy {
+        parse(
+            r#"version = 1
+populations = ["regulated"]
+[enrolment]
+max_passkeys = 2
+[authenticators]
+deny_aaguids = ["11111111-1111-1111-1111-111111111111"]
+[authenticators.regulated]
+attestation = "trusted"
+synced = "deny"
+user_verification = "required"
+[[step_up]]
+id = "admin"
+actions = ["admin.*"]
+level = "aal3"
+max_age_secs = 600
+"#,
+        )
+        .expect("valid policy")
+    }
+
+    fn synced_phone() -> AuthenticatorFacts {
+        AuthenticatorFacts {
+            aaguid: "fbfc3007-154e-4ecc-8c0b-6e020557d7bd".into(),
+            attestation_format: "none".into(),
+            attestation_verified: false,
+            attestation_trusted: false,
+            backup_eligible: true,
+            user_verified: true,
+        }
+    }
+
+    fn security_key() -> AuthenticatorFacts {
+        AuthenticatorFacts {
+            aaguid: "cb69481e-8ff7-4039-93ec-0a2729a154a8".into(),
+            attestation_format: "packed".into(),
+            attestation_verified: true,
+            attestation_trusted: true,
+            backup_eligible: false,
+            user_verified: true,
+        }
+    }
+
+    fn regulated() -> Subject {
+        Subject {
+            populations: vec!["regulated".into()],
+        }
+    }
+
+    #[test]
+    fn a_synced_passkey_is_refused_for_regulated_users_with_every_reason() {
+        let d = registration(&regulated_policy(), &regulated(), &synced_phone(), true, 0);
+        assert_eq!(d.verdict, Verdict::Deny);
+        let rules: Vec<&str> = d.reasons.iter().map(|r| r.rule.as_str()).collect();
+        assert_eq!(
+            rules,
+            vec![
+                "authenticators.regulated.attestation",
+                "authenticators.regulated.synced"
+            ]
+        );
+        assert_eq!(d.reasons[1].code, "synced_passkey_not_allowed");
+    }
+
+    #[test]
+    fn the_same_passkey_is_fine_for_everyone_else() {
+        let d = registration(
+            &regulated_policy(),
+            &Subject::default(),
+            &synced_phone(),
+            true,
+            0,
+        );
+        assert_eq!(d.verdict, Verdict::Allow);
+        assert_eq!(d.reasons[0].rule, "authenticators");
+    }
+
+    #[test]
+    fn flags_alone_do_not_make_a_passkey_device_bound() {
+        let mut sneaky = synced_phone();
+        sneaky.backup_eligible = false; // claims device-bound, but no trusted attestation
+        let d = registration(&regulated_policy(), &regulated(), &sneaky, true, 0);
+        assert!(d
+            .reasons
+            .iter()
+            .any(|r| r.code == "synced_passkey_not_allowed"));
+    }
+
+    #[test]
+    fn enrolment_limits_and_deny_lists_apply() {
+        let p = regulated_policy();
+        let d = registration(&p, &regulated(), &security_key(), true, 2);
+        assert_eq!(
+            (d.verdict.clone(), d.reasons[0].code),
+            (Verdict::Deny, "too_many_passkeys")
+        );
+        let d = registration(&p, &regulated(), &security_key(), false, 0);
+        assert_eq!(d.reasons[0].code, "invitation_required");
+        let mut denied = security_key();
+        denied.aaguid = "11111111-1111-1111-1111-111111111111".into();
+        let d = registration(&p, &regulated(), &denied, true, 0);
+        assert_eq!(
+            d.reasons[0].rule, "authenticators.regulated.deny_aaguids",
+            "overrides inherit the default deny list"
+        );
+    }
+
+    #[test]
+    fn assurance_levels_follow_the_requirements() {
+        let p = Policy::default();
+        assert_eq!(assurance(&p, &security_key()).0, Aal::Aal3);
+        assert_eq!(assurance(&p, &synced_phone()).0, Aal::Aal2);
+        let mut presence_only = synced_phone();
+        presence_only.user_verified = false;
+        let (level, why) = assurance(&p, &presence_only);
+        assert_eq!(level, Aal::Aal1);
+        assert!(why.message.contains("user_verified"), "{why:?}");
+    }
+
+    #[test]
+    fn a_credential_that_stopped_complying_must_re_enrol() {
+        let d = sign_in(&regulated_policy(), &regulated(), &synced_phone());
+        assert_eq!(d.verdict, Verdict::ReEnrolmentRequired);
+        assert_eq!(
+            sign_in(&regulated_policy(), &regulated(), &security_key()).verdict,
+            Verdict::Allow
+        );
+    }
+
+    #[test]
+    fn step_up_needs_the_level_recently() {
+        let p = regulated_policy();
+        let t0 = Timestamp(1_000_000);
+        let at = |secs: i64| Timestamp(t0.0 + secs * 1000);
+        assert_eq!(
+            step_up(&p, "admin.users.suspend", Aal::Aal3, t0, at(600)).verdict,
+            Verdict::Allow
+        );
+        assert_eq!(
+            step_up(&p, "admin.users.suspend", Aal::Aal3, t0, at(601)).verdict,
+            Verdict::StepUpRequired(Aal::Aal3),
+            "expired"
+        );
+        let d = step_up(&p, "admin.users.suspend", Aal::Aal2, t0, at(1));
+        assert_eq!(
+            (d.verdict, d.reasons[0].rule.as_str()),
+            (Verdict::StepUpRequired(Aal::Aal3), "step_up.admin")
+        );
+        assert_eq!(
+            step_up(&p, "me.credentials.rename", Aal::Aal1, t0, at(9999)).verdict,
+            Verdict::Allow,
+            "no rule matches"
+        );
+        assert_eq!(
+            step_up(&p, "administrator", Aal::Aal1, t0, at(0)).verdict,
+            Verdict::Allow,
+            "admin.* does not match administrator"
+        );
+    }
+}

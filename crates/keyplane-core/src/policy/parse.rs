@@ -1,0 +1,692 @@
+//! Parsing and linting the TOML policy document. Like a compiler, the linter does not stop at
+//! the first problem: it walks the whole document and reports every error with its line and
+//! column. A document with no errors becomes a [`Policy`].
+
+use super::document::*;
+use crate::assurance::Aal;
+use toml_edit::{ImDocument, Item, Table, Value};
+
+/// One problem in a policy document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LintError {
+    pub line: usize,
+    pub column: usize,
+    /// Dotted path of the offending key (`authenticators.regulated.synced`).
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for LintError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.line, self.column, self.path, self.message
+        )
+    }
+}
+
+struct Linter<'a> {
+    text: &'a str,
+    errors: Vec<LintError>,
+}
+
+impl Linter<'_> {
+    fn at(&self, span: Option<std::ops::Range<usize>>) -> (usize, usize) {
+        let offset = span.map(|s| s.start).unwrap_or(0).min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before
+            .rsplit('\n')
+            .next()
+            .map(|l| l.chars().count())
+            .unwrap_or(0)
+            + 1;
+        (line, column)
+    }
+
+    fn error(
+        &mut self,
+        span: Option<std::ops::Range<usize>>,
+        path: &str,
+        message: impl Into<String>,
+    ) {
+        let (line, column) = self.at(span);
+        self.errors.push(LintError {
+            line,
+            column,
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// Reports keys of `table` not in `known`.
+    fn unknown_keys(&mut self, table: &Table, path: &str, known: &[&str]) {
+        for (key, item) in table.iter() {
+            if !known.contains(&key) {
+                let p = join(path, key);
+                self.error(
+                    item.span(),
+                    &p,
+                    format!("unknown key; expected one of: {}", known.join(", ")),
+                );
+            }
+        }
+    }
+
+    fn value<'v>(&mut self, table: &'v Table, path: &str, key: &str) -> Option<&'v Value> {
+        match table.get(key)? {
+            Item::Value(v) => Some(v),
+            other => {
+                self.error(
+                    other.span(),
+                    &join(path, key),
+                    "expected a value, not a table",
+                );
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, table: &Table, path: &str, key: &str) -> Option<bool> {
+        let v = self.value(table, path, key)?;
+        match v.as_bool() {
+            Some(b) => Some(b),
+            None => {
+                self.error(v.span(), &join(path, key), "expected true or false");
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, table: &Table, path: &str, key: &str, min: i64, max: i64) -> Option<i64> {
+        let v = self.value(table, path, key)?;
+        match v.as_integer() {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(n) => {
+                self.error(
+                    v.span(),
+                    &join(path, key),
+                    format!("{n} is out of range ({min} to {max})"),
+                );
+                None
+            }
+            None => {
+                self.error(v.span(), &join(path, key), "expected an integer");
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, table: &Table, path: &str, key: &str) -> Option<String> {
+        let v = self.value(table, path, key)?;
+        match v.as_str() {
+            Some(s) => Some(s.to_string()),
+            None => {
+                self.error(v.span(), &join(path, key), "expected a string");
+                None
+            }
+        }
+    }
+
+    /// A string that must be one of `allowed`.
+    fn choice(&mut self, table: &Table, path: &str, key: &str, allowed: &[&str]) -> Option<String> {
+        let v = self.value(table, path, key)?;
+        match v.as_str() {
+            Some(s) if allowed.contains(&s) => Some(s.to_string()),
+            _ => {
+                self.error(
+                    v.span(),
+                    &join(path, key),
+                    format!("expected one of: {}", allowed.join(", ")),
+                );
+                None
+            }
+        }
+    }
+
+    /// A list of strings, each checked by `check` (which returns a complaint or nothing).
+    fn strings(
+        &mut self,
+        table: &Table,
+        path: &str,
+        key: &str,
+        check: impl Fn(&str) -> Option<String>,
+    ) -> Option<Vec<String>> {
+        let v = self.value(table, path, key)?;
+        let Some(array) = v.as_array() else {
+            self.error(v.span(), &join(path, key), "expected a list of strings");
+            return None;
+        };
+        let mut out = Vec::new();
+        for item in array.iter() {
+            match item.as_str() {
+                Some(s) => match check(s) {
+                    Some(complaint) => self.error(item.span(), &join(path, key), complaint),
+                    None => out.push(s.to_string()),
+                },
+                None => self.error(item.span(), &join(path, key), "expected a string"),
+            }
+        }
+        Some(out)
+    }
+
+    fn table<'t>(&mut self, root: &'t Table, path: &str, key: &str) -> Option<&'t Table> {
+        match root.get(key)? {
+            Item::Table(t) => Some(t),
+            other => {
+                self.error(
+                    other.span(),
+                    &join(path, key),
+                    "expected a table ([section])",
+                );
+                None
+            }
+        }
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn check_aaguid(s: &str) -> Option<String> {
+    match uuid::Uuid::parse_str(s) {
+        Ok(u) if u.to_string() == s => None,
+        Ok(u) => Some(format!("write AAGUIDs lowercase with hyphens: {u}")),
+        Err(_) => Some(format!("{s:?} is not an AAGUID (a UUID)")),
+    }
+}
+
+const FORMATS: &[&str] = &[
+    "none",
+    "packed",
+    "tpm",
+    "android-key",
+    "android-safetynet",
+    "fido-u2f",
+    "apple",
+];
+const AUTHENTICATOR_KEYS: &[&str] = &[
+    "attestation",
+    "formats",
+    "allow_aaguids",
+    "deny_aaguids",
+    "synced",
+    "user_verification",
+];
+const SESSION_KEYS: &[&str] = &["lifetime_secs", "idle_secs"];
+
+fn authenticator_rules(
+    l: &mut Linter,
+    t: &Table,
+    path: &str,
+    base: &AuthenticatorRules,
+) -> AuthenticatorRules {
+    let mut r = base.clone();
+    if let Some(a) = l.choice(t, path, "attestation", &["any", "verified", "trusted"]) {
+        r.attestation = match a.as_str() {
+            "verified" => AttestationRequirement::Verified,
+            "trusted" => AttestationRequirement::Trusted,
+            _ => AttestationRequirement::Any,
+        };
+    }
+    if let Some(f) = l.strings(t, path, "formats", |s| {
+        (!FORMATS.contains(&s)).then(|| {
+            format!(
+                "unknown attestation format; expected one of: {}",
+                FORMATS.join(", ")
+            )
+        })
+    }) {
+        r.formats = f;
+    }
+    if let Some(a) = l.strings(t, path, "allow_aaguids", check_aaguid) {
+        r.allow_aaguids = a;
+    }
+    if let Some(d) = l.strings(t, path, "deny_aaguids", check_aaguid) {
+        r.deny_aaguids = d;
+    }
+    if let Some(s) = l.choice(t, path, "synced", &["allow", "deny"]) {
+        r.synced_allowed = s == "allow";
+    }
+    if let Some(u) = l.choice(t, path, "user_verification", &["preferred", "required"]) {
+        r.user_verification_required = u == "required";
+    }
+    r
+}
+
+fn session_rules(l: &mut Linter, t: &Table, path: &str, base: &SessionRules) -> SessionRules {
+    let mut r = base.clone();
+    if let Some(n) = l.int(t, path, "lifetime_secs", 60, 90 * 24 * 3600) {
+        r.lifetime_secs = n;
+    }
+    if let Some(n) = l.int(t, path, "idle_secs", 60, 90 * 24 * 3600) {
+        r.idle_secs = n;
+    }
+    r
+}
+
+/// A section with default keys and `[section.<population>]` override tables.
+fn scoped<T: Clone>(
+    l: &mut Linter,
+    root: &Table,
+    section: &str,
+    keys: &[&str],
+    populations: &[String],
+    base: T,
+    read: fn(&mut Linter, &Table, &str, &T) -> T,
+) -> Scoped<T> {
+    let Some(t) = l.table(root, "", section) else {
+        return Scoped {
+            default: base,
+            by_population: vec![],
+        };
+    };
+    let default = read(l, t, section, &base);
+    let mut by_population = Vec::new();
+    for (key, item) in t.iter() {
+        if keys.contains(&key) {
+            continue;
+        }
+        let path = join(section, key);
+        match item {
+            Item::Table(sub) if populations.iter().any(|p| p == key) => {
+                l.unknown_keys(sub, &path, keys);
+                by_population.push((key.to_string(), read(l, sub, &path, &default)));
+            }
+            Item::Table(_) => l.error(
+                item.span(),
+                &path,
+                format!("{key:?} is not a population declared in `populations`"),
+            ),
+            _ => l.error(
+                item.span(),
+                &path,
+                format!(
+                    "unknown key; expected one of: {}, or a population's table",
+                    keys.join(", ")
+                ),
+            ),
+        }
+    }
+    Scoped {
+        default,
+        by_population,
+    }
+}
+
+fn requirements(l: &mut Linter, t: &Table, key: &str, base: &[Requirement]) -> Vec<Requirement> {
+    match l.strings(t, "assurance", key, |s| {
+        Requirement::parse(s)
+            .is_none()
+            .then(|| "expected user_verified, device_bound or trusted_attestation".to_string())
+    }) {
+        Some(list) => list.iter().filter_map(|s| Requirement::parse(s)).collect(),
+        None => base.to_vec(),
+    }
+}
+
+fn step_up_rules(l: &mut Linter, root: &Table) -> Option<Vec<StepUpRule>> {
+    let item = root.get("step_up")?;
+    let Some(array) = item.as_array_of_tables() else {
+        l.error(item.span(), "step_up", "expected [[step_up]] tables");
+        return None;
+    };
+    let mut rules = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for (i, t) in array.iter().enumerate() {
+        let path = format!("step_up[{i}]");
+        l.unknown_keys(t, &path, &["id", "actions", "level", "max_age_secs"]);
+        let id = l.string(t, &path, "id");
+        if let Some(id) = &id {
+            if !is_name(id) {
+                l.error(
+                    t.get("id").and_then(Item::span),
+                    &path,
+                    "id must be 1-64 characters of a-z, 0-9, '-' and '_'",
+                );
+            } else if !ids.insert(id.clone()) {
+                l.error(
+                    t.get("id").and_then(Item::span),
+                    &path,
+                    format!("another step_up rule is also called {id:?}"),
+                );
+            }
+        } else {
+            l.error(t.span(), &path, "every step_up rule needs an id");
+        }
+        let actions = l.strings(t, &path, "actions", |a| {
+            let body = a.strip_suffix('*').unwrap_or(a);
+            (a.is_empty()
+                || body.contains('*')
+                || !body
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '.' || c == '_' || c == '-'))
+            .then(|| {
+                "an action is a dotted name, optionally ending in * (e.g. admin.*)".to_string()
+            })
+        });
+        let level = l
+            .choice(t, &path, "level", &["aal1", "aal2", "aal3"])
+            .and_then(|s| Aal::parse(&s));
+        let max_age = l.int(t, &path, "max_age_secs", 1, 24 * 3600);
+        match (id, actions, level, max_age) {
+            (Some(id), Some(actions), Some(level), Some(max_age_secs)) if !actions.is_empty() => {
+                rules.push(StepUpRule {
+                    id,
+                    actions,
+                    level,
+                    max_age_secs,
+                })
+            }
+            _ => {
+                // Values that were present but wrong are reported above; here, what is missing.
+                match t.get("actions").and_then(Item::as_array) {
+                    None if t.get("actions").is_none() => {
+                        l.error(t.span(), &path, "every step_up rule needs actions")
+                    }
+                    Some(a) if a.is_empty() => {
+                        l.error(t.span(), &path, "actions must name at least one action")
+                    }
+                    _ => {}
+                }
+                for (key, what) in [("level", "a level"), ("max_age_secs", "max_age_secs")] {
+                    if t.get(key).is_none() {
+                        l.error(t.span(), &path, format!("every step_up rule needs {what}"));
+                    }
+                }
+            }
+        }
+    }
+    Some(rules)
+}
+
+/// Parses a policy document. On any problem, returns all of them, in document order.
+pub fn parse(text: &str) -> Result<Policy, Vec<LintError>> {
+    let mut l = Linter {
+        text,
+        errors: vec![],
+    };
+    let doc = match ImDocument::parse(text) {
+        Ok(d) => d,
+        Err(e) => {
+            l.error(e.span(), "", format!("not valid TOML: {}", e.message()));
+            return Err(l.errors);
+        }
+    };
+    let root = doc.as_table();
+    l.unknown_keys(
+        root,
+        "",
+        &[
+            "version",
+            "populations",
+            "enrolment",
+            "authenticators",
+            "assurance",
+            "step_up",
+            "sessions",
+        ],
+    );
+    let mut policy = Policy::default();
+    match l.int(root, "", "version", 1, 1) {
+        Some(v) => policy.version = v as u32,
+        None if root.get("version").is_none() => l.error(
+            Some(0..0),
+            "version",
+            "missing: start the document with `version = 1`",
+        ),
+        None => {}
+    }
+    if let Some(p) = l.strings(root, "", "populations", |s| {
+        (!is_name(s))
+            .then(|| "a population is 1-64 characters of a-z, 0-9, '-' and '_'".to_string())
+    }) {
+        policy.populations = p;
+    }
+    if let Some(t) = l.table(root, "", "enrolment") {
+        l.unknown_keys(
+            t,
+            "enrolment",
+            &[
+                "invite_required",
+                "max_passkeys",
+                "require_two",
+                "populations",
+            ],
+        );
+        let e = &mut policy.enrolment;
+        if let Some(b) = l.bool(t, "enrolment", "invite_required") {
+            e.invite_required = b;
+        }
+        if let Some(n) = l.int(t, "enrolment", "max_passkeys", 1, 100) {
+            e.max_passkeys = n as u32;
+        }
+        if let Some(b) = l.bool(t, "enrolment", "require_two") {
+            e.require_two = b;
+        }
+        let known = policy.populations.clone();
+        if let Some(p) = l.strings(t, "enrolment", "populations", |s| {
+            (!known.iter().any(|k| k == s))
+                .then(|| format!("{s:?} is not a population declared in `populations`"))
+        }) {
+            e.populations = p;
+        }
+        if e.require_two && e.max_passkeys < 2 {
+            l.error(
+                t.get("max_passkeys").and_then(Item::span),
+                "enrolment.max_passkeys",
+                "require_two needs max_passkeys of at least 2",
+            );
+        }
+    }
+    let pops = policy.populations.clone();
+    policy.authenticators = scoped(
+        &mut l,
+        root,
+        "authenticators",
+        AUTHENTICATOR_KEYS,
+        &pops,
+        AuthenticatorRules::default(),
+        authenticator_rules,
+    );
+    policy.sessions = scoped(
+        &mut l,
+        root,
+        "sessions",
+        SESSION_KEYS,
+        &pops,
+        SessionRules::default(),
+        session_rules,
+    );
+    for (path, rules) in std::iter::once(("sessions".to_string(), &policy.sessions.default)).chain(
+        policy
+            .sessions
+            .by_population
+            .iter()
+            .map(|(p, r)| (format!("sessions.{p}"), r)),
+    ) {
+        if rules.idle_secs > rules.lifetime_secs {
+            l.error(None, &path, "idle_secs is longer than lifetime_secs");
+        }
+    }
+    if let Some(t) = l.table(root, "", "assurance") {
+        l.unknown_keys(t, "assurance", &["aal2", "aal3"]);
+        policy.assurance.aal2 = requirements(&mut l, t, "aal2", &policy.assurance.aal2);
+        policy.assurance.aal3 = requirements(&mut l, t, "aal3", &policy.assurance.aal3);
+        if !policy
+            .assurance
+            .aal2
+            .iter()
+            .all(|r| policy.assurance.aal3.contains(r))
+        {
+            l.error(
+                t.get("aal3").and_then(Item::span),
+                "assurance.aal3",
+                "aal3 must require everything aal2 requires",
+            );
+        }
+    }
+    if let Some(rules) = step_up_rules(&mut l, root) {
+        policy.step_up = rules;
+    }
+    if l.errors.is_empty() {
+        Ok(policy)
+    } else {
+        l.errors.sort_by_key(|e| (e.line, e.column));
+        Err(l.errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+version = 1
+populations = ["regulated", "workforce"]
+
+[enrolment]
+invite_required = true
+max_passkeys = 5
+require_two = true
+
+[authenticators]
+attestation = "any"
+deny_aaguids = ["00000000-0000-0000-0000-000000000001"]
+
+[authenticators.regulated]
+attestation = "trusted"
+synced = "deny"
+user_verification = "required"
+
+[assurance]
+aal2 = ["user_verified"]
+aal3 = ["user_verified", "device_bound", "trusted_attestation"]
+
+[[step_up]]
+id = "admin"
+actions = ["admin.*"]
+level = "aal3"
+max_age_secs = 600
+
+[sessions]
+lifetime_secs = 28800
+idle_secs = 1800
+
+[sessions.regulated]
+lifetime_secs = 3600
+idle_secs = 900
+"#;
+
+    #[test]
+    fn a_complete_document_parses_with_overrides_on_top_of_defaults() {
+        let p = parse(EXAMPLE).expect("valid");
+        assert_eq!(p.enrolment.max_passkeys, 5);
+        let (reg, path) = p
+            .authenticators
+            .for_populations("authenticators", &["regulated".into()]);
+        assert_eq!(path, "authenticators.regulated");
+        assert_eq!(reg.attestation, AttestationRequirement::Trusted);
+        assert!(!reg.synced_allowed && reg.user_verification_required);
+        assert_eq!(
+            reg.deny_aaguids,
+            vec!["00000000-0000-0000-0000-000000000001"],
+            "inherits the default's deny list"
+        );
+        let (def, path) = p
+            .authenticators
+            .for_populations("authenticators", &["workforce".into()]);
+        assert_eq!(
+            (path.as_str(), def.synced_allowed),
+            ("authenticators", true)
+        );
+        assert_eq!(p.step_up[0].level, Aal::Aal3);
+        assert_eq!(
+            p.sessions
+                .for_populations("sessions", &["regulated".into()])
+                .0
+                .lifetime_secs,
+            3600
+        );
+    }
+
+    #[test]
+    fn the_built_in_policy_round_trips_from_a_minimal_document() {
+        assert_eq!(parse("version = 1\n").unwrap(), Policy::default());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let bad = r#"version = 1
+populations = ["regulated"]
+colour = "blue"
+
+[enrolment]
+max_passkeys = 0
+populations = ["contractors"]
+
+[authenticators]
+attestation = "sometimes"
+formats = ["packed", "carrier-pigeon"]
+deny_aaguids = ["not-a-uuid", "ABCDEF00-0000-0000-0000-000000000000"]
+
+[authenticators.interns]
+synced = "deny"
+
+[[step_up]]
+id = "admin"
+actions = ["admin.*.x"]
+level = "aal9"
+max_age_secs = 600
+"#;
+        let errors = parse(bad).unwrap_err();
+        let found: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.path.as_str())).collect();
+        assert_eq!(
+            found,
+            vec![
+                (3, "colour"),
+                (6, "enrolment.max_passkeys"),
+                (7, "enrolment.populations"),
+                (10, "authenticators.attestation"),
+                (11, "authenticators.formats"),
+                (12, "authenticators.deny_aaguids"),
+                (12, "authenticators.deny_aaguids"),
+                (14, "authenticators.interns"),
+                (19, "step_up[0].actions"),
+                (20, "step_up[0].level"),
+            ],
+            "{errors:#?}"
+        );
+        assert!(errors.iter().all(|e| !e.message.is_empty()));
+    }
+
+    #[test]
+    fn invalid_toml_is_reported_with_its_position() {
+        let errors = parse("version = 1\n[enrolment\n").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 2);
+        assert!(errors[0].message.starts_with("not valid TOML"));
+    }
+
+    #[test]
+    fn a_missing_version_and_inconsistent_rules_are_errors() {
+        let errors = parse("[enrolment]\nrequire_two = true\nmax_passkeys = 1\n[assurance]\naal2 = [\"user_verified\"]\naal3 = [\"device_bound\"]\n").unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"version"), "{errors:?}");
+        assert!(paths.contains(&"enrolment.max_passkeys"), "{errors:?}");
+        assert!(paths.contains(&"assurance.aal3"), "{errors:?}");
+    }
+}
