@@ -71,6 +71,15 @@ pub enum UserCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Replace a user's populations (each must be declared by the active policy).
+    SetPopulations {
+        username: String,
+        /// A population (repeatable; none = no population).
+        #[arg(long = "population")]
+        populations: Vec<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Show one user and their passkeys.
     Show {
         username: String,
@@ -123,7 +132,7 @@ pub(crate) async fn open(settings: Settings) -> anyhow::Result<Arc<App>> {
 }
 
 /// The operator running this command, as the audit log names them (`cli:<login>`).
-fn operator() -> Caller {
+pub(crate) fn operator() -> Caller {
     let login = ["SUDO_USER", "USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok())
@@ -143,6 +152,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(settings, args).await,
         Command::Audit(cmd) => crate::audit::run(settings, cmd).await,
+        Command::Policy(cmd) => crate::policy::run(settings, cmd).await,
         Command::Tenant(TenantCommand::Create {
             name,
             rp_id,
@@ -253,6 +263,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "created_at",
                 ],
                 &rows,
+            );
+            Ok(())
+        }
+        Command::User(UserCommand::SetPopulations {
+            username,
+            populations,
+            tenant,
+        }) => {
+            let app = open(settings).await?;
+            let t = tenant_or_default(&app, tenant.as_deref()).await?;
+            let u = find_user(&app, &t, &username).await?;
+            app.set_populations(&t, &u, &populations, &operator())
+                .await
+                .map_err(|e| anyhow!("{}", e.message))?;
+            println!(
+                "{} is in: {}",
+                u.username,
+                if populations.is_empty() {
+                    "no population".into()
+                } else {
+                    populations.join(", ")
+                }
             );
             Ok(())
         }

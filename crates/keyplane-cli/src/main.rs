@@ -5,6 +5,7 @@ mod audit;
 mod commands;
 mod config;
 mod output;
+mod policy;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -47,6 +48,9 @@ pub enum Command {
     /// Look at credentials (passkeys).
     #[command(subcommand)]
     Credential(commands::CredentialCommand),
+    /// Policy as code: lint, show, apply, history, rollback.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// The tamper-evident audit log: verify, checkpoint, export, keys.
     #[command(subcommand)]
     Audit(audit::AuditCommand),

@@ -327,6 +327,11 @@ fn every_command_has_help() {
         vec!["user", "list", "--help"],
         vec!["user", "show", "--help"],
         vec!["credential", "list", "--help"],
+        vec!["policy", "lint", "--help"],
+        vec!["policy", "apply", "--help"],
+        vec!["user", "set-populations", "--help"],
+        vec!["audit", "verify", "--help"],
+        vec!["audit", "export", "--help"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_keyplane"))
             .args(&args)
@@ -337,4 +342,92 @@ fn every_command_has_help() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("Usage:"), "{args:?}: {text}");
     }
+}
+
+#[test]
+fn policy_commands_lint_apply_show_history_and_roll_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A first start creates the default tenant.
+    let (child, _, _) = serve(d);
+    stop(child);
+    let bad = d.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "version = 1\ncolour = \"blue\"\n[authenticators]\nsynced = \"sometimes\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(d, &["policy", "lint", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("bad.toml:2:") && err.contains("colour"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.toml:4:") && err.contains("authenticators.synced"),
+        "{err}"
+    );
+    assert!(err.contains("2 problem(s)"), "{err}");
+    let (ok, _, _) = run(d, &["policy", "apply", bad.to_str().unwrap()]);
+    assert!(!ok, "a document with problems is not applied");
+
+    let good = d.join("good.toml");
+    std::fs::write(&good, "version = 1\npopulations = [\"regulated\"]\n[authenticators.regulated]\nsynced = \"deny\"\n").unwrap();
+    let (ok, out, err) = run(d, &["policy", "lint", good.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("OK"));
+    let (ok, out, _) = run(d, &["policy", "show"]);
+    assert!(ok && out.contains("built-in policy"), "{out}");
+    let (ok, out, err) = run(d, &["policy", "apply", good.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("version 1 is active"), "{out}");
+    let (ok, out, _) = run(d, &["policy", "show"]);
+    assert!(ok && out.contains("synced = \"deny\""), "{out}");
+    run(d, &["admin", "invite", "rita"]);
+    let (ok, _, err) = run(
+        d,
+        &[
+            "user",
+            "set-populations",
+            "rita",
+            "--population",
+            "martians",
+        ],
+    );
+    assert!(!ok && err.contains("not a population"), "{err}");
+    let (ok, out, err) = run(
+        d,
+        &[
+            "user",
+            "set-populations",
+            "rita",
+            "--population",
+            "regulated",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("regulated"));
+    let (ok, _, _) = run(d, &["policy", "apply", good.to_str().unwrap()]);
+    assert!(ok);
+    let (ok, out, _) = run(d, &["policy", "history", "--format", "json"]);
+    assert!(ok);
+    let history: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 2);
+    assert_eq!(history[1]["active"], true);
+    let (ok, _, _) = run(d, &["policy", "rollback", "1"]);
+    assert!(ok);
+    let (ok, out, _) = run(d, &["policy", "history", "--format", "json"]);
+    assert!(ok);
+    let history: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            history[0]["active"].as_bool(),
+            history[1]["active"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    let (ok, _, err) = run(d, &["policy", "rollback", "7"]);
+    assert!(!ok && err.contains("no policy version 7"), "{err}");
+    let (ok, out, _) = run(d, &["audit", "verify"]);
+    assert!(ok, "every policy change is in an intact audit chain: {out}");
 }

@@ -15,4 +15,4 @@ mod store;
 
 pub use audit::{AuditBatch, AuditFilter};
 pub use sql::{redact as redact_url, Backend, SqlStore};
-pub use store::{AssertionRecord, Store, StoreError};
+pub use store::{AssertionRecord, PolicyVersion, Store, StoreError};

@@ -5,7 +5,7 @@
 
 use crate::audit::{self, AuditBatch, AuditFilter, EVENT_COLUMNS};
 use crate::rows;
-use crate::store::{AssertionRecord, Result, Store, StoreError};
+use crate::store::{AssertionRecord, PolicyVersion, Result, Store, StoreError};
 use async_trait::async_trait;
 use keyplane_core::audit::{AuditEvent, Checkpoint, NewEvent};
 use keyplane_core::*;
@@ -771,6 +771,127 @@ impl Store for SqlStore {
         .map_err(db)?;
         rows.iter().map(audit::checkpoint).collect()
     }
+
+    async fn active_policy(&self, tenant: &TenantId) -> Result<Option<PolicyVersion>> {
+        let row = sqlx::query(
+            "SELECT p.version, p.document, p.created_at, p.created_by FROM policies p \
+             JOIN active_policies a ON a.tenant_id = p.tenant_id AND a.version = p.version WHERE p.tenant_id = $1",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| policy_version(&r, true)).transpose()
+    }
+
+    async fn activate_policy(
+        &self,
+        tenant: &TenantId,
+        document: &str,
+        created_by: &str,
+        audit: AuditBatch<'_>,
+    ) -> Result<i64> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        // The insert's own SELECT takes the next number; the primary key makes two concurrent
+        // activations of the same number impossible (one fails with Conflict).
+        let row = sqlx::query(
+            "INSERT INTO policies (tenant_id, version, document, created_at, created_by) \
+             SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4 FROM policies WHERE tenant_id = $1 RETURNING version",
+        )
+        .bind(tenant.as_str())
+        .bind(document)
+        .bind(audit.at.0)
+        .bind(created_by)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let version: i64 = row.try_get("version").map_err(db)?;
+        sqlx::query(
+            "INSERT INTO active_policies (tenant_id, version) VALUES ($1, $2) \
+             ON CONFLICT (tenant_id) DO UPDATE SET version = excluded.version",
+        )
+        .bind(tenant.as_str())
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        audit::append(&mut tx, tenant, audit).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(version)
+    }
+
+    async fn reactivate_policy(
+        &self,
+        tenant: &TenantId,
+        version: i64,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let r = sqlx::query(
+            "INSERT INTO active_policies (tenant_id, version) SELECT tenant_id, version FROM policies \
+             WHERE tenant_id = $1 AND version = $2 ON CONFLICT (tenant_id) DO UPDATE SET version = excluded.version",
+        )
+        .bind(tenant.as_str())
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
+    }
+
+    async fn list_policies(&self, tenant: &TenantId) -> Result<Vec<PolicyVersion>> {
+        let active = self.active_policy(tenant).await?.map(|p| p.version);
+        let rows = sqlx::query("SELECT version, document, created_at, created_by FROM policies WHERE tenant_id = $1 ORDER BY version")
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let v: i64 = r.try_get("version").map_err(db)?;
+                policy_version(r, Some(v) == active)
+            })
+            .collect()
+    }
+
+    async fn user_populations(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT population FROM user_populations WHERE tenant_id = $1 AND user_id = $2 ORDER BY population")
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("population").map_err(db))
+            .collect()
+    }
+
+    async fn set_user_populations(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        populations: &[String],
+        audit: AuditBatch<'_>,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        sqlx::query("DELETE FROM user_populations WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        for p in populations {
+            sqlx::query("INSERT INTO user_populations (tenant_id, user_id, population) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(tenant.as_str())
+                .bind(user.as_str())
+                .bind(p)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        audit::append(&mut tx, tenant, audit).await?;
+        tx.commit().await.map_err(db)
+    }
 }
 
 /// Commits the change with its events if it applied, or rolls it back (writing no event).
@@ -787,4 +908,14 @@ async fn finish(
     audit::append(&mut tx, tenant, audit).await?;
     tx.commit().await.map_err(db)?;
     Ok(true)
+}
+
+fn policy_version(r: &AnyRow, active: bool) -> Result<PolicyVersion> {
+    Ok(PolicyVersion {
+        version: r.try_get("version").map_err(db)?,
+        document: r.try_get("document").map_err(db)?,
+        created_at: Timestamp(r.try_get("created_at").map_err(db)?),
+        created_by: r.try_get("created_by").map_err(db)?,
+        active,
+    })
 }

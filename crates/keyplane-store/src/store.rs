@@ -176,4 +176,44 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a signed checkpoint (idempotent).
     async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
     async fn list_checkpoints(&self, tenant: &TenantId) -> Result<Vec<Checkpoint>>;
+
+    // Policy
+    /// The active policy version and document, if the tenant ever activated one.
+    async fn active_policy(&self, tenant: &TenantId) -> Result<Option<PolicyVersion>>;
+    /// Stores `document` as the next version and makes it active, with its events.
+    async fn activate_policy(
+        &self,
+        tenant: &TenantId,
+        document: &str,
+        created_by: &str,
+        audit: AuditBatch<'_>,
+    ) -> Result<i64>;
+    /// Makes an earlier version active again (a rollback); false if there is no such version.
+    async fn reactivate_policy(
+        &self,
+        tenant: &TenantId,
+        version: i64,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    /// Every version, oldest first.
+    async fn list_policies(&self, tenant: &TenantId) -> Result<Vec<PolicyVersion>>;
+    async fn user_populations(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<String>>;
+    /// Replaces a user's populations, with its events.
+    async fn set_user_populations(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        populations: &[String],
+        audit: AuditBatch<'_>,
+    ) -> Result<()>;
+}
+
+/// One stored version of a tenant's policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyVersion {
+    pub version: i64,
+    pub document: String,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    pub active: bool,
 }

@@ -3,11 +3,13 @@
 
 mod audit;
 mod credentials;
+mod policy;
 mod registration;
 mod signin;
 mod tenants;
 
 pub use audit::*;
+pub use policy::*;
 pub use registration::*;
 pub use signin::*;
 pub use tenants::*;

@@ -186,6 +186,34 @@ impl App {
             status_reason: None,
             library_state: registered.library_state,
         };
+        // The tenant's policy decides whether this authenticator may be registered by this user.
+        let active = self.active_policy(tenant).await?;
+        let subject = self.subject(tenant, &user.id).await?;
+        let active_passkeys = existing
+            .iter()
+            .filter(|c| c.status == CredentialStatus::Active)
+            .count() as u32;
+        let decision = keyplane_core::policy::registration(
+            &active.policy,
+            &subject,
+            &super::policy::facts_of(&record, record.user_verified),
+            true,
+            active_passkeys,
+        );
+        if decision.verdict != keyplane_core::policy::Verdict::Allow {
+            let reasons: Vec<String> = decision
+                .reasons
+                .iter()
+                .map(|r| format!("{} ({}): {}", r.rule, r.code, r.message))
+                .collect();
+            return Err(Error::forbidden(
+                "policy_denied",
+                format!(
+                    "the tenant's policy refuses this passkey: {}",
+                    reasons.join("; ")
+                ),
+            ));
+        }
         let event = caller
             .event_as(
                 Actor::user(&user.id),

@@ -170,10 +170,16 @@ impl App {
             Err(e) => return Err(e),
         };
         let now = self.clock.now();
-        let (aal, amr) = assess(AssuranceFacts {
+        // The methods follow from the flags; the level is the tenant policy's verdict.
+        let (_, amr) = assess(AssuranceFacts {
             user_present: true,
             user_verified: outcome.user_verified,
         });
+        let active = self.active_policy(tenant).await?;
+        let (aal, level_reason) = keyplane_core::policy::assurance(
+            &active.policy,
+            &super::policy::facts_of(&stored, outcome.user_verified),
+        );
         let token = Secret::generate(&mut rand::rng());
         let session = Session {
             id: SessionId::generate(),
@@ -198,6 +204,8 @@ impl App {
                 "session": session.id,
                 "credential": stored.id,
                 "aal": session.aal.as_str(),
+                "assurance_rule": level_reason.rule,
+                "policy_version": active.version,
                 "amr": session.amr.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
                 "user_verified": outcome.user_verified,
                 "backup_state": outcome.backup_state,

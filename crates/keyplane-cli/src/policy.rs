@@ -1,0 +1,138 @@
+//! `keyplane policy …`: lint a policy file, show the active policy, apply a new version, list
+//! versions, roll back. `keyplane user set-populations` lives beside the other user commands.
+
+use crate::commands::{open, operator, tenant_or_default};
+use crate::output::{self, Format};
+use anyhow::{anyhow, bail, Context};
+use clap::Subcommand;
+use keyplane_server::service::ApplyError;
+use keyplane_server::Settings;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Check a policy file; report every problem with its line and column.
+    Lint { file: PathBuf },
+    /// Print the active policy document (or say that the built-in policy is in force).
+    Show {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Lint a policy file and activate it as the tenant's next version (audited).
+    Apply {
+        file: PathBuf,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// List the tenant's policy versions.
+    History {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Make an earlier version active again (audited).
+    Rollback {
+        version: i64,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+fn read(file: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+}
+
+fn report_lint(file: &Path, errors: &[keyplane_core::policy::LintError]) -> anyhow::Error {
+    for e in errors {
+        eprintln!(
+            "{}:{}:{}: {}: {}",
+            file.display(),
+            e.line,
+            e.column,
+            if e.path.is_empty() {
+                "document"
+            } else {
+                &e.path
+            },
+            e.message
+        );
+    }
+    anyhow!("{} problem(s) in {}", errors.len(), file.display())
+}
+
+pub async fn run(settings: Settings, cmd: PolicyCommand) -> anyhow::Result<()> {
+    match cmd {
+        PolicyCommand::Lint { file } => match keyplane_core::policy::parse(&read(&file)?) {
+            Ok(p) => {
+                println!(
+                    "{}: OK ({} population(s), {} step-up rule(s))",
+                    file.display(),
+                    p.populations.len(),
+                    p.step_up.len()
+                );
+                Ok(())
+            }
+            Err(errors) => Err(report_lint(&file, &errors)),
+        },
+        PolicyCommand::Show { tenant } => {
+            let app = open(settings).await?;
+            let t = tenant_or_default(&app, tenant.as_deref()).await?;
+            let active = app
+                .active_policy(&t)
+                .await
+                .map_err(|e| anyhow!("{}", e.message))?;
+            match (active.version, active.document) {
+                (Some(v), Some(doc)) => {
+                    println!("# tenant {}, policy version {v}", t.name);
+                    print!("{doc}");
+                }
+                _ => println!("# tenant {}: the built-in policy is in force (docs/policy.md); no version applied yet", t.name),
+            }
+            Ok(())
+        }
+        PolicyCommand::Apply { file, tenant } => {
+            let text = read(&file)?;
+            let app = open(settings).await?;
+            let t = tenant_or_default(&app, tenant.as_deref()).await?;
+            match app.apply_policy(&t, &text, &operator()).await {
+                Ok(version) => {
+                    println!("tenant {}: policy version {version} is active", t.name);
+                    Ok(())
+                }
+                Err(ApplyError::Lint(errors)) => Err(report_lint(&file, &errors)),
+                Err(ApplyError::Other(e)) => bail!("{}", e.message),
+            }
+        }
+        PolicyCommand::History { tenant, format } => {
+            let app = open(settings).await?;
+            let t = tenant_or_default(&app, tenant.as_deref()).await?;
+            let rows: Vec<_> = app
+                .policy_history(&t)
+                .await
+                .map_err(|e| anyhow!("{}", e.message))?
+                .iter()
+                .map(|v| json!({ "version": v.version, "active": v.active, "created_at": v.created_at.to_rfc3339(), "created_by": v.created_by }))
+                .collect();
+            output::print(
+                format,
+                &["version", "active", "created_at", "created_by"],
+                &rows,
+            );
+            Ok(())
+        }
+        PolicyCommand::Rollback { version, tenant } => {
+            let app = open(settings).await?;
+            let t = tenant_or_default(&app, tenant.as_deref()).await?;
+            app.rollback_policy(&t, version, &operator())
+                .await
+                .map_err(|e| anyhow!("{}", e.message))?;
+            println!(
+                "tenant {}: policy version {version} is active again",
+                t.name
+            );
+            Ok(())
+        }
+    }
+}

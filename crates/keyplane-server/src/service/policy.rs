@@ -1,0 +1,178 @@
+//! The tenant's policy: reading the active version (or the built-in one), activating a new
+//! version (linted first, audited, versioned), rolling back, and setting users' populations.
+
+use super::App;
+use keyplane_core::audit::Caller;
+use keyplane_core::policy::{self, AuthenticatorFacts, LintError, Policy, Subject};
+use keyplane_core::*;
+use keyplane_store::{AuditBatch, PolicyVersion};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// Why a policy could not be activated.
+#[derive(Debug)]
+pub enum ApplyError {
+    Lint(Vec<LintError>),
+    Other(Error),
+}
+
+impl From<Error> for ApplyError {
+    fn from(e: Error) -> Self {
+        ApplyError::Other(e)
+    }
+}
+
+/// The policy in force: its version (`None` = the built-in policy) and content.
+pub struct ActivePolicy {
+    pub version: Option<i64>,
+    pub policy: Policy,
+    pub document: Option<String>,
+}
+
+impl App {
+    pub async fn active_policy(&self, tenant: &Tenant) -> Result<ActivePolicy, Error> {
+        match self.store.active_policy(&tenant.id).await? {
+            None => Ok(ActivePolicy {
+                version: None,
+                policy: Policy::default(),
+                document: None,
+            }),
+            Some(v) => {
+                // Only linted documents are stored, so this parses; if it does not, the
+                // database was changed behind Keyplane's back.
+                let policy = policy::parse(&v.document).map_err(|errors| {
+                    Error::internal(format!(
+                        "stored policy version {} does not parse: {}",
+                        v.version, errors[0]
+                    ))
+                })?;
+                Ok(ActivePolicy {
+                    version: Some(v.version),
+                    policy,
+                    document: Some(v.document),
+                })
+            }
+        }
+    }
+
+    /// Lints `document` and, if it is clean, stores it as the next version and activates it,
+    /// recording `policy.activated`.
+    pub async fn apply_policy(
+        &self,
+        tenant: &Tenant,
+        document: &str,
+        caller: &Caller,
+    ) -> Result<i64, ApplyError> {
+        let parsed = policy::parse(document).map_err(ApplyError::Lint)?;
+        let digest = hex::encode(Sha256::digest(document.as_bytes()));
+        let event = caller
+            .event("policy.activated", "tenant", tenant.id.as_str())
+            .details(json!({
+                "sha256": digest,
+                "populations": parsed.populations,
+            }));
+        let now = self.clock.now();
+        let version = self
+            .store
+            .activate_policy(
+                &tenant.id,
+                document,
+                &caller.actor.id,
+                AuditBatch::new(now, &[event]),
+            )
+            .await
+            .map_err(|e| ApplyError::Other(e.into()))?;
+        Ok(version)
+    }
+
+    /// Makes an earlier version active again, recording `policy.activated` with `rollback`.
+    pub async fn rollback_policy(
+        &self,
+        tenant: &Tenant,
+        version: i64,
+        caller: &Caller,
+    ) -> Result<(), Error> {
+        let event = caller
+            .event("policy.activated", "tenant", tenant.id.as_str())
+            .details(json!({ "version": version, "rollback": true }));
+        if !self
+            .store
+            .reactivate_policy(
+                &tenant.id,
+                version,
+                AuditBatch::new(self.clock.now(), &[event]),
+            )
+            .await?
+        {
+            return Err(Error::not_found(
+                "policy_version_not_found",
+                format!("tenant {} has no policy version {version}", tenant.name),
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn policy_history(&self, tenant: &Tenant) -> Result<Vec<PolicyVersion>, Error> {
+        Ok(self.store.list_policies(&tenant.id).await?)
+    }
+
+    /// Sets a user's populations (each must be declared by the active policy), recording
+    /// `user.populations_changed`.
+    pub async fn set_populations(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        populations: &[String],
+        caller: &Caller,
+    ) -> Result<(), Error> {
+        let active = self.active_policy(tenant).await?;
+        if let Some(unknown) = populations
+            .iter()
+            .find(|p| !active.policy.populations.contains(p))
+        {
+            return Err(Error::invalid(
+                "unknown_population",
+                format!(
+                    "{unknown:?} is not a population of the active policy (declared: {})",
+                    active.policy.populations.join(", ")
+                ),
+            ));
+        }
+        let before = self.store.user_populations(&tenant.id, &user.id).await?;
+        let event = caller
+            .event("user.populations_changed", "user", user.id.as_str())
+            .details(json!({ "from": before, "to": populations }));
+        self.store
+            .set_user_populations(
+                &tenant.id,
+                &user.id,
+                populations,
+                AuditBatch::new(self.clock.now(), &[event]),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn subject(&self, tenant: &Tenant, user: &UserId) -> Result<Subject, Error> {
+        Ok(Subject {
+            populations: self.store.user_populations(&tenant.id, user).await?,
+        })
+    }
+}
+
+/// What the policy knows about a stored credential (and this assertion's UV flag).
+pub(crate) fn facts_of(c: &Credential, user_verified: bool) -> AuthenticatorFacts {
+    AuthenticatorFacts {
+        aaguid: c.aaguid.clone(),
+        attestation_format: c.attestation_format.clone(),
+        attestation_verified: !matches!(
+            c.attestation_type.as_str(),
+            "none" | "unverifiable" | "uncertain"
+        ),
+        // Trust anchors (FIDO MDS, configured roots) come with the rest of issue 5; until then
+        // no attestation is trusted, so nothing reaches aal3 or passes `attestation = "trusted"`.
+        attestation_trusted: false,
+        backup_eligible: c.backup_eligible,
+        user_verified,
+    }
+}

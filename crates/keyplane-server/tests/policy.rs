@@ -1,0 +1,232 @@
+//! The tenant policy applied to real registrations and sign-ins over HTTP, on both backends:
+//! refusals name their rules and are audited; the level a sign-in reaches follows the policy.
+
+mod common;
+
+use common::{both_backends, row_counts};
+use keyplane_core::audit::Caller;
+use keyplane_store::{AuditFilter, Store};
+use keyplane_testkit::{Backend, SoftAuthenticator, TestServer};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+const REGULATED: &str = r#"version = 1
+populations = ["regulated"]
+
+[enrolment]
+max_passkeys = 2
+
+[authenticators.regulated]
+synced = "deny"
+"#;
+
+async fn with_policy(server: &TestServer, document: &str) {
+    let tenant = server.default_tenant().await;
+    let applied = server
+        .app
+        .apply_policy(&tenant, document, &Caller::operator("test"))
+        .await;
+    assert!(applied.is_ok(), "policy applies");
+}
+
+async fn put_in(server: &TestServer, username: &str, populations: &[&str]) {
+    let tenant = server.default_tenant().await;
+    let user = server
+        .app
+        .store
+        .user_by_username(&tenant.id, username)
+        .await
+        .unwrap()
+        .unwrap();
+    let pops: Vec<String> = populations.iter().map(|p| p.to_string()).collect();
+    server
+        .app
+        .set_populations(&tenant, &user, &pops, &Caller::operator("test"))
+        .await
+        .expect("set populations");
+}
+
+async fn a_denied_registration_names_its_rule_stores_nothing_and_is_audited(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    with_policy(&server, REGULATED).await;
+    let token = server.invite("rita").await;
+    put_in(&server, "rita", &["regulated"]).await;
+    let mut auth = SoftAuthenticator::new(&server.origin(), true, true);
+    let options = server
+        .post(
+            "/api/v1/registration/options",
+            &json!({"enrolment_token": token}),
+        )
+        .await;
+    let created = auth.register(&options.body["publicKey"]).await.unwrap();
+    let before = row_counts(&server).await;
+    let reply = server
+        .post(
+            "/api/v1/registration/verify",
+            &json!({"ceremony": options.body["ceremony"], "credential": created}),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::FORBIDDEN, "policy_denied"),
+        "{:?}",
+        reply.body
+    );
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("authenticators.regulated.synced")
+            && message.contains("synced_passkey_not_allowed"),
+        "{message}"
+    );
+    assert_eq!(
+        row_counts(&server).await.credentials,
+        before.credentials,
+        "nothing stored"
+    );
+    let tenant = server.default_tenant().await;
+    let events = server
+        .store
+        .list_audit_events(
+            &tenant.id,
+            &AuditFilter {
+                limit: 1000,
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    let denied = events
+        .iter()
+        .find(|e| e.action == "registration.failed")
+        .expect("audited");
+    assert_eq!(
+        (denied.outcome.as_str(), denied.reasons.clone()),
+        ("denied", vec!["policy_denied".to_string()])
+    );
+    assert!(events.iter().any(|e| e.action == "policy.activated"));
+    assert!(events
+        .iter()
+        .any(|e| e.action == "user.populations_changed"));
+    server.shutdown().await;
+}
+
+async fn users_outside_the_population_follow_the_default_rules(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    with_policy(&server, REGULATED).await;
+    let (mut first, token) = server.user_with_passkey("walt").await;
+    server.sign_in(&mut first, Some("walt")).await;
+    // max_passkeys = 2: a second passkey is fine, a third is refused by name.
+    for (n, expect) in [(2, StatusCode::CREATED), (3, StatusCode::FORBIDDEN)] {
+        let mut extra = SoftAuthenticator::new(&server.origin(), true, false);
+        let options = server
+            .request(
+                Method::POST,
+                "/api/v1/registration/options",
+                None,
+                Some(&token),
+                Some(&json!({})),
+            )
+            .await;
+        let created = extra.register(&options.body["publicKey"]).await.unwrap();
+        let reply = server
+            .request(
+                Method::POST,
+                "/api/v1/registration/verify",
+                None,
+                Some(&token),
+                Some(&json!({"ceremony": options.body["ceremony"], "credential": created})),
+            )
+            .await;
+        assert_eq!(reply.status, expect, "passkey {n}: {:?}", reply.body);
+        if expect == StatusCode::FORBIDDEN {
+            assert!(reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("enrolment.max_passkeys"));
+        }
+    }
+    server.shutdown().await;
+}
+
+async fn the_level_a_sign_in_reaches_follows_the_policy(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (mut auth, _) = server.user_with_passkey("lena").await;
+    assert_eq!(
+        server.sign_in(&mut auth, Some("lena")).await["aal"],
+        "aal2",
+        "built-in: user verified is aal2"
+    );
+    // A stricter policy: aal2 also needs a trusted attestation, which a software passkey lacks.
+    with_policy(
+        &server,
+        "version = 1\n[assurance]\naal2 = [\"user_verified\", \"trusted_attestation\"]\naal3 = [\"user_verified\", \"trusted_attestation\", \"device_bound\"]\n",
+    )
+    .await;
+    let session = server.sign_in(&mut auth, Some("lena")).await;
+    assert_eq!(session["aal"], "aal1");
+    let tenant = server.default_tenant().await;
+    let events = server
+        .store
+        .list_audit_events(
+            &tenant.id,
+            &AuditFilter {
+                action: Some("authentication.succeeded".into()),
+                limit: 10,
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    let last: serde_json::Value = serde_json::from_str(&events.last().unwrap().details).unwrap();
+    assert_eq!(
+        (last["aal"].as_str(), last["policy_version"].as_i64()),
+        (Some("aal1"), Some(1))
+    );
+    // Rolling back to the built-in rules is not possible (there is no version 0), but a new
+    // version restores aal2.
+    with_policy(&server, "version = 1\n").await;
+    assert_eq!(server.sign_in(&mut auth, Some("lena")).await["aal"], "aal2");
+    assert_eq!(server.app.policy_history(&tenant).await.unwrap().len(), 2);
+    server.shutdown().await;
+}
+
+async fn populations_must_be_declared_by_the_policy(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.invite("otto").await;
+    let tenant = server.default_tenant().await;
+    let user = server
+        .app
+        .store
+        .user_by_username(&tenant.id, "otto")
+        .await
+        .unwrap()
+        .unwrap();
+    let err = server
+        .app
+        .set_populations(
+            &tenant,
+            &user,
+            &["regulated".into()],
+            &Caller::operator("test"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "unknown_population");
+    let bad = server
+        .app
+        .apply_policy(&tenant, "version = 2\n", &Caller::operator("test"))
+        .await;
+    assert!(
+        matches!(bad, Err(keyplane_server::service::ApplyError::Lint(_))),
+        "a document with problems is never stored"
+    );
+    assert!(server.app.policy_history(&tenant).await.unwrap().is_empty());
+    server.shutdown().await;
+}
+
+both_backends!(
+    a_denied_registration_names_its_rule_stores_nothing_and_is_audited,
+    users_outside_the_population_follow_the_default_rules,
+    the_level_a_sign_in_reaches_follows_the_policy,
+    populations_must_be_declared_by_the_policy,
+);

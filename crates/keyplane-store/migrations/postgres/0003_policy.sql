@@ -1,0 +1,22 @@
+-- Policy as code: every version of a tenant's policy document, which one is active, and the
+-- populations users belong to.
+CREATE TABLE policies (
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    version     BIGINT NOT NULL,
+    document    TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    created_by  TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, version)
+);
+
+CREATE TABLE active_policies (
+    tenant_id  TEXT PRIMARY KEY REFERENCES tenants(id),
+    version    BIGINT NOT NULL
+);
+
+CREATE TABLE user_populations (
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    user_id     TEXT NOT NULL REFERENCES users(id),
+    population  TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, user_id, population)
+);
