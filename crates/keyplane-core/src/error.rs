@@ -32,6 +32,8 @@ pub struct Error {
     pub kind: ErrorKind,
     pub code: &'static str,
     pub message: String,
+    /// Further machine-readable members of the error (e.g. `level` for `step_up_required`).
+    pub extra: Vec<(&'static str, String)>,
 }
 
 impl Error {
@@ -40,6 +42,7 @@ impl Error {
             kind,
             code,
             message: message.into(),
+            extra: Vec::new(),
         }
     }
 
@@ -61,6 +64,12 @@ impl Error {
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Conflict, code, message)
+    }
+
+    /// Adds a machine-readable member to the error.
+    pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.extra.push((key, value.into()));
+        self
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

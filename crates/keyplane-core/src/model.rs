@@ -138,6 +138,8 @@ pub enum CeremonyPurpose {
     AddCredential,
     /// Signing in.
     SignIn,
+    /// Raising a signed-in session's level.
+    StepUp,
 }
 
 impl CeremonyPurpose {
@@ -146,6 +148,7 @@ impl CeremonyPurpose {
             CeremonyPurpose::Enrolment => "enrolment",
             CeremonyPurpose::AddCredential => "add_credential",
             CeremonyPurpose::SignIn => "sign_in",
+            CeremonyPurpose::StepUp => "step_up",
         }
     }
 
@@ -154,6 +157,7 @@ impl CeremonyPurpose {
             "enrolment" => Some(CeremonyPurpose::Enrolment),
             "add_credential" => Some(CeremonyPurpose::AddCredential),
             "sign_in" => Some(CeremonyPurpose::SignIn),
+            "step_up" => Some(CeremonyPurpose::StepUp),
             _ => None,
         }
     }
@@ -180,6 +184,9 @@ pub struct Ceremony {
     pub state: String,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// For a step-up: the session it elevates and the level it is for.
+    pub session_id: Option<SessionId>,
+    pub level: Option<Aal>,
 }
 
 impl Ceremony {
@@ -202,6 +209,8 @@ pub struct Session {
     pub credential_id: Option<CredentialRecordId>,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// A higher level reached later by step-up, and when.
+    pub elevated: Option<(Aal, Timestamp)>,
 }
 
 impl Session {

@@ -147,6 +147,8 @@ async fn openapi_documents_every_route(backend: Backend) {
         ("/api/v1/me/credentials/{id}", "DELETE"),
         ("/api/v1/logout", "POST"),
         ("/api/v1/audit/events", "GET"),
+        ("/api/v1/step-up/options", "POST"),
+        ("/api/v1/step-up/verify", "POST"),
         ("/.well-known/keyplane-audit-keys", "GET"),
         ("/api/v1/openapi.json", "GET"),
         ("/healthz", "GET"),

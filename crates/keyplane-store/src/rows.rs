@@ -97,6 +97,11 @@ pub fn ceremony(row: &AnyRow) -> Result<Ceremony> {
         state: col(row, "state")?,
         created_at: Timestamp(col(row, "created_at")?),
         expires_at: Timestamp(col(row, "expires_at")?),
+        session_id: col::<Option<String>>(row, "session_id")?.map(SessionId::from_trusted),
+        level: match col::<Option<String>>(row, "level")? {
+            Some(l) => Some(Aal::parse(&l).ok_or_else(|| corrupt("ceremony level"))?),
+            None => None,
+        },
     })
 }
 
@@ -117,6 +122,16 @@ pub fn session(row: &AnyRow) -> Result<Session> {
             .map(CredentialRecordId::from_trusted),
         created_at: Timestamp(col(row, "created_at")?),
         expires_at: Timestamp(col(row, "expires_at")?),
+        elevated: match (
+            col::<Option<String>>(row, "elevated_aal")?,
+            col::<Option<i64>>(row, "elevated_at")?,
+        ) {
+            (Some(l), Some(t)) => Some((
+                Aal::parse(&l).ok_or_else(|| corrupt("elevated level"))?,
+                Timestamp(t),
+            )),
+            _ => None,
+        },
     })
 }
 

@@ -76,6 +76,8 @@ const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_id, public_
 const USER_COLUMNS: &str =
     "id, tenant_id, username, display_name, user_handle, status, role, created_at";
 const SESSION_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at";
+const SESSION_READ_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, \
+     elevated_aal, elevated_at";
 
 impl SqlStore {
     /// Connects, applies pending migrations, and for SQLite turns on WAL, foreign keys and a
@@ -382,8 +384,8 @@ impl Store for SqlStore {
 
     async fn insert_ceremony(&self, c: &Ceremony) -> Result<()> {
         sqlx::query(
-            "INSERT INTO ceremonies (id, tenant_id, purpose, user_id, enrolment_id, state, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO ceremonies (id, tenant_id, purpose, user_id, enrolment_id, state, created_at, expires_at, session_id, level) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(c.id.as_str())
         .bind(c.tenant_id.as_str())
@@ -393,6 +395,8 @@ impl Store for SqlStore {
         .bind(&c.state)
         .bind(c.created_at.0)
         .bind(c.expires_at.0)
+        .bind(c.session_id.as_ref().map(|s| s.as_str().to_string()))
+        .bind(c.level.map(|l| l.as_str().to_string()))
         .execute(&self.writer)
         .await
         .map_err(db)?;
@@ -407,7 +411,7 @@ impl Store for SqlStore {
     ) -> Result<Option<Ceremony>> {
         let row = sqlx::query(
             "DELETE FROM ceremonies WHERE id = $1 AND tenant_id = $2 AND purpose = $3 \
-             RETURNING id, tenant_id, purpose, user_id, enrolment_id, state, created_at, expires_at",
+             RETURNING id, tenant_id, purpose, user_id, enrolment_id, state, created_at, expires_at, session_id, level",
         )
         .bind(id.as_str())
         .bind(tenant.as_str())
@@ -625,6 +629,19 @@ impl Store for SqlStore {
             tx.rollback().await.map_err(db)?;
             return Ok(false);
         }
+        if let Some(level) = r.step_up {
+            let elevated = sqlx::query(
+                "UPDATE sessions SET elevated_aal = $1, elevated_at = $2 WHERE tenant_id = $3 AND id = $4 AND revoked_at IS NULL",
+            )
+            .bind(level.as_str())
+            .bind(r.used_at.0)
+            .bind(tenant.as_str())
+            .bind(r.session.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            return finish(tx, tenant, elevated.rows_affected() == 1, audit).await;
+        }
         let s = r.session;
         let amr: Vec<String> = s.amr.iter().map(|a| a.as_str().to_string()).collect();
         let q = format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
@@ -652,7 +669,7 @@ impl Store for SqlStore {
         tenant: &TenantId,
         hash: &TokenHash,
     ) -> Result<Option<Session>> {
-        let q = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = $1 AND token_hash = $2 AND revoked_at IS NULL");
+        let q = format!("SELECT {SESSION_READ_COLUMNS} FROM sessions WHERE tenant_id = $1 AND token_hash = $2 AND revoked_at IS NULL");
         let row = sqlx::query(AssertSqlSafe(q))
             .bind(tenant.as_str())
             .bind(hash.0.clone())

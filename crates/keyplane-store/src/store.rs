@@ -36,7 +36,10 @@ pub struct AssertionRecord<'a> {
     pub backup_state: bool,
     pub library_state: &'a str,
     pub used_at: Timestamp,
+    /// The session opened by a sign-in; for a step-up, the existing session to elevate.
     pub session: &'a Session,
+    /// `Some(level)`: a step-up of `session` to `level` (at `used_at`) instead of a new session.
+    pub step_up: Option<Aal>,
 }
 
 #[async_trait]

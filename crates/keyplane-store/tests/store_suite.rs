@@ -95,6 +95,8 @@ fn ceremony(t: &Tenant, purpose: CeremonyPurpose, expires: i64) -> Ceremony {
         state: "{\"challenge\":\"x\"}".into(),
         created_at: Timestamp(0),
         expires_at: Timestamp(expires),
+        session_id: None,
+        level: None,
     }
 }
 
@@ -110,6 +112,7 @@ fn session(t: &Tenant, u: &User, token: &str) -> Session {
         credential_id: None,
         created_at: Timestamp(4_000),
         expires_at: Timestamp(90_000),
+        elevated: None,
     }
 }
 
@@ -416,6 +419,7 @@ async fn assertions_move_the_counter_forward_and_open_a_session_atomically(backe
         library_state: "{\"updated\":true}",
         used_at: Timestamp(7_000),
         session: sess,
+        step_up: None,
     };
     let s1: &'static Session = Box::leak(Box::new(session(&a, &u, "t1")));
     assert!(s
@@ -504,6 +508,7 @@ async fn zero_counters_are_accepted_when_the_authenticator_does_not_count(backen
             library_state: "{}",
             used_at: Timestamp(1),
             session: &sess,
+            step_up: None,
         };
         assert!(
             s.record_assertion(&a.id, &r, none()).await.unwrap(),

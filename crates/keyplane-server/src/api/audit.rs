@@ -62,6 +62,8 @@ pub async fn events(
         )
         .into());
     }
+    app.require_step_up(&auth.tenant, &auth.session, "admin.audit.read")
+        .await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(Error::invalid("invalid_limit", "limit must be between 1 and 1000").into());

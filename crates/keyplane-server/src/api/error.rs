@@ -45,7 +45,11 @@ impl IntoResponse for ApiError {
         } else {
             self.0.message
         };
-        let body = serde_json::json!({ "error": { "code": self.0.code, "message": message } });
+        let mut error = serde_json::json!({ "code": self.0.code, "message": message });
+        for (key, value) in &self.0.extra {
+            error[*key] = serde_json::Value::String(value.clone());
+        }
+        let body = serde_json::json!({ "error": error });
         (status, axum::Json(body)).into_response()
     }
 }

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod me;
 pub mod ops;
 pub mod pages;
+pub mod stepup;
 pub mod types;
 
 use crate::App;
@@ -41,6 +42,8 @@ pub fn router(app: Arc<App>) -> Router {
             get(me::get_credential).patch(me::rename_credential).delete(me::delete_credential),
         )
         .route("/api/v1/logout", post(me::logout))
+        .route("/api/v1/step-up/options", post(stepup::options))
+        .route("/api/v1/step-up/verify", post(stepup::verify))
         .route("/api/v1/audit/events", get(audit::events))
         .route("/.well-known/keyplane-audit-keys", get(audit::keys))
         .route("/api/v1/openapi.json", get(ops::openapi))

@@ -77,5 +77,6 @@ pub fn session_json(s: &Session) -> Value {
         "amr": s.amr.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
         "auth_time": s.auth_time.unix_seconds(),
         "expires_at": s.expires_at.to_rfc3339(),
+        "elevated": s.elevated.map(|(aal, at)| json!({ "aal": aal.as_str(), "at": at.to_rfc3339() })),
     })
 }

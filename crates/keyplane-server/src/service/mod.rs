@@ -6,12 +6,14 @@ mod credentials;
 mod policy;
 mod registration;
 mod signin;
+mod stepup;
 mod tenants;
 
 pub use audit::*;
 pub use policy::*;
 pub use registration::*;
 pub use signin::*;
+pub use stepup::*;
 pub use tenants::*;
 
 use crate::config::Settings;

@@ -20,6 +20,27 @@ pub enum RegistrationAuth<'a> {
 }
 
 /// A started ceremony: its id and the options for the browser.
+/// What a new ceremony is bound to.
+pub(crate) struct CeremonyBinding {
+    pub purpose: CeremonyPurpose,
+    pub user_id: Option<UserId>,
+    pub enrolment_id: Option<EnrolmentId>,
+    pub session_id: Option<SessionId>,
+    pub level: Option<Aal>,
+}
+
+impl CeremonyBinding {
+    pub fn new(purpose: CeremonyPurpose) -> Self {
+        CeremonyBinding {
+            purpose,
+            user_id: None,
+            enrolment_id: None,
+            session_id: None,
+            level: None,
+        }
+    }
+}
+
 pub struct StartedCeremony {
     pub ceremony: Ceremony,
     pub public_key: Value,
@@ -72,16 +93,14 @@ impl App {
             exclude,
             false,
         )?;
-        self.open_ceremony(
-            tenant,
+        let binding = CeremonyBinding {
             purpose,
-            Some(user.id),
+            user_id: Some(user.id),
             enrolment_id,
-            state,
-            public_key,
-            KIND,
-        )
-        .await
+            ..CeremonyBinding::new(purpose)
+        };
+        self.open_ceremony(tenant, binding, state, public_key, KIND)
+            .await
     }
 
     /// Verifies the browser's response and stores the new credential (recording
@@ -260,13 +279,10 @@ impl App {
 
     /// Stores a new ceremony (its webauthn state, bound to tenant, purpose and user) for
     /// `ceremony_ttl_secs`, and returns it with the options for the browser.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn open_ceremony(
         &self,
         tenant: &Tenant,
-        purpose: CeremonyPurpose,
-        user_id: Option<UserId>,
-        enrolment_id: Option<EnrolmentId>,
+        binding: CeremonyBinding,
         state: String,
         public_key: Value,
         kind: &'static str,
@@ -275,12 +291,14 @@ impl App {
         let ceremony = Ceremony {
             id: CeremonyId::generate(),
             tenant_id: tenant.id.clone(),
-            purpose,
-            user_id,
-            enrolment_id,
+            purpose: binding.purpose,
+            user_id: binding.user_id,
+            enrolment_id: binding.enrolment_id,
             state,
             created_at: now,
             expires_at: now.plus_secs(self.settings.ceremony_ttl_secs),
+            session_id: binding.session_id,
+            level: binding.level,
         };
         self.store.insert_ceremony(&ceremony).await?;
         metrics::ceremony_started(kind);

@@ -59,16 +59,12 @@ impl App {
             }
         };
         let (public_key, state) = rp.start_authentication(&allowed, &decoys, false)?;
-        self.open_ceremony(
-            tenant,
-            CeremonyPurpose::SignIn,
+        let binding = super::registration::CeremonyBinding {
             user_id,
-            None,
-            state,
-            public_key,
-            KIND,
-        )
-        .await
+            ..super::registration::CeremonyBinding::new(CeremonyPurpose::SignIn)
+        };
+        self.open_ceremony(tenant, binding, state, public_key, KIND)
+            .await
     }
 
     /// Verifies an assertion and opens a session, recording `authentication.succeeded` in the
@@ -192,6 +188,7 @@ impl App {
             credential_id: Some(stored.id.clone()),
             created_at: now,
             expires_at: now.plus_secs(self.settings.session_ttl_secs),
+            elevated: None,
         };
         let event = caller
             .event_as(
@@ -224,6 +221,7 @@ impl App {
                     library_state: &outcome.library_state,
                     used_at: now,
                     session: &session,
+                    step_up: None,
                 },
                 AuditBatch::new(now, &[event]),
             )

@@ -20,3 +20,10 @@ CREATE TABLE user_populations (
     population  TEXT NOT NULL,
     PRIMARY KEY (tenant_id, user_id, population)
 );
+
+-- Step-up: a session's elevated level and when it was reached; a step-up ceremony's session and
+-- the level it is for.
+ALTER TABLE sessions ADD COLUMN elevated_aal TEXT;
+ALTER TABLE sessions ADD COLUMN elevated_at INTEGER;
+ALTER TABLE ceremonies ADD COLUMN session_id TEXT;
+ALTER TABLE ceremonies ADD COLUMN level TEXT;
