@@ -79,16 +79,12 @@ pub async fn run(settings: Settings, cmd: PolicyCommand) -> anyhow::Result<()> {
         PolicyCommand::Show { tenant } => {
             let app = open(settings).await?;
             let t = tenant_or_default(&app, tenant.as_deref()).await?;
-            let active = app
-                .active_policy(&t)
-                .await
-                .map_err(|e| anyhow!("{}", e.message))?;
-            match (active.version, active.document) {
-                (Some(v), Some(doc)) => {
-                    println!("# tenant {}, policy version {v}", t.name);
-                    print!("{doc}");
+            match app.active_policy_document(&t).await.map_err(|e| anyhow!("{}", e.message))? {
+                Some(v) => {
+                    println!("# tenant {}, policy version {}", t.name, v.version);
+                    print!("{}", v.document);
                 }
-                _ => println!("# tenant {}: the built-in policy is in force (docs/policy.md); no version applied yet", t.name),
+                None => println!("# tenant {}: the built-in policy is in force (docs/policy.md); no version applied yet", t.name),
             }
             Ok(())
         }

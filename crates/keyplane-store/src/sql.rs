@@ -789,6 +789,16 @@ impl Store for SqlStore {
         rows.iter().map(audit::checkpoint).collect()
     }
 
+    async fn active_policy_version(&self, tenant: &TenantId) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT version FROM active_policies WHERE tenant_id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| r.try_get::<i64, _>("version").map_err(db))
+            .transpose()
+    }
+
     async fn active_policy(&self, tenant: &TenantId) -> Result<Option<PolicyVersion>> {
         let row = sqlx::query(
             "SELECT p.version, p.document, p.created_at, p.created_by FROM policies p \

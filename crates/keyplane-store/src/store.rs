@@ -181,6 +181,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_checkpoints(&self, tenant: &TenantId) -> Result<Vec<Checkpoint>>;
 
     // Policy
+    /// The active policy version number alone (cheap; documents are immutable per version).
+    async fn active_policy_version(&self, tenant: &TenantId) -> Result<Option<i64>>;
     /// The active policy version and document, if the tenant ever activated one.
     async fn active_policy(&self, tenant: &TenantId) -> Result<Option<PolicyVersion>>;
     /// Stores `document` as the next version and makes it active, with its events.

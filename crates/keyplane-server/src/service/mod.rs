@@ -30,6 +30,7 @@ pub struct App {
     pub settings: Settings,
     pub keyring: std::sync::RwLock<crate::audit_keys::Keyring>,
     failure_limiter: audit::FailureLimiter,
+    policy_cache: policy::PolicyCache,
 }
 
 impl App {
@@ -47,6 +48,7 @@ impl App {
             settings,
             keyring: std::sync::RwLock::new(keyring),
             failure_limiter,
+            policy_cache: policy::PolicyCache::default(),
         }))
     }
 

@@ -8,6 +8,8 @@ use keyplane_core::*;
 use keyplane_store::{AuditBatch, PolicyVersion};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Why a policy could not be activated.
 #[derive(Debug)]
@@ -25,34 +27,68 @@ impl From<Error> for ApplyError {
 /// The policy in force: its version (`None` = the built-in policy) and content.
 pub struct ActivePolicy {
     pub version: Option<i64>,
-    pub policy: Policy,
-    pub document: Option<String>,
+    pub policy: Arc<Policy>,
 }
+
+/// Parsed policies by tenant and version. Versions never change once stored, so an entry is
+/// valid for as long as that version is the active one; each request still asks the database
+/// which version is active, so an activation on any node applies at once.
+#[derive(Default)]
+pub(crate) struct PolicyCache(Mutex<HashMap<TenantId, (i64, Arc<Policy>)>>);
 
 impl App {
     pub async fn active_policy(&self, tenant: &Tenant) -> Result<ActivePolicy, Error> {
-        match self.store.active_policy(&tenant.id).await? {
-            None => Ok(ActivePolicy {
+        let Some(version) = self.store.active_policy_version(&tenant.id).await? else {
+            return Ok(ActivePolicy {
                 version: None,
-                policy: Policy::default(),
-                document: None,
-            }),
-            Some(v) => {
-                // Only linted documents are stored, so this parses; if it does not, the
-                // database was changed behind Keyplane's back.
-                let policy = policy::parse(&v.document).map_err(|errors| {
-                    Error::internal(format!(
-                        "stored policy version {} does not parse: {}",
-                        v.version, errors[0]
-                    ))
-                })?;
-                Ok(ActivePolicy {
-                    version: Some(v.version),
-                    policy,
-                    document: Some(v.document),
-                })
+                policy: Arc::new(Policy::default()),
+            });
+        };
+        if let Some((v, p)) = self
+            .policy_cache
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&tenant.id)
+        {
+            if *v == version {
+                return Ok(ActivePolicy {
+                    version: Some(version),
+                    policy: p.clone(),
+                });
             }
         }
+        let Some(stored) = self.store.active_policy(&tenant.id).await? else {
+            return Ok(ActivePolicy {
+                version: None,
+                policy: Arc::new(Policy::default()),
+            });
+        };
+        // Only linted documents are stored, so this parses; if it does not, the database was
+        // changed behind Keyplane's back.
+        let policy = Arc::new(policy::parse(&stored.document).map_err(|errors| {
+            Error::internal(format!(
+                "stored policy version {} does not parse: {}",
+                stored.version, errors[0]
+            ))
+        })?);
+        self.policy_cache
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tenant.id.clone(), (stored.version, policy.clone()));
+        Ok(ActivePolicy {
+            version: Some(stored.version),
+            policy,
+        })
+    }
+
+    /// The active version's document, for display (`None`: the built-in policy).
+    pub async fn active_policy_document(
+        &self,
+        tenant: &Tenant,
+    ) -> Result<Option<PolicyVersion>, Error> {
+        Ok(self.store.active_policy(&tenant.id).await?)
     }
 
     /// Lints `document` and, if it is clean, stores it as the next version and activates it,
