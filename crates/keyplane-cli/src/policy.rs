@@ -25,6 +25,22 @@ pub enum PolicyCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Show what would change for the tenant's live users and credentials if FILE were applied
+    /// (per population: credentials becoming non-compliant, users losing every compliant
+    /// credential or their level). Changes nothing.
+    Simulate {
+        file: PathBuf,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show the differences between the active policy and FILE.
+    Diff {
+        file: PathBuf,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// List the tenant's policy versions.
     History {
         #[arg(long)]
@@ -100,6 +116,100 @@ pub async fn run(settings: Settings, cmd: PolicyCommand) -> anyhow::Result<()> {
                 Err(ApplyError::Lint(errors)) => Err(report_lint(&file, &errors)),
                 Err(ApplyError::Other(e)) => bail!("{}", e.message),
             }
+        }
+        PolicyCommand::Simulate {
+            file,
+            tenant,
+            format,
+        } => {
+            let text = read(&file)?;
+            let app = open(settings).await?;
+            let t = tenant_or_default(&app, tenant.as_deref()).await?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(format!(
+                "simulating {} against tenant {}",
+                file.display(),
+                t.name
+            ));
+            let report = match app
+                .simulate_policy(&t, &text, &|n| bar.set_position(n))
+                .await
+            {
+                Ok(r) => r,
+                Err(ApplyError::Lint(errors)) => return Err(report_lint(&file, &errors)),
+                Err(ApplyError::Other(e)) => bail!("{}", e.message),
+            };
+            bar.finish_and_clear();
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Table => {
+                    let rows: Vec<_> = report
+                        .populations
+                        .iter()
+                        .map(|(p, i)| {
+                            json!({
+                                "population": p, "users": i.users, "credentials": i.credentials,
+                                "non_compliant": i.credentials_becoming_non_compliant,
+                                "newly_compliant": i.credentials_becoming_compliant,
+                                "users_locked_to_re_enrol": i.users_losing_every_compliant_credential,
+                                "users_losing_level": i.users_losing_level,
+                                "users_without_aal3": i.users_without_aal3,
+                            })
+                        })
+                        .collect();
+                    output::print(
+                        Format::Table,
+                        &[
+                            "population",
+                            "users",
+                            "credentials",
+                            "non_compliant",
+                            "newly_compliant",
+                            "users_locked_to_re_enrol",
+                            "users_losing_level",
+                            "users_without_aal3",
+                        ],
+                        &rows,
+                    );
+                    for (p, i) in &report.populations {
+                        for (rule, n) in &i.rules {
+                            println!("  {p}: {n} credential(s) break {rule}");
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        PolicyCommand::Diff { file, tenant } => {
+            let text = read(&file)?;
+            let app = open(settings).await?;
+            let t = tenant_or_default(&app, tenant.as_deref()).await?;
+            let (label, active) = match app
+                .active_policy_document(&t)
+                .await
+                .map_err(|e| anyhow!("{}", e.message))?
+            {
+                Some(v) => (
+                    format!("{} (active version {})", t.name, v.version),
+                    v.document,
+                ),
+                None => (
+                    format!("{} (built-in policy)", t.name),
+                    "version = 1\n".to_string(),
+                ),
+            };
+            let diff = similar::TextDiff::from_lines(&active, &text);
+            if diff.ratio() == 1.0 {
+                println!("no differences");
+            } else {
+                print!(
+                    "{}",
+                    diff.unified_diff()
+                        .context_radius(3)
+                        .header(&label, &file.display().to_string())
+                );
+            }
+            Ok(())
         }
         PolicyCommand::History { tenant, format } => {
             let app = open(settings).await?;

@@ -414,6 +414,28 @@ fn policy_commands_lint_apply_show_history_and_roll_back() {
     let history: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(history.as_array().unwrap().len(), 2);
     assert_eq!(history[1]["active"], true);
+    let stricter = d.join("stricter.toml");
+    std::fs::write(&stricter, "version = 1\npopulations = [\"regulated\"]\n[authenticators.regulated]\nsynced = \"deny\"\nuser_verification = \"required\"\n").unwrap();
+    let (ok, out, err) = run(d, &["policy", "diff", stricter.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("+user_verification = \"required\""), "{out}");
+    let (ok, out, _) = run(d, &["policy", "diff", good.to_str().unwrap()]);
+    assert!(ok && out.contains("no differences"), "{out}");
+    let (ok, out, err) = run(
+        d,
+        &[
+            "policy",
+            "simulate",
+            stricter.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let sim: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sim["populations"]["regulated"]["users"], 1, "{sim}");
+    let (ok, _, err) = run(d, &["policy", "simulate", bad.to_str().unwrap()]);
+    assert!(!ok && err.contains("problem(s)"), "{err}");
     let (ok, _, _) = run(d, &["policy", "rollback", "1"]);
     assert!(ok);
     let (ok, out, _) = run(d, &["policy", "history", "--format", "json"]);

@@ -224,7 +224,49 @@ async fn populations_must_be_declared_by_the_policy(backend: Backend) {
     server.shutdown().await;
 }
 
+async fn simulation_counts_what_a_candidate_would_break_and_changes_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    with_policy(&server, "version = 1\npopulations = [\"regulated\"]\n").await;
+    server.user_with_passkey("ann").await;
+    server.user_with_passkey("bea").await;
+    server.user_with_passkey("cid").await;
+    put_in(&server, "ann", &["regulated"]).await;
+    put_in(&server, "bea", &["regulated"]).await;
+    let tenant = server.default_tenant().await;
+    let before = row_counts(&server).await;
+    let report = server
+        .app
+        .simulate_policy(&tenant, REGULATED, &|_| {})
+        .await
+        .expect("simulates");
+    let reg = &report.populations["regulated"];
+    assert_eq!(
+        (
+            reg.users,
+            reg.credentials,
+            reg.credentials_becoming_non_compliant,
+            reg.users_losing_every_compliant_credential
+        ),
+        (2, 2, 2, 2)
+    );
+    assert_eq!(reg.rules.get("authenticators.regulated.synced"), Some(&2));
+    let none = &report.populations["(none)"];
+    assert_eq!(
+        (none.users, none.credentials_becoming_non_compliant),
+        (2, 0),
+        "cid and the bootstrap admin (no passkey)"
+    );
+    assert_eq!(
+        row_counts(&server).await,
+        before,
+        "a simulation changes nothing"
+    );
+    assert_eq!(server.app.policy_history(&tenant).await.unwrap().len(), 1);
+    server.shutdown().await;
+}
+
 both_backends!(
+    simulation_counts_what_a_candidate_would_break_and_changes_nothing,
     a_denied_registration_names_its_rule_stores_nothing_and_is_audited,
     users_outside_the_population_follow_the_default_rules,
     the_level_a_sign_in_reaches_follows_the_policy,

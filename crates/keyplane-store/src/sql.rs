@@ -893,6 +893,22 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn all_user_populations(&self, tenant: &TenantId) -> Result<Vec<(UserId, String)>> {
+        let rows = sqlx::query("SELECT user_id, population FROM user_populations WHERE tenant_id = $1 ORDER BY user_id, population")
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    UserId::from_trusted(r.try_get("user_id").map_err(db)?),
+                    r.try_get("population").map_err(db)?,
+                ))
+            })
+            .collect()
+    }
+
     async fn set_user_populations(
         &self,
         tenant: &TenantId,

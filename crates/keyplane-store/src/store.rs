@@ -203,6 +203,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every version, oldest first.
     async fn list_policies(&self, tenant: &TenantId) -> Result<Vec<PolicyVersion>>;
     async fn user_populations(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<String>>;
+    /// Every (user, population) pair of the tenant.
+    async fn all_user_populations(&self, tenant: &TenantId) -> Result<Vec<(UserId, String)>>;
     /// Replaces a user's populations, with its events.
     async fn set_user_populations(
         &self,

@@ -8,7 +8,9 @@
 mod document;
 mod evaluate;
 mod parse;
+mod simulate;
 
 pub use document::*;
 pub use evaluate::*;
 pub use parse::{parse, LintError};
+pub use simulate::*;

@@ -148,6 +148,61 @@ impl App {
         Ok(())
     }
 
+    /// Evaluates a candidate policy against the tenant's live users and credentials and counts,
+    /// per population, what would change if it were applied. Changes nothing.
+    pub async fn simulate_policy(
+        &self,
+        tenant: &Tenant,
+        document: &str,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<policy::SimulationReport, ApplyError> {
+        let candidate = policy::parse(document).map_err(ApplyError::Lint)?;
+        let current = self.active_policy(tenant).await?.policy;
+        let users = self
+            .store
+            .list_users(&tenant.id)
+            .await
+            .map_err(Error::from)?;
+        let credentials = self
+            .store
+            .list_credentials(&tenant.id, None)
+            .await
+            .map_err(Error::from)?;
+        let memberships = self
+            .store
+            .all_user_populations(&tenant.id)
+            .await
+            .map_err(Error::from)?;
+        let mut by_user: HashMap<UserId, policy::SimUser> = users
+            .iter()
+            .filter(|u| u.status == UserStatus::Active)
+            .map(|u| {
+                (
+                    u.id.clone(),
+                    policy::SimUser {
+                        populations: vec![],
+                        credentials: vec![],
+                    },
+                )
+            })
+            .collect();
+        for (user, population) in memberships {
+            if let Some(u) = by_user.get_mut(&user) {
+                u.populations.push(population);
+            }
+        }
+        for c in credentials
+            .iter()
+            .filter(|c| c.status == CredentialStatus::Active)
+        {
+            if let Some(u) = by_user.get_mut(&c.user_id) {
+                u.credentials.push(facts_of(c, c.user_verified));
+            }
+        }
+        let sim_users: Vec<policy::SimUser> = by_user.into_values().collect();
+        Ok(policy::simulate(&current, &candidate, &sim_users, progress))
+    }
+
     pub async fn policy_history(&self, tenant: &Tenant) -> Result<Vec<PolicyVersion>, Error> {
         Ok(self.store.list_policies(&tenant.id).await?)
     }
