@@ -60,7 +60,14 @@
 //! measured separately and the process CPU time is reported too (self-serve on SQLite, that is
 //! client and server together; PostgreSQL's own processes are not counted). `--json` prints the
 //! same as one JSON document.
+//!
+//! # `audit-fill`
+//!
+//! Appends realistic audit events (a sign-in's, about 300 bytes each) to a tenant's chain
+//! through the store's chain append, to measure `keyplane audit verify` over a long log; see
+//! `audit_fill.rs`.
 
+mod audit_fill;
 mod stats;
 
 use anyhow::{anyhow, bail, Context};
@@ -90,6 +97,9 @@ struct Cli {
 enum Command {
     /// Full passkey sign-ins (options, software signature, verify).
     Signin(SigninArgs),
+    /// Append realistic audit events to a tenant's chain (through the store's append), to
+    /// measure `keyplane audit verify` over a long log.
+    AuditFill(audit_fill::AuditFillArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -152,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Signin(args) => signin(args).await,
+        Command::AuditFill(args) => audit_fill::run(args).await,
     }
 }
 
@@ -836,8 +847,19 @@ mod tests {
             "500",
         ])
         .unwrap();
-        let Command::Signin(a) = cli.command;
+        let Command::Signin(a) = cli.command else {
+            panic!("signin")
+        };
         assert_eq!(a.rate, Some(500.0));
+        assert!(Cli::try_parse_from([
+            "keyplane-loadgen",
+            "audit-fill",
+            "--database-url",
+            "sqlite:/tmp/x.db",
+            "--events",
+            "20000000"
+        ])
+        .is_err());
         assert!(Cli::try_parse_from(["keyplane-loadgen", "signin"]).is_err());
         assert!(Cli::try_parse_from([
             "keyplane-loadgen",
