@@ -20,7 +20,11 @@ pub fn load(cli: &Cli) -> anyhow::Result<Settings> {
     fig = fig.merge(
         Env::prefixed("KEYPLANE_")
             .split("__")
-            .filter(|key| !(key == "config" || key == "log" || key.as_str().starts_with("test_"))),
+            // The key arrives in its original case, without the prefix.
+            .filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                !(key == "config" || key == "log" || key.starts_with("test_"))
+            }),
     );
     let mut settings: Settings = fig.extract().context("invalid configuration")?;
     if let Some(d) = &cli.data_dir {

@@ -293,6 +293,20 @@ fn configuration_comes_from_file_and_environment_and_is_validated() {
         "unknown keys are refused by name: {err}"
     );
 
+    // The log filter and the test suite's variables are not settings; a misspelt setting is
+    // refused rather than ignored.
+    let out = keyplane(d)
+        .args(["tenant", "list"])
+        .env("KEYPLANE_LOG", "debug")
+        .env("KEYPLANE_TEST_POSTGRES_URL", "postgres://x")
+        .env("KEYPLANE_TEST_SKIP_BROWSER", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = keyplane(d).args(["tenant", "list"]).env("KEYPLANE_LISTNE", "x").output().unwrap();
+    assert!(!out.status.success(), "a misspelt setting is an error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listne"));
+
     let out = keyplane(d)
         .args(["tenant", "list"])
         .env("KEYPLANE_LOG_FORMAT", "yaml")
