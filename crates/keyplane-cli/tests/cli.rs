@@ -302,8 +302,16 @@ fn configuration_comes_from_file_and_environment_and_is_validated() {
         .env("KEYPLANE_TEST_SKIP_BROWSER", "1")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = keyplane(d).args(["tenant", "list"]).env("KEYPLANE_LISTNE", "x").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = keyplane(d)
+        .args(["tenant", "list"])
+        .env("KEYPLANE_LISTNE", "x")
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "a misspelt setting is an error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("listne"));
 
