@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Gone,
     /// Body too large (413).
     TooLarge,
+    /// Too many requests from this address or for this account (429).
+    RateLimited,
     /// Storage or another dependency failed (503).
     Unavailable,
     /// A bug (500).

@@ -30,6 +30,28 @@ pub struct Settings {
     /// The tenant created on first start.
     pub default_tenant: TenantSettings,
     pub audit: AuditSettings,
+    pub rate_limits: RateLimitSettings,
+}
+
+/// Limits on unauthenticated ceremony traffic, per node (each node counts on its own).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    /// Ceremony requests (options and verify, sign-in, registration, step-up) per client address
+    /// and tenant per minute; 0 = no limit.
+    pub per_address_per_minute: u32,
+    /// Username-first sign-in starts per username and tenant per minute, whether or not the
+    /// account exists; 0 = no limit.
+    pub per_account_per_minute: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        RateLimitSettings {
+            per_address_per_minute: 300,
+            per_account_per_minute: 20,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -104,6 +126,7 @@ impl Default for Settings {
             log_format: "json".into(),
             default_tenant: TenantSettings::default(),
             audit: AuditSettings::default(),
+            rate_limits: RateLimitSettings::default(),
         }
     }
 }

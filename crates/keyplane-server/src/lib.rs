@@ -14,6 +14,7 @@ pub mod audit_export;
 pub mod audit_keys;
 pub mod config;
 pub mod metrics;
+pub mod ratelimit;
 pub mod service;
 
 pub use api::router;

@@ -562,7 +562,64 @@ async fn user_handles_are_random_not_usernames(backend: Backend) {
     server.shutdown().await;
 }
 
+async fn invariant7_ceremonies_are_rate_limited_per_address_and_per_account(backend: Backend) {
+    let server = TestServer::builder(backend)
+        .settings(|s| {
+            s.rate_limits.per_address_per_minute = 8;
+            s.rate_limits.per_account_per_minute = 3;
+        })
+        .start()
+        .await;
+    let options = |u: &'static str| {
+        let body = json!({ "username": u });
+        let server = &server;
+        async move { server.post("/api/v1/authentication/options", &body).await }
+    };
+    // Per account, whether it exists or not: the fourth start for "victim" is refused.
+    for _ in 0..3 {
+        assert_eq!(options("victim").await.status, StatusCode::OK);
+    }
+    let refused = options("victim").await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        "{:?}",
+        refused.body
+    );
+    assert!(refused.headers.get("retry-after").is_some());
+    assert!(refused.body["error"]["retry_after_secs"].as_str().is_some());
+    // Another account is unaffected (until the address's share is used up) ...
+    assert_eq!(options("someone-else").await.status, StatusCode::OK);
+    // ... which happens at the eighth ceremony request from this address, on any endpoint.
+    for _ in 0..3 {
+        server
+            .post("/api/v1/authentication/options", &json!({}))
+            .await;
+    }
+    let refused = server
+        .post("/api/v1/authentication/options", &json!({}))
+        .await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    let verify = server
+        .post("/api/v1/authentication/verify", &json!({}))
+        .await;
+    assert_eq!(verify.code(), "rate_limited", "verify counts too");
+    // Non-ceremony endpoints are not limited by it.
+    assert_eq!(
+        server
+            .request(reqwest::Method::GET, "/healthz", None, None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    server.shutdown().await;
+}
+
 both_backends!(
+    invariant7_ceremonies_are_rate_limited_per_address_and_per_account,
     invariant1_replayed_assertion_is_rejected,
     invariant1_expired_ceremony_is_rejected,
     invariant1_ceremony_is_bound_to_its_purpose,

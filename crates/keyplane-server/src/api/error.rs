@@ -30,6 +30,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::Gone => StatusCode::GONE,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -50,6 +51,16 @@ impl IntoResponse for ApiError {
             error[*key] = serde_json::Value::String(value.clone());
         }
         let body = serde_json::json!({ "error": error });
+        if let Some((_, secs)) = self.0.extra.iter().find(|(k, _)| *k == "retry_after_secs") {
+            if let Ok(v) = axum::http::HeaderValue::from_str(secs) {
+                return (
+                    status,
+                    [(axum::http::header::RETRY_AFTER, v)],
+                    axum::Json(body),
+                )
+                    .into_response();
+            }
+        }
         (status, axum::Json(body)).into_response()
     }
 }

@@ -11,7 +11,7 @@ pub mod stepup;
 pub mod types;
 
 use crate::App;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -30,11 +30,32 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.settings.max_body_bytes;
     crate::metrics::handle();
+    // Ceremony endpoints are reachable without a session: they are limited per client address.
+    let ceremonies = Router::new()
+        .route(
+            "/api/v1/registration/options",
+            post(ceremonies::registration_options),
+        )
+        .route(
+            "/api/v1/registration/verify",
+            post(ceremonies::registration_verify),
+        )
+        .route(
+            "/api/v1/authentication/options",
+            post(ceremonies::authentication_options),
+        )
+        .route(
+            "/api/v1/authentication/verify",
+            post(ceremonies::authentication_verify),
+        )
+        .route("/api/v1/step-up/options", post(stepup::options))
+        .route("/api/v1/step-up/verify", post(stepup::verify))
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            limit_by_address,
+        ));
     Router::new()
-        .route("/api/v1/registration/options", post(ceremonies::registration_options))
-        .route("/api/v1/registration/verify", post(ceremonies::registration_verify))
-        .route("/api/v1/authentication/options", post(ceremonies::authentication_options))
-        .route("/api/v1/authentication/verify", post(ceremonies::authentication_verify))
+        .merge(ceremonies)
         .route("/api/v1/me", get(me::me))
         .route("/api/v1/me/credentials", get(me::list_credentials))
         .route(
@@ -42,8 +63,6 @@ pub fn router(app: Arc<App>) -> Router {
             get(me::get_credential).patch(me::rename_credential).delete(me::delete_credential),
         )
         .route("/api/v1/logout", post(me::logout))
-        .route("/api/v1/step-up/options", post(stepup::options))
-        .route("/api/v1/step-up/verify", post(stepup::verify))
         .route("/api/v1/audit/events", get(audit::events))
         .route("/.well-known/keyplane-audit-keys", get(audit::keys))
         .route("/api/v1/openapi.json", get(ops::openapi))
@@ -66,6 +85,26 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(middleware::map_request(screen_request_id))
         .with_state(app)
+}
+
+/// Refuses a ceremony request with 429 `rate_limited` once its client address (per tenant host)
+/// has used `rate_limits.per_address_per_minute`.
+async fn limit_by_address(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let host = crate::service::host_without_port(host).to_ascii_lowercase();
+    if let Err(e) = app.address_limiter.check(&format!("{host}|{ip}")) {
+        return ApiError(e).into_response();
+    }
+    next.run(req).await
 }
 
 /// Longest client-chosen request id that is kept.

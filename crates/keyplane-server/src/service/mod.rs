@@ -31,6 +31,10 @@ pub struct App {
     pub keyring: std::sync::RwLock<crate::audit_keys::Keyring>,
     failure_limiter: audit::FailureLimiter,
     policy_cache: policy::PolicyCache,
+    /// Ceremony requests per client address (`rate_limits.per_address_per_minute`).
+    pub address_limiter: crate::ratelimit::RateLimiter,
+    /// Username-first sign-in starts per username (`rate_limits.per_account_per_minute`).
+    account_limiter: crate::ratelimit::RateLimiter,
 }
 
 impl App {
@@ -42,6 +46,14 @@ impl App {
     ) -> Result<Arc<Self>, Error> {
         let keyring = crate::audit_keys::Keyring::open_or_create(&settings.audit_key_dir())?;
         let failure_limiter = audit::FailureLimiter::new(settings.audit.failure_events_per_minute);
+        let address_limiter = crate::ratelimit::RateLimiter::new(
+            settings.rate_limits.per_address_per_minute,
+            "requests from this address",
+        );
+        let account_limiter = crate::ratelimit::RateLimiter::new(
+            settings.rate_limits.per_account_per_minute,
+            "sign-in attempts for this account",
+        );
         Ok(Arc::new(App {
             store,
             clock,
@@ -49,6 +61,8 @@ impl App {
             keyring: std::sync::RwLock::new(keyring),
             failure_limiter,
             policy_cache: policy::PolicyCache::default(),
+            address_limiter,
+            account_limiter,
         }))
     }
 

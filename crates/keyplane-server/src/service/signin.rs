@@ -37,6 +37,9 @@ impl App {
             None => (None, vec![], vec![]),
             Some(raw) => {
                 let username = normalise_username(raw)?;
+                // Counted per username whether or not the account exists: the limit reveals nothing.
+                self.account_limiter
+                    .check(&format!("{}|{username}", tenant.id))?;
                 let user = self
                     .store
                     .user_by_username(&tenant.id, &username)
