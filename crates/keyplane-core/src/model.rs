@@ -211,6 +211,9 @@ pub struct Session {
     pub expires_at: Timestamp,
     /// A higher level reached later by step-up, and when.
     pub elevated: Option<(Aal, Timestamp)>,
+    /// Set when the passkey used no longer complies with the policy: why. Such a session may
+    /// only register a compliant passkey (and read its account, and sign out).
+    pub restricted: Option<String>,
 }
 
 impl Session {

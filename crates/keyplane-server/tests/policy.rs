@@ -265,7 +265,124 @@ async fn simulation_counts_what_a_candidate_would_break_and_changes_nothing(back
     server.shutdown().await;
 }
 
+async fn a_passkey_that_stops_complying_may_only_re_enrol(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (mut old, _) = server.user_with_passkey("nora").await;
+    // The policy changes after enrolment: the all-zero AAGUID (this software authenticator's
+    // model) is denied from now on.
+    with_policy(&server, "version = 1\n[authenticators]\ndeny_aaguids = [\"00000000-0000-0000-0000-000000000000\"]\n").await;
+    let session = server.sign_in(&mut old, Some("nora")).await;
+    assert_eq!(session["restricted"], true, "{session}");
+    assert!(session["re_enrolment_reason"]
+        .as_str()
+        .unwrap()
+        .contains("authenticators.deny_aaguids"));
+    let token = session["token"].as_str().unwrap();
+    // It may read its account and passkeys ...
+    let me = server
+        .request(Method::GET, "/api/v1/me", None, Some(token), None)
+        .await;
+    assert_eq!(
+        (me.status, me.body["session"]["restricted"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    assert_eq!(
+        server
+            .request(
+                Method::GET,
+                "/api/v1/me/credentials",
+                None,
+                Some(token),
+                None
+            )
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // ... but nothing else.
+    let mine = server
+        .request(
+            Method::GET,
+            "/api/v1/me/credentials",
+            None,
+            Some(token),
+            None,
+        )
+        .await;
+    let path = format!(
+        "/api/v1/me/credentials/{}",
+        mine.body["credentials"][0]["id"].as_str().unwrap()
+    );
+    for (method, path) in [
+        (Method::PATCH, path.as_str()),
+        (Method::POST, "/api/v1/step-up/options"),
+    ] {
+        let r = server
+            .request(
+                method.clone(),
+                path,
+                None,
+                Some(token),
+                Some(&json!({"nickname": "x", "level": "aal2"})),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::FORBIDDEN, "re_enrolment_required"),
+            "{method} {path}"
+        );
+    }
+    // It registers a compliant passkey (another model) ...
+    let mut new = SoftAuthenticator::with_aaguid(&server.origin(), true, true, [0x22; 16]);
+    let options = server
+        .request(
+            Method::POST,
+            "/api/v1/registration/options",
+            None,
+            Some(token),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(options.status, StatusCode::OK, "{:?}", options.body);
+    let created = new.register(&options.body["publicKey"]).await.unwrap();
+    let done = server
+        .request(
+            Method::POST,
+            "/api/v1/registration/verify",
+            None,
+            Some(token),
+            Some(&json!({"ceremony": options.body["ceremony"], "credential": created})),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::CREATED, "{:?}", done.body);
+    assert_eq!(done.body["aaguid"], "22222222-2222-2222-2222-222222222222");
+    // ... and signing in with it gives a normal session.
+    let fresh = server.sign_in(&mut new, Some("nora")).await;
+    assert_eq!(fresh["restricted"], false);
+    let tenant = server.default_tenant().await;
+    let events = server
+        .store
+        .list_audit_events(
+            &tenant.id,
+            &AuditFilter {
+                action: Some("authentication.succeeded".into()),
+                limit: 10,
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    let restricted_event: serde_json::Value =
+        serde_json::from_str(&events[events.len() - 2].details).unwrap();
+    assert!(restricted_event["re_enrolment_required"]
+        .as_str()
+        .unwrap()
+        .contains("authenticator_denied"));
+    server.shutdown().await;
+}
+
 both_backends!(
+    a_passkey_that_stops_complying_may_only_re_enrol,
     simulation_counts_what_a_candidate_would_break_and_changes_nothing,
     a_denied_registration_names_its_rule_stores_nothing_and_is_audited,
     users_outside_the_population_follow_the_default_rules,

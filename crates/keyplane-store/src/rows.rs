@@ -122,6 +122,7 @@ pub fn session(row: &AnyRow) -> Result<Session> {
             .map(CredentialRecordId::from_trusted),
         created_at: Timestamp(col(row, "created_at")?),
         expires_at: Timestamp(col(row, "expires_at")?),
+        restricted: col(row, "restricted")?,
         elevated: match (
             col::<Option<String>>(row, "elevated_aal")?,
             col::<Option<i64>>(row, "elevated_at")?,

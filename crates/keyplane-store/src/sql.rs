@@ -75,9 +75,9 @@ const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_id, public_
      status_reason, library_state";
 const USER_COLUMNS: &str =
     "id, tenant_id, username, display_name, user_handle, status, role, created_at";
-const SESSION_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at";
+const SESSION_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, restricted";
 const SESSION_READ_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, \
-     elevated_aal, elevated_at";
+     restricted, elevated_aal, elevated_at";
 
 impl SqlStore {
     /// Connects, applies pending migrations, and for SQLite turns on WAL, foreign keys and a
@@ -644,7 +644,7 @@ impl Store for SqlStore {
         }
         let s = r.session;
         let amr: Vec<String> = s.amr.iter().map(|a| a.as_str().to_string()).collect();
-        let q = format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+        let q = format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
         sqlx::query(AssertSqlSafe(q))
             .bind(s.id.as_str())
             .bind(s.tenant_id.as_str())
@@ -656,6 +656,7 @@ impl Store for SqlStore {
             .bind(s.credential_id.as_ref().map(|c| c.as_str().to_string()))
             .bind(s.created_at.0)
             .bind(s.expires_at.0)
+            .bind(s.restricted.clone())
             .execute(&mut *tx)
             .await
             .map_err(db)?;

@@ -113,6 +113,7 @@ fn session(t: &Tenant, u: &User, token: &str) -> Session {
         created_at: Timestamp(4_000),
         expires_at: Timestamp(90_000),
         elevated: None,
+        restricted: None,
     }
 }
 

@@ -61,8 +61,13 @@ impl SoftAuthenticator {
     /// An authenticator used from `origin` (e.g. `http://localhost:8080`), performing user
     /// verification when `verifies`, keeping a signature counter when `counts`.
     pub fn new(origin: &str, verifies: bool, counts: bool) -> Self {
+        Self::with_aaguid(origin, verifies, counts, [0; 16])
+    }
+
+    /// The same, reporting `aaguid` as its model (an authenticator "made by" someone else).
+    pub fn with_aaguid(origin: &str, verifies: bool, counts: bool, aaguid: [u8; 16]) -> Self {
         let mut auth = Authenticator::new(
-            Aaguid::new_empty(),
+            Aaguid(aaguid),
             None,
             User { verifies },
             passkey::crypto::AvailableBackend,

@@ -156,6 +156,15 @@ impl FromRequestParts<Arc<App>> for Auth {
         if method == AuthMethod::Cookie {
             check_csrf(parts, &token)?;
         }
+        if let Some(reason) = &session.restricted {
+            if !allowed_while_restricted(parts) {
+                return Err(Error::forbidden(
+                    "re_enrolment_required",
+                    format!("this session may only register a passkey that complies with the policy ({reason})"),
+                )
+                .into());
+            }
+        }
         Ok(Auth {
             tenant,
             session,
@@ -164,6 +173,20 @@ impl FromRequestParts<Arc<App>> for Auth {
             method,
             context: request_context(parts),
         })
+    }
+}
+
+/// What a restricted session (signed in with a passkey the policy no longer accepts) may do:
+/// read its account and passkeys, register a compliant passkey, sign out.
+fn allowed_while_restricted(parts: &Parts) -> bool {
+    let path = parts.uri.path();
+    match parts.method {
+        Method::GET => matches!(path, "/api/v1/me" | "/api/v1/me/credentials"),
+        Method::POST => matches!(
+            path,
+            "/api/v1/registration/options" | "/api/v1/registration/verify" | "/api/v1/logout"
+        ),
+        _ => false,
     }
 }
 

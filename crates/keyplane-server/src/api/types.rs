@@ -78,5 +78,7 @@ pub fn session_json(s: &Session) -> Value {
         "auth_time": s.auth_time.unix_seconds(),
         "expires_at": s.expires_at.to_rfc3339(),
         "elevated": s.elevated.map(|(aal, at)| json!({ "aal": aal.as_str(), "at": at.to_rfc3339() })),
+        "restricted": s.restricted.is_some(),
+        "re_enrolment_reason": s.restricted,
     })
 }

@@ -175,10 +175,22 @@ impl App {
             user_verified: outcome.user_verified,
         });
         let active = self.active_policy(tenant).await?;
-        let (aal, level_reason) = keyplane_core::policy::assurance(
-            &active.policy,
-            &super::policy::facts_of(&stored, outcome.user_verified),
-        );
+        let facts = super::policy::facts_of(&stored, outcome.user_verified);
+        let (aal, level_reason) = keyplane_core::policy::assurance(&active.policy, &facts);
+        // A passkey that no longer complies (the policy changed since it was registered) still
+        // signs in, but only to register a compliant one: flagged, not silently broken.
+        let subject = self.subject(tenant, &user.id).await?;
+        let compliance = keyplane_core::policy::sign_in(&active.policy, &subject, &facts);
+        let restricted = (compliance.verdict
+            == keyplane_core::policy::Verdict::ReEnrolmentRequired)
+            .then(|| {
+                compliance
+                    .reasons
+                    .iter()
+                    .map(|r| format!("{} ({})", r.rule, r.code))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
         let token = Secret::generate(&mut rand::rng());
         let session = Session {
             id: SessionId::generate(),
@@ -192,6 +204,7 @@ impl App {
             created_at: now,
             expires_at: now.plus_secs(self.settings.session_ttl_secs),
             elevated: None,
+            restricted: restricted.clone(),
         };
         let event = caller
             .event_as(
@@ -205,6 +218,7 @@ impl App {
                 "credential": stored.id,
                 "aal": session.aal.as_str(),
                 "assurance_rule": level_reason.rule,
+                "re_enrolment_required": restricted,
                 "policy_version": active.version,
                 "amr": session.amr.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
                 "user_verified": outcome.user_verified,

@@ -27,3 +27,7 @@ ALTER TABLE sessions ADD COLUMN elevated_aal TEXT;
 ALTER TABLE sessions ADD COLUMN elevated_at INTEGER;
 ALTER TABLE ceremonies ADD COLUMN session_id TEXT;
 ALTER TABLE ceremonies ADD COLUMN level TEXT;
+
+-- Re-enrolment: a session opened with a passkey that no longer complies with the policy may only
+-- register a compliant one; the reason is kept for the user and the audit log.
+ALTER TABLE sessions ADD COLUMN restricted TEXT;
