@@ -265,7 +265,26 @@ async fn a_step_up_ceremony_belongs_to_its_session(backend: Backend) {
     server.shutdown().await;
 }
 
+async fn a_cloned_key_used_for_step_up_is_suspended(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (mut auth, token) = admin(&server).await;
+    let copy = auth.passkey();
+    server.sign_in(&mut auth, Some("admin")).await;
+    auth.set_passkey(copy);
+    let (status, body) = step_up(&server, &mut auth, &token, json!({"level": "aal2"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("sign_count_regression")),
+        "{body}"
+    );
+    let tenant = server.default_tenant().await;
+    let creds = server.store_credentials(&tenant).await;
+    assert_eq!(creds[0].status, keyplane_core::CredentialStatus::Suspended);
+    server.shutdown().await;
+}
+
 both_backends!(
+    a_cloned_key_used_for_step_up_is_suspended,
     a_guarded_action_needs_a_recent_level_and_step_up_restores_it,
     a_level_no_passkey_can_reach_is_refused,
     a_passkey_without_user_verification_cannot_step_up,

@@ -151,23 +151,9 @@ impl App {
                 "the account is suspended or deprovisioned",
             ));
         }
-        let rp = self.relying_party(tenant)?;
-        let outcome = match rp.finish_authentication(
-            &ceremony.state,
-            assertion,
-            &stored.library_state,
-            stored.sign_count,
-        ) {
-            Ok(o) => o,
-            Err(e) if e.code == "sign_count_regression" => {
-                self.suspend_for_regression(tenant, &stored, caller).await?;
-                return Err(Error::unauthenticated(
-                    "sign_count_regression",
-                    "the signature counter went backwards, which suggests a cloned authenticator; the passkey is suspended",
-                ));
-            }
-            Err(e) => return Err(e),
-        };
+        let outcome = self
+            .check_assertion(tenant, &ceremony.state, assertion, &stored, caller)
+            .await?;
         let now = self.clock.now();
         // The methods follow from the flags; the level is the tenant policy's verdict.
         let (_, amr) = assess(AssuranceFacts {
@@ -266,6 +252,29 @@ impl App {
             user,
             credential: stored.id,
         })
+    }
+
+    /// Verifies an assertion with a stored passkey against a ceremony's state. A counter that
+    /// went backwards suspends the passkey (DESIGN invariant 3), whatever the ceremony was for.
+    pub(crate) async fn check_assertion(
+        &self,
+        tenant: &Tenant,
+        state: &str,
+        assertion: &ParsedAssertion,
+        stored: &Credential,
+        caller: &Caller,
+    ) -> Result<keyplane_webauthn::AssertionOutcome, Error> {
+        let rp = self.relying_party(tenant)?;
+        match rp.finish_authentication(state, assertion, &stored.library_state, stored.sign_count) {
+            Err(e) if e.code == "sign_count_regression" => {
+                self.suspend_for_regression(tenant, stored, caller).await?;
+                Err(Error::unauthenticated(
+                    "sign_count_regression",
+                    "the signature counter went backwards, which suggests a cloned authenticator; the passkey is suspended",
+                ))
+            }
+            other => other,
+        }
     }
 
     async fn suspend_for_regression(

@@ -182,13 +182,9 @@ impl App {
                 "this passkey is suspended or revoked",
             ));
         }
-        let rp = self.relying_party(tenant)?;
-        let outcome = rp.finish_authentication(
-            &ceremony.state,
-            assertion,
-            &stored.library_state,
-            stored.sign_count,
-        )?;
+        let outcome = self
+            .check_assertion(tenant, &ceremony.state, assertion, &stored, caller)
+            .await?;
         let active = self.active_policy(tenant).await?;
         let (level, why) =
             policy::assurance(&active.policy, &facts_of(&stored, outcome.user_verified));
