@@ -7,6 +7,7 @@ pub mod assurance;
 pub mod audit;
 pub mod error;
 pub mod ids;
+pub mod mds;
 pub mod model;
 pub mod policy;
 pub mod secret;

@@ -2,6 +2,7 @@
 //! built-in policy, safe for a quickstart.
 
 use crate::assurance::Aal;
+use crate::mds::{CertificationLevel, COMPROMISE_STATUSES};
 
 /// Rules that apply to everyone, with optional overrides per population.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +85,18 @@ pub struct AuthenticatorRules {
     /// AAGUIDs allowed (lowercase hyphenated); empty = any not denied.
     pub allow_aaguids: Vec<String>,
     pub deny_aaguids: Vec<String>,
+    /// Authenticator models allowed, by MDS description: exact, or a prefix ending in `*`
+    /// (case-insensitive). With `allow_aaguids`, a model on either list is allowed.
+    pub allow_models: Vec<String>,
+    pub deny_models: Vec<String>,
+    /// MDS status codes that refuse a model (`REVOKED`, `USER_VERIFICATION_BYPASS`, ...).
+    pub deny_statuses: Vec<String>,
+    /// Lowest FIDO certification level accepted (judged only with a trusted attestation).
+    pub min_certification: Option<CertificationLevel>,
+    /// Trust the attestation roots the FIDO MDS lists for the authenticator's AAGUID.
+    pub trust_mds: bool,
+    /// Further attestation roots (PEM certificates) trusted for any authenticator model.
+    pub trusted_roots: Vec<String>,
     /// Synced (backup-eligible) passkeys allowed.
     pub synced_allowed: bool,
     pub user_verification_required: bool,
@@ -131,6 +144,12 @@ impl Default for AuthenticatorRules {
             formats: vec![],
             allow_aaguids: vec![],
             deny_aaguids: vec![],
+            allow_models: vec![],
+            deny_models: vec![],
+            deny_statuses: COMPROMISE_STATUSES.iter().map(|s| s.to_string()).collect(),
+            min_certification: None,
+            trust_mds: true,
+            trusted_roots: vec![],
             synced_allowed: true,
             user_verification_required: false,
         }

@@ -3,6 +3,7 @@
 
 use super::document::*;
 use crate::assurance::Aal;
+use crate::mds::CertificationLevel;
 use crate::time::Timestamp;
 
 /// What the policy decided.
@@ -40,7 +41,7 @@ pub struct Subject {
 }
 
 /// What is known about an authenticator (at registration, or stored with the credential).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuthenticatorFacts {
     /// Lowercase hyphenated.
     pub aaguid: String,
@@ -51,6 +52,12 @@ pub struct AuthenticatorFacts {
     pub attestation_trusted: bool,
     pub backup_eligible: bool,
     pub user_verified: bool,
+    /// The model's MDS description, when the FIDO MDS lists its AAGUID.
+    pub model: Option<String>,
+    /// Every status the model's MDS status reports carry.
+    pub mds_statuses: Vec<String>,
+    /// The highest FIDO certification level MDS grants the model.
+    pub certification: Option<CertificationLevel>,
 }
 
 impl AuthenticatorFacts {
@@ -86,15 +93,78 @@ pub fn authenticator_violations(
             format!("authenticator model {} is on the deny list", facts.aaguid),
         ));
     }
-    if !rules.allow_aaguids.is_empty() && !rules.allow_aaguids.contains(&facts.aaguid) {
+    if let Some(pattern) = facts
+        .model
+        .as_deref()
+        .and_then(|m| rules.deny_models.iter().find(|p| model_matches(p, m)))
+    {
         out.push(reason(
-            format!("{path}.allow_aaguids"),
+            format!("{path}.deny_models"),
+            "authenticator_denied",
+            format!(
+                "authenticator model {:?} matches the deny list ({pattern:?})",
+                facts.model.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    let listed = rules.allow_aaguids.contains(&facts.aaguid)
+        || facts
+            .model
+            .as_deref()
+            .is_some_and(|m| rules.allow_models.iter().any(|p| model_matches(p, m)));
+    if (!rules.allow_aaguids.is_empty() || !rules.allow_models.is_empty()) && !listed {
+        let lists: Vec<&str> = [
+            (!rules.allow_aaguids.is_empty()).then_some("allow_aaguids"),
+            (!rules.allow_models.is_empty()).then_some("allow_models"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        out.push(reason(
+            format!("{path}.{}", lists.join("+")),
             "authenticator_not_allowed",
             format!(
                 "authenticator model {} is not on the allow list",
-                facts.aaguid
+                facts.model.as_deref().unwrap_or(&facts.aaguid)
             ),
         ));
+    }
+    let denied: Vec<&str> = facts
+        .mds_statuses
+        .iter()
+        .filter(|s| rules.deny_statuses.contains(s))
+        .map(String::as_str)
+        .collect();
+    if !denied.is_empty() {
+        out.push(reason(
+            format!("{path}.deny_statuses"),
+            "authenticator_status_denied",
+            format!(
+                "the FIDO Metadata Service reports {} for {}",
+                denied.join(", "),
+                facts.model.as_deref().unwrap_or(&facts.aaguid)
+            ),
+        ));
+    }
+    if let Some(min) = rules.min_certification {
+        // An unattested AAGUID is only a claim: certification counts with a trusted attestation.
+        let level = facts.certification.filter(|_| facts.attestation_trusted);
+        if level.is_none_or(|l| l < min) {
+            out.push(reason(
+                format!("{path}.min_certification"),
+                "certification_insufficient",
+                format!(
+                    "FIDO certification {} or higher is required; this authenticator has {}",
+                    min.as_str(),
+                    match (facts.certification, facts.attestation_trusted) {
+                        (Some(l), true) => l.as_str().to_string(),
+                        (Some(l), false) =>
+                            format!("{} claimed, but its attestation is not trusted", l.as_str()),
+                        (None, _) => "none".to_string(),
+                    }
+                ),
+            ));
+        }
     }
     if !rules.formats.is_empty() && !rules.formats.contains(&facts.attestation_format) {
         out.push(reason(
@@ -270,6 +340,15 @@ pub fn sign_in(policy: &Policy, subject: &Subject, facts: &AuthenticatorFacts) -
     }
 }
 
+/// A model pattern: the description itself, or a prefix ending in `*`; case-insensitive.
+pub fn model_matches(pattern: &str, model: &str) -> bool {
+    let model = model.to_lowercase();
+    match pattern.strip_suffix('*') {
+        Some(prefix) => model.starts_with(&prefix.to_lowercase()),
+        None => model == pattern.to_lowercase(),
+    }
+}
+
 fn action_matches(pattern: &str, action: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => action.starts_with(prefix),
@@ -366,6 +445,7 @@ max_age_secs = 600
             attestation_trusted: false,
             backup_eligible: true,
             user_verified: true,
+            ..Default::default()
         }
     }
 
@@ -377,6 +457,7 @@ max_age_secs = 600
             attestation_trusted: true,
             backup_eligible: false,
             user_verified: true,
+            ..Default::default()
         }
     }
 
@@ -495,5 +576,130 @@ max_age_secs = 600
             Verdict::Allow,
             "admin.* does not match administrator"
         );
+    }
+
+    fn mds_policy() -> Policy {
+        parse(
+            r#"version = 1
+[authenticators]
+allow_models = ["YubiKey 5*"]
+deny_models = ["YubiKey 5 Series with Lightning"]
+min_certification = "L2"
+"#,
+        )
+        .expect("valid policy")
+    }
+
+    fn yubikey(model: &str, level: Option<CertificationLevel>) -> AuthenticatorFacts {
+        AuthenticatorFacts {
+            model: Some(model.into()),
+            certification: level,
+            mds_statuses: vec!["FIDO_CERTIFIED_L2".into()],
+            ..security_key()
+        }
+    }
+
+    fn codes(d: &Decision) -> Vec<(&str, &str)> {
+        d.reasons.iter().map(|r| (r.rule.as_str(), r.code)).collect()
+    }
+
+    #[test]
+    fn models_are_matched_by_mds_description() {
+        let p = mds_policy();
+        let s = Subject::default();
+        let ok = registration(
+            &p,
+            &s,
+            &yubikey("YubiKey 5 Series with NFC", Some(CertificationLevel::L2)),
+            true,
+            0,
+        );
+        assert_eq!(ok.verdict, Verdict::Allow, "{ok:?}");
+        let denied = registration(
+            &p,
+            &s,
+            &yubikey(
+                "yubikey 5 series with lightning",
+                Some(CertificationLevel::L2),
+            ),
+            true,
+            0,
+        );
+        assert_eq!(
+            codes(&denied),
+            vec![("authenticators.deny_models", "authenticator_denied")]
+        );
+        let other = registration(
+            &p,
+            &s,
+            &yubikey("Feitian ePass", Some(CertificationLevel::L2)),
+            true,
+            0,
+        );
+        assert_eq!(
+            codes(&other),
+            vec![("authenticators.allow_models", "authenticator_not_allowed")]
+        );
+        // A model MDS does not know matches no pattern.
+        let unknown = AuthenticatorFacts {
+            model: None,
+            ..yubikey("x", Some(CertificationLevel::L2))
+        };
+        assert!(codes(&registration(&p, &s, &unknown, true, 0))
+            .contains(&("authenticators.allow_models", "authenticator_not_allowed")));
+        assert!(model_matches("YubiKey 5*", "YUBIKEY 5 NFC"));
+        assert!(!model_matches("YubiKey 5", "YubiKey 5 NFC"));
+    }
+
+    #[test]
+    fn certification_counts_only_with_a_trusted_attestation() {
+        let p = mds_policy();
+        let s = Subject::default();
+        let low = yubikey("YubiKey 5 NFC", Some(CertificationLevel::L1Plus));
+        assert_eq!(
+            codes(&registration(&p, &s, &low, true, 0)),
+            vec![(
+                "authenticators.min_certification",
+                "certification_insufficient"
+            )]
+        );
+        let claimed = AuthenticatorFacts {
+            attestation_trusted: false,
+            ..yubikey("YubiKey 5 NFC", Some(CertificationLevel::L3))
+        };
+        let d = registration(&p, &s, &claimed, true, 0);
+        assert_eq!(
+            codes(&d),
+            vec![(
+                "authenticators.min_certification",
+                "certification_insufficient"
+            )]
+        );
+        assert!(d.reasons[0].message.contains("not trusted"), "{d:?}");
+        let good = yubikey("YubiKey 5 NFC", Some(CertificationLevel::L3));
+        assert_eq!(registration(&p, &s, &good, true, 0).verdict, Verdict::Allow);
+    }
+
+    #[test]
+    fn compromised_models_are_refused_by_default_and_force_re_enrolment() {
+        let p = Policy::default();
+        let s = Subject::default();
+        let revoked = AuthenticatorFacts {
+            mds_statuses: vec!["FIDO_CERTIFIED_L1".into(), "USER_VERIFICATION_BYPASS".into()],
+            ..synced_phone()
+        };
+        let d = registration(&p, &s, &revoked, true, 0);
+        assert_eq!(
+            codes(&d),
+            vec![("authenticators.deny_statuses", "authenticator_status_denied")]
+        );
+        assert!(d.reasons[0].message.contains("USER_VERIFICATION_BYPASS"));
+        assert_eq!(
+            sign_in(&p, &s, &revoked).verdict,
+            Verdict::ReEnrolmentRequired
+        );
+        let lenient = parse("version = 1\n[authenticators]\ndeny_statuses = [\"REVOKED\"]\n")
+            .expect("valid policy");
+        assert_eq!(sign_in(&lenient, &s, &revoked).verdict, Verdict::Allow);
     }
 }

@@ -4,6 +4,7 @@
 
 use super::document::*;
 use crate::assurance::Aal;
+use crate::mds::{CertificationLevel, STATUSES};
 use toml_edit::{ImDocument, Item, Table, Value};
 
 /// One problem in a policy document.
@@ -209,6 +210,35 @@ fn check_aaguid(s: &str) -> Option<String> {
     }
 }
 
+fn check_model(s: &str) -> Option<String> {
+    let body = s.strip_suffix('*').unwrap_or(s);
+    if body.trim().is_empty() {
+        Some("a model pattern needs some text before `*`".into())
+    } else if body.contains('*') {
+        Some("`*` may only end a model pattern".into())
+    } else {
+        None
+    }
+}
+
+/// A PEM `CERTIFICATE` block whose body is base64 DER (a SEQUENCE). The server parses the
+/// certificate itself when the policy is applied.
+fn check_pem_certificate(s: &str) -> Option<String> {
+    use base64::Engine;
+    let body = s
+        .trim()
+        .strip_prefix("-----BEGIN CERTIFICATE-----")
+        .and_then(|b| b.strip_suffix("-----END CERTIFICATE-----"));
+    let Some(body) = body else {
+        return Some("expected one PEM certificate (-----BEGIN CERTIFICATE----- ...)".into());
+    };
+    let compact: String = body.split_whitespace().collect();
+    match base64::engine::general_purpose::STANDARD.decode(compact) {
+        Ok(der) if der.first() == Some(&0x30) => None,
+        _ => Some("the PEM certificate's body is not base64 DER".into()),
+    }
+}
+
 const FORMATS: &[&str] = &[
     "none",
     "packed",
@@ -223,6 +253,12 @@ const AUTHENTICATOR_KEYS: &[&str] = &[
     "formats",
     "allow_aaguids",
     "deny_aaguids",
+    "allow_models",
+    "deny_models",
+    "deny_statuses",
+    "min_certification",
+    "trust_mds",
+    "trusted_roots",
     "synced",
     "user_verification",
 ];
@@ -257,6 +293,32 @@ fn authenticator_rules(
     }
     if let Some(d) = l.strings(t, path, "deny_aaguids", check_aaguid) {
         r.deny_aaguids = d;
+    }
+    if let Some(a) = l.strings(t, path, "allow_models", check_model) {
+        r.allow_models = a;
+    }
+    if let Some(d) = l.strings(t, path, "deny_models", check_model) {
+        r.deny_models = d;
+    }
+    if let Some(d) = l.strings(t, path, "deny_statuses", |s| {
+        (!STATUSES.contains(&s)).then(|| {
+            format!(
+                "unknown FIDO MDS status; expected one of: {}",
+                STATUSES.join(", ")
+            )
+        })
+    }) {
+        r.deny_statuses = d;
+    }
+    let levels: Vec<&str> = CertificationLevel::ALL.iter().map(|l| l.as_str()).collect();
+    if let Some(c) = l.choice(t, path, "min_certification", &levels) {
+        r.min_certification = CertificationLevel::parse(&c);
+    }
+    if let Some(b) = l.bool(t, path, "trust_mds") {
+        r.trust_mds = b;
+    }
+    if let Some(roots) = l.strings(t, path, "trusted_roots", check_pem_certificate) {
+        r.trusted_roots = roots;
     }
     if let Some(s) = l.choice(t, path, "synced", &["allow", "deny"]) {
         r.synced_allowed = s == "allow";
@@ -688,5 +750,48 @@ max_age_secs = 600
         assert!(paths.contains(&"version"), "{errors:?}");
         assert!(paths.contains(&"enrolment.max_passkeys"), "{errors:?}");
         assert!(paths.contains(&"assurance.aal3"), "{errors:?}");
+    }
+
+    #[test]
+    fn mds_rules_are_linted() {
+        let bad = r#"version = 1
+[authenticators]
+deny_statuses = ["REVOKED", "SOMEWHAT_BROKEN"]
+min_certification = "L4"
+allow_models = ["*", "Yubi*Key"]
+trusted_roots = ["not a certificate", """-----BEGIN CERTIFICATE-----
+!!!!
+-----END CERTIFICATE-----"""]
+trust_mds = "yes"
+"#;
+        let errors = parse(bad).unwrap_err();
+        let at: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.path.as_str())).collect();
+        for expected in [
+            (3, "authenticators.deny_statuses"),
+            (4, "authenticators.min_certification"),
+            (5, "authenticators.allow_models"),
+            (6, "authenticators.trusted_roots"),
+            (9, "authenticators.trust_mds"),
+        ] {
+            assert!(at.contains(&expected), "{expected:?} missing from {errors:#?}");
+        }
+        assert_eq!(
+            errors
+                .iter()
+                .filter(|e| e.path == "authenticators.trusted_roots")
+                .count(),
+            2,
+            "{errors:#?}"
+        );
+        let good = parse(
+            "version = 1\n[authenticators]\nmin_certification = \"L1plus\"\ndeny_statuses = []\ntrust_mds = false\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            good.authenticators.default.min_certification,
+            Some(crate::mds::CertificationLevel::L1Plus)
+        );
+        assert!(good.authenticators.default.deny_statuses.is_empty());
+        assert!(!good.authenticators.default.trust_mds);
     }
 }

@@ -121,6 +121,7 @@ mod tests {
             attestation_trusted: false,
             backup_eligible,
             user_verified: true,
+            ..Default::default()
         }
     }
 
