@@ -153,6 +153,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(settings, args).await,
         Command::Audit(cmd) => crate::audit::run(settings, cmd).await,
         Command::Policy(cmd) => crate::policy::run(settings, cmd).await,
+        Command::Mds(cmd) => crate::mds::run(settings, cmd).await,
         Command::Tenant(TenantCommand::Create {
             name,
             rp_id,
@@ -296,12 +297,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = open(settings).await?;
             let t = tenant_or_default(&app, tenant.as_deref()).await?;
             let u = find_user(&app, &t, &username).await?;
+            let catalogue = app.catalogue().await?;
             let creds: Vec<_> = app
                 .store
                 .list_credentials(&t.id, Some(&u.id))
                 .await?
                 .iter()
-                .map(credential_json)
+                .map(|c| with_model(credential_json(c, &catalogue)))
                 .collect();
             match format {
                 Format::Json => {
@@ -319,6 +321,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                             "id",
                             "nickname",
                             "status",
+                            "model",
                             "aaguid",
                             "backup_eligible",
                             "created_at",
@@ -342,13 +345,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(name) => Some(find_user(&app, &t, name).await?.id),
                 None => None,
             };
+            let catalogue = app.catalogue().await?;
             let rows: Vec<_> = app
                 .store
                 .list_credentials(&t.id, filter.as_ref())
                 .await?
                 .iter()
                 .map(|c| {
-                    let mut v = credential_json(c);
+                    let mut v = with_model(credential_json(c, &catalogue));
                     v["user"] = json!(users
                         .iter()
                         .find(|u| u.id == c.user_id)
@@ -363,6 +367,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "user",
                     "nickname",
                     "status",
+                    "model",
                     "aaguid",
                     "attestation_format",
                     "backup_eligible",
@@ -465,4 +470,14 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Adds a flat `model` column (the authenticator's name, or `-`) for tables.
+fn with_model(mut v: serde_json::Value) -> serde_json::Value {
+    let name = v["authenticator"]["name"]
+        .as_str()
+        .unwrap_or("-")
+        .to_string();
+    v["model"] = json!(name);
+    v
 }

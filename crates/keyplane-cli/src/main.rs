@@ -4,6 +4,7 @@
 mod audit;
 mod commands;
 mod config;
+mod mds;
 mod output;
 mod policy;
 
@@ -54,6 +55,9 @@ pub enum Command {
     /// The tamper-evident audit log: verify, checkpoint, export, keys.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Authenticator metadata: import a FIDO MDS3 BLOB and passkey-provider names; show them.
+    #[command(subcommand)]
+    Mds(mds::MdsCommand),
 }
 
 fn main() -> ExitCode {

@@ -80,18 +80,20 @@ fn report_lint(file: &Path, errors: &[keyplane_core::policy::LintError]) -> anyh
 
 pub async fn run(settings: Settings, cmd: PolicyCommand) -> anyhow::Result<()> {
     match cmd {
-        PolicyCommand::Lint { file } => match keyplane_core::policy::parse(&read(&file)?) {
-            Ok(p) => {
-                println!(
-                    "{}: OK ({} population(s), {} step-up rule(s))",
-                    file.display(),
-                    p.populations.len(),
-                    p.step_up.len()
-                );
-                Ok(())
+        PolicyCommand::Lint { file } => {
+            match keyplane_server::service::lint_policy(&read(&file)?) {
+                Ok(p) => {
+                    println!(
+                        "{}: OK ({} population(s), {} step-up rule(s))",
+                        file.display(),
+                        p.populations.len(),
+                        p.step_up.len()
+                    );
+                    Ok(())
+                }
+                Err(errors) => Err(report_lint(&file, &errors)),
             }
-            Err(errors) => Err(report_lint(&file, &errors)),
-        },
+        }
         PolicyCommand::Show { tenant } => {
             let app = open(settings).await?;
             let t = tenant_or_default(&app, tenant.as_deref()).await?;

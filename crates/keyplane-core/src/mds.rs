@@ -187,8 +187,12 @@ mod tests {
             Some(CertificationLevel::L1)
         );
         assert_eq!(
-            entry(&["FIDO_CERTIFIED_L1", "FIDO_CERTIFIED_L2plus", "UPDATE_AVAILABLE"])
-                .certification(),
+            entry(&[
+                "FIDO_CERTIFIED_L1",
+                "FIDO_CERTIFIED_L2plus",
+                "UPDATE_AVAILABLE"
+            ])
+            .certification(),
             Some(CertificationLevel::L2Plus)
         );
         assert_eq!(

@@ -118,6 +118,9 @@ pub struct Credential {
     pub attestation_type: String,
     /// Whether the user was verified (UV flag) at registration.
     pub user_verified: bool,
+    /// Whether the attestation chained to a trusted root (FIDO MDS or the policy's own roots)
+    /// when it was registered.
+    pub attestation_trusted: bool,
     pub nickname: String,
     pub created_at: Timestamp,
     pub last_used_at: Option<Timestamp>,

@@ -19,6 +19,11 @@ impl Timestamp {
     }
 
     /// Whole seconds since the epoch (for `auth_time` and the like).
+    /// The same instant as a `SystemTime` (before 1970 clamps to the epoch).
+    pub fn to_system_time(self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(self.0).unwrap_or(0))
+    }
+
     pub fn unix_seconds(self) -> i64 {
         self.0.div_euclid(1000)
     }

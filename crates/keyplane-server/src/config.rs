@@ -31,6 +31,16 @@ pub struct Settings {
     pub default_tenant: TenantSettings,
     pub audit: AuditSettings,
     pub rate_limits: RateLimitSettings,
+    pub mds: MdsSettings,
+}
+
+/// The FIDO Metadata Service BLOBs `keyplane mds import` accepts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MdsSettings {
+    /// PEM file of the roots a BLOB's signing chain must reach; empty = the FIDO Alliance's
+    /// (GlobalSign Root CA - R3 and Root R46, built in).
+    pub root_certificates: PathBuf,
 }
 
 /// Limits on unauthenticated ceremony traffic, per node (each node counts on its own).
@@ -127,6 +137,7 @@ impl Default for Settings {
             default_tenant: TenantSettings::default(),
             audit: AuditSettings::default(),
             rate_limits: RateLimitSettings::default(),
+            mds: MdsSettings::default(),
         }
     }
 }

@@ -83,6 +83,7 @@ pub fn credential(row: &AnyRow) -> Result<Credential> {
             .ok_or_else(|| corrupt("credential status"))?,
         status_reason: col(row, "status_reason")?,
         library_state: col(row, "library_state")?,
+        attestation_trusted: col::<i64>(row, "attestation_trusted")? != 0,
     })
 }
 

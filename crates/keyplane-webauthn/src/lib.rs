@@ -9,6 +9,7 @@
 
 mod errors;
 mod facts;
+pub mod mds;
 mod rp;
 mod wire;
 

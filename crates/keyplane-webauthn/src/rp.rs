@@ -29,10 +29,21 @@ pub struct RpConfig {
     pub timeout: Duration,
 }
 
-/// Trust anchors (PEM root certificates) against which attestation chains are judged.
+/// Trust anchors (root certificates, DER) against which attestation chains are judged.
 #[derive(Clone, Debug, Default)]
 pub struct TrustAnchors {
-    pub roots_pem: Vec<String>,
+    pub roots_der: Vec<Vec<u8>>,
+}
+
+impl TrustAnchors {
+    /// Anchors from PEM texts (each may hold several certificates); every one must parse.
+    pub fn from_pem<S: AsRef<str>>(pems: &[S]) -> Result<Self, Error> {
+        let mut roots_der = Vec::new();
+        for pem in pems {
+            roots_der.extend(crate::mds::pem_to_der(pem.as_ref())?);
+        }
+        Ok(TrustAnchors { roots_der })
+    }
 }
 
 /// How a registration response is judged beyond the ceremony state.
@@ -555,14 +566,14 @@ fn judge_trust(
     anchors: &TrustAnchors,
     at: SystemTime,
 ) -> Result<bool, Error> {
-    if anchors.roots_pem.is_empty() {
+    if anchors.roots_der.is_empty() {
         return Ok(false);
     }
     let mut builder = AttestationCaListBuilder::new();
-    for pem in &anchors.roots_pem {
+    for der in &anchors.roots_der {
         builder
-            .insert_device_pem(
-                pem.as_bytes(),
+            .insert_device_der(
+                der,
                 uuid::Uuid::from_bytes(facts.aaguid),
                 String::new(),
                 Default::default(),
@@ -570,7 +581,7 @@ fn judge_trust(
             .map_err(|e| {
                 Error::invalid(
                     "invalid_trust_anchor",
-                    format!("a configured root certificate is not valid PEM: {e:?}"),
+                    format!("a trust anchor is not a valid certificate: {e:?}"),
                 )
             })?;
     }

@@ -427,7 +427,7 @@ fn run_registration(v: &Vector) -> Outcome {
         .filter(|r| !r.is_empty())
         .cloned();
     let opts = VerifyOptions {
-        trust: roots.map(|roots_pem| TrustAnchors { roots_pem }),
+        trust: roots.map(|pems| TrustAnchors::from_pem(&pems).expect("vector roots parse")),
         at: v
             .verify_at
             .as_deref()

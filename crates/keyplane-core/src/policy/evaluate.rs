@@ -600,7 +600,10 @@ min_certification = "L2"
     }
 
     fn codes(d: &Decision) -> Vec<(&str, &str)> {
-        d.reasons.iter().map(|r| (r.rule.as_str(), r.code)).collect()
+        d.reasons
+            .iter()
+            .map(|r| (r.rule.as_str(), r.code))
+            .collect()
     }
 
     #[test]
@@ -685,13 +688,19 @@ min_certification = "L2"
         let p = Policy::default();
         let s = Subject::default();
         let revoked = AuthenticatorFacts {
-            mds_statuses: vec!["FIDO_CERTIFIED_L1".into(), "USER_VERIFICATION_BYPASS".into()],
+            mds_statuses: vec![
+                "FIDO_CERTIFIED_L1".into(),
+                "USER_VERIFICATION_BYPASS".into(),
+            ],
             ..synced_phone()
         };
         let d = registration(&p, &s, &revoked, true, 0);
         assert_eq!(
             codes(&d),
-            vec![("authenticators.deny_statuses", "authenticator_status_denied")]
+            vec![(
+                "authenticators.deny_statuses",
+                "authenticator_status_denied"
+            )]
         );
         assert!(d.reasons[0].message.contains("USER_VERIFICATION_BYPASS"));
         assert_eq!(

@@ -773,7 +773,10 @@ trust_mds = "yes"
             (6, "authenticators.trusted_roots"),
             (9, "authenticators.trust_mds"),
         ] {
-            assert!(at.contains(&expected), "{expected:?} missing from {errors:#?}");
+            assert!(
+                at.contains(&expected),
+                "{expected:?} missing from {errors:#?}"
+            );
         }
         assert_eq!(
             errors

@@ -101,7 +101,7 @@ pub async fn registration_verify(
     };
     Ok((
         axum::http::StatusCode::CREATED,
-        Json(credential_json(&cred)),
+        Json(credential_json(&cred, &*app.catalogue().await?)),
     ))
 }
 

@@ -31,8 +31,9 @@ pub async fn list_credentials(
     auth: Auth,
 ) -> ApiResult<impl IntoResponse> {
     let creds = app.my_credentials(&auth.tenant, &auth.user.id).await?;
+    let catalogue = app.catalogue().await?;
     Ok(Json(
-        json!({ "credentials": creds.iter().map(credential_json).collect::<Vec<_>>() }),
+        json!({ "credentials": creds.iter().map(|c| credential_json(c, &catalogue)).collect::<Vec<_>>() }),
     ))
 }
 
@@ -44,7 +45,7 @@ pub async fn get_credential(
     let c = app
         .my_credential(&auth.tenant, &auth.user.id, &credential_id(&id)?)
         .await?;
-    Ok(Json(credential_json(&c)))
+    Ok(Json(credential_json(&c, &*app.catalogue().await?)))
 }
 
 pub async fn rename_credential(
@@ -62,7 +63,7 @@ pub async fn rename_credential(
             &auth.caller(),
         )
         .await?;
-    Ok(Json(credential_json(&c)))
+    Ok(Json(credential_json(&c, &*app.catalogue().await?)))
 }
 
 pub async fn delete_credential(

@@ -1,6 +1,7 @@
 //! Wire shapes of the JSON API. Requests are strict (unknown fields are refused); responses are
 //! built from domain values here and nowhere else.
 
+use crate::service::Catalogue;
 use keyplane_core::{Credential, Session, User};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -42,11 +43,15 @@ pub struct RenameCredentialRequest {
     pub nickname: String,
 }
 
-pub fn credential_json(c: &Credential) -> Value {
+/// A credential as the API shows it, with its authenticator model's name when the catalogue
+/// knows it (FIDO MDS, else the unsigned name list).
+pub fn credential_json(c: &Credential, catalogue: &Catalogue) -> Value {
     json!({
         "id": c.id,
         "nickname": c.nickname,
         "aaguid": c.aaguid,
+        "authenticator": catalogue.name(&c.aaguid),
+        "attestation_trusted": c.attestation_trusted,
         "attestation_format": c.attestation_format,
         "attestation_type": c.attestation_type,
         "transports": c.transports,

@@ -2,6 +2,7 @@
 //! handlers and CLI commands call these and nothing below them.
 
 mod audit;
+mod catalogue;
 mod credentials;
 mod policy;
 mod registration;
@@ -10,6 +11,7 @@ mod stepup;
 mod tenants;
 
 pub use audit::*;
+pub use catalogue::*;
 pub use policy::*;
 pub use registration::*;
 pub use signin::*;
@@ -31,6 +33,7 @@ pub struct App {
     pub keyring: std::sync::RwLock<crate::audit_keys::Keyring>,
     failure_limiter: audit::FailureLimiter,
     policy_cache: policy::PolicyCache,
+    catalogue_cache: catalogue::CatalogueCache,
     /// Ceremony requests per client address (`rate_limits.per_address_per_minute`).
     pub address_limiter: crate::ratelimit::RateLimiter,
     /// Username-first sign-in starts per username (`rate_limits.per_account_per_minute`).
@@ -61,6 +64,7 @@ impl App {
             keyring: std::sync::RwLock::new(keyring),
             failure_limiter,
             policy_cache: policy::PolicyCache::default(),
+            catalogue_cache: catalogue::CatalogueCache::default(),
             address_limiter,
             account_limiter,
         }))

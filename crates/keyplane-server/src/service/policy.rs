@@ -3,7 +3,7 @@
 
 use super::App;
 use keyplane_core::audit::Caller;
-use keyplane_core::policy::{self, AuthenticatorFacts, LintError, Policy, Subject};
+use keyplane_core::policy::{self, LintError, Policy, Subject};
 use keyplane_core::*;
 use keyplane_store::{AuditBatch, PolicyVersion};
 use serde_json::json;
@@ -99,7 +99,7 @@ impl App {
         document: &str,
         caller: &Caller,
     ) -> Result<i64, ApplyError> {
-        let parsed = policy::parse(document).map_err(ApplyError::Lint)?;
+        let parsed = lint_policy(document).map_err(ApplyError::Lint)?;
         let digest = hex::encode(Sha256::digest(document.as_bytes()));
         let event = caller
             .event("policy.activated", "tenant", tenant.id.as_str())
@@ -156,8 +156,9 @@ impl App {
         document: &str,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<policy::SimulationReport, ApplyError> {
-        let candidate = policy::parse(document).map_err(ApplyError::Lint)?;
+        let candidate = lint_policy(document).map_err(ApplyError::Lint)?;
         let current = self.active_policy(tenant).await?.policy;
+        let catalogue = self.catalogue().await?;
         let users = self
             .store
             .list_users(&tenant.id)
@@ -196,7 +197,7 @@ impl App {
             .filter(|c| c.status == CredentialStatus::Active)
         {
             if let Some(u) = by_user.get_mut(&c.user_id) {
-                u.credentials.push(facts_of(c, c.user_verified));
+                u.credentials.push(catalogue.facts(c, c.user_verified));
             }
         }
         let sim_users: Vec<policy::SimUser> = by_user.into_values().collect();
@@ -251,19 +252,46 @@ impl App {
     }
 }
 
-/// What the policy knows about a stored credential (and this assertion's UV flag).
-pub(crate) fn facts_of(c: &Credential, user_verified: bool) -> AuthenticatorFacts {
-    AuthenticatorFacts {
-        aaguid: c.aaguid.clone(),
-        attestation_format: c.attestation_format.clone(),
-        attestation_verified: !matches!(
-            c.attestation_type.as_str(),
-            "none" | "unverifiable" | "uncertain"
-        ),
-        // Trust anchors (FIDO MDS, configured roots) come with the rest of issue 5; until then
-        // no attestation is trusted, so nothing reaches aal3 or passes `attestation = "trusted"`.
-        attestation_trusted: false,
-        backup_eligible: c.backup_eligible,
-        user_verified,
+/// Lints a policy document completely: the core's checks, then every `trusted_roots`
+/// certificate parsed as X.509 (which the pure core cannot do).
+pub fn lint_policy(document: &str) -> Result<Policy, Vec<LintError>> {
+    let parsed = policy::parse(document)?;
+    let mut errors = Vec::new();
+    let scopes = std::iter::once(("authenticators".to_string(), &parsed.authenticators.default))
+        .chain(
+            parsed
+                .authenticators
+                .by_population
+                .iter()
+                .map(|(p, r)| (format!("authenticators.{p}"), r)),
+        );
+    for (path, rules) in scopes {
+        for pem in &rules.trusted_roots {
+            if let Err(e) = keyplane_webauthn::TrustAnchors::from_pem(std::slice::from_ref(pem)) {
+                // The line of the certificate's first body line, for the operator.
+                let probe: String = pem
+                    .lines()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .chars()
+                    .take(32)
+                    .collect();
+                let line = document
+                    .lines()
+                    .position(|l| !probe.is_empty() && l.contains(&probe))
+                    .map_or(0, |i| i + 1);
+                errors.push(LintError {
+                    line,
+                    column: 1,
+                    path: format!("{path}.trusted_roots"),
+                    message: e.message,
+                });
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(errors)
     }
 }

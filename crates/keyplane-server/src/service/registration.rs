@@ -176,9 +176,21 @@ impl App {
         }
         let user = self.active_user(tenant, &user_id).await?;
         let rp = self.relying_party(tenant)?;
-        let registered =
-            rp.finish_parsed_registration(&ceremony.state, parsed, &VerifyOptions::default())?;
+        // The attestation is judged against the roots the user's policy trusts: the FIDO MDS
+        // roots of the model it claims to be, and the policy's own.
+        let active = self.active_policy(tenant).await?;
+        let subject = self.subject(tenant, &user.id).await?;
+        let catalogue = self.catalogue().await?;
+        let (rules, _) = active
+            .policy
+            .authenticators
+            .for_populations("authenticators", &subject.populations);
         let now = self.clock.now();
+        let options = VerifyOptions {
+            trust: Some(catalogue.trust_anchors(rules, &parsed.facts().aaguid_string())?),
+            at: now.to_system_time(),
+        };
+        let registered = rp.finish_parsed_registration(&ceremony.state, parsed, &options)?;
         let existing = self
             .store
             .list_credentials(&tenant.id, Some(&user.id))
@@ -198,6 +210,7 @@ impl App {
             attestation_format: registered.facts.fmt.clone(),
             attestation_type: registered.attestation_type.to_string(),
             user_verified: registered.facts.user_verified,
+            attestation_trusted: registered.attestation_trusted == Some(true),
             nickname,
             created_at: now,
             last_used_at: None,
@@ -206,8 +219,6 @@ impl App {
             library_state: registered.library_state,
         };
         // The tenant's policy decides whether this authenticator may be registered by this user.
-        let active = self.active_policy(tenant).await?;
-        let subject = self.subject(tenant, &user.id).await?;
         let active_passkeys = existing
             .iter()
             .filter(|c| c.status == CredentialStatus::Active)
@@ -215,7 +226,7 @@ impl App {
         let decision = keyplane_core::policy::registration(
             &active.policy,
             &subject,
-            &super::policy::facts_of(&record, record.user_verified),
+            &catalogue.facts(&record, record.user_verified),
             true,
             active_passkeys,
         );
@@ -248,6 +259,8 @@ impl App {
                 "aaguid": record.aaguid,
                 "attestation_format": record.attestation_format,
                 "attestation_type": record.attestation_type,
+                "attestation_trusted": record.attestation_trusted,
+                "model": catalogue.name(&record.aaguid).map(|n| n.name),
                 "backup_eligible": record.backup_eligible,
                 "backup_state": record.backup_state,
                 "user_verified": record.user_verified,

@@ -161,7 +161,10 @@ impl App {
             user_verified: outcome.user_verified,
         });
         let active = self.active_policy(tenant).await?;
-        let facts = super::policy::facts_of(&stored, outcome.user_verified);
+        let facts = self
+            .catalogue()
+            .await?
+            .facts(&stored, outcome.user_verified);
         let (aal, level_reason) = keyplane_core::policy::assurance(&active.policy, &facts);
         // A passkey that no longer complies (the policy changed since it was registered) still
         // signs in, but only to register a compliant one: flagged, not silently broken.
@@ -173,10 +176,17 @@ impl App {
                 compliance
                     .reasons
                     .iter()
-                    .map(|r| format!("{} ({})", r.rule, r.code))
+                    .map(|r| format!("{} ({}): {}", r.rule, r.code, r.message))
                     .collect::<Vec<_>>()
                     .join("; ")
             });
+        // A non-compliant passkey proves nothing the policy accepts: its restricted session
+        // carries the lowest level whatever the flags say.
+        let aal = if restricted.is_some() {
+            keyplane_core::Aal::Aal1
+        } else {
+            aal
+        };
         let token = Secret::generate(&mut rand::rng());
         let session = Session {
             id: SessionId::generate(),

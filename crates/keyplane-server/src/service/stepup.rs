@@ -3,7 +3,6 @@
 //! user's passkeys that can reach the level offered; the level it reaches is the policy's
 //! verdict on that passkey, and it counts for the guarding rule's `max_age_secs`.
 
-use super::policy::facts_of;
 use super::registration::{b64url, CeremonyBinding};
 use super::{App, StartedCeremony};
 use keyplane_core::audit::{Actor, Caller};
@@ -67,6 +66,7 @@ impl App {
         target: StepUpTarget<'_>,
     ) -> Result<StartedCeremony, Error> {
         let active = self.active_policy(tenant).await?;
+        let catalogue = self.catalogue().await?;
         let level = match target {
             StepUpTarget::Level(l) => l,
             StepUpTarget::Action(action) => match policy::step_up(
@@ -96,7 +96,9 @@ impl App {
             .await?
             .into_iter()
             .filter(|c| c.status == CredentialStatus::Active)
-            .filter(|c| policy::assurance(&active.policy, &facts_of(c, c.user_verified)).0 >= level)
+            .filter(|c| {
+                policy::assurance(&active.policy, &catalogue.facts(c, c.user_verified)).0 >= level
+            })
             .collect();
         if able.is_empty() {
             return Err(Error::forbidden(
@@ -186,8 +188,11 @@ impl App {
             .check_assertion(tenant, &ceremony.state, assertion, &stored, caller)
             .await?;
         let active = self.active_policy(tenant).await?;
-        let (level, why) =
-            policy::assurance(&active.policy, &facts_of(&stored, outcome.user_verified));
+        let catalogue = self.catalogue().await?;
+        let (level, why) = policy::assurance(
+            &active.policy,
+            &catalogue.facts(&stored, outcome.user_verified),
+        );
         if level < needed {
             return Err(Error::forbidden(
                 "step_up_insufficient",
