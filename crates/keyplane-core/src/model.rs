@@ -217,11 +217,17 @@ pub struct Session {
     /// Set when the passkey used no longer complies with the policy: why. Such a session may
     /// only register a compliant passkey (and read its account, and sign out).
     pub restricted: Option<String>,
+    /// Idle timeout (from the policy at sign-in), seconds; 0 = none.
+    pub idle_secs: i64,
+    /// When the session was last used (kept to the minute).
+    pub last_seen_at: Timestamp,
 }
 
 impl Session {
+    /// Past its lifetime, or unused for longer than its idle timeout.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         now >= self.expires_at
+            || (self.idle_secs > 0 && now.0 - self.last_seen_at.0 >= self.idle_secs * 1000)
     }
 }
 

@@ -381,7 +381,99 @@ async fn a_passkey_that_stops_complying_may_only_re_enrol(backend: Backend) {
     server.shutdown().await;
 }
 
+async fn status(server: &TestServer, bearer: &str) -> StatusCode {
+    server
+        .request(Method::GET, "/api/v1/me", None, Some(bearer), None)
+        .await
+        .status
+}
+
+async fn sessions_follow_the_policy_lifetime_and_idle_timeout(backend: Backend) {
+    use keyplane_core::time::ManualClock;
+    use keyplane_core::{Clock, SystemClock};
+    let clock = std::sync::Arc::new(ManualClock::new(SystemClock.now()));
+    let server = TestServer::builder(backend)
+        .clock(clock.clone())
+        .start()
+        .await;
+    with_policy(
+        &server,
+        "version = 1\npopulations = [\"regulated\"]\n[sessions]\nlifetime_secs = 7200\nidle_secs = 3600\n[sessions.regulated]\nlifetime_secs = 900\nidle_secs = 300\n",
+    )
+    .await;
+    let mut auth = SoftAuthenticator::new(&server.origin(), true, true);
+    let token = server.invite("reg").await;
+    server.enrol(&mut auth, &token).await;
+    put_in(&server, "reg", &["regulated"]).await;
+    let options = server
+        .post(
+            "/api/v1/authentication/options",
+            &json!({"username": "reg"}),
+        )
+        .await;
+    let assertion = auth.authenticate(&options.body["publicKey"]).await.unwrap();
+    let reply = server
+        .post(
+            "/api/v1/authentication/verify",
+            &json!({"ceremony": options.body["ceremony"], "credential": assertion}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let cookie = reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("__Host-") || c.contains("session"))
+        .expect("session cookie");
+    assert!(cookie.contains("Max-Age=900"), "{cookie}");
+    let bearer = reply.body["token"].as_str().unwrap().to_string();
+    // Used every 250 s, it outlives the 300 s idle timeout, but not its 900 s lifetime.
+    for _ in 0..3 {
+        clock.advance_secs(250);
+        assert_eq!(status(&server, &bearer).await, StatusCode::OK);
+    }
+    clock.advance_secs(160); // 910 s after sign-in
+    assert_eq!(
+        status(&server, &bearer).await,
+        StatusCode::UNAUTHORIZED,
+        "lifetime"
+    );
+    // A fresh session left alone for 300 s times out.
+    let session = server.sign_in(&mut auth, Some("reg")).await;
+    let fresh = session["token"].as_str().unwrap();
+    clock.advance_secs(299);
+    assert_eq!(
+        server
+            .request(Method::GET, "/api/v1/me", None, Some(fresh), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    clock.advance_secs(300);
+    assert_eq!(
+        server
+            .request(Method::GET, "/api/v1/me", None, Some(fresh), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED,
+        "idle timeout"
+    );
+    // Users outside the population get the default rules.
+    let (_, other) = server.user_with_passkey("def").await;
+    clock.advance_secs(3000);
+    assert_eq!(
+        server
+            .request(Method::GET, "/api/v1/me", None, Some(&other), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    server.shutdown().await;
+}
+
 both_backends!(
+    sessions_follow_the_policy_lifetime_and_idle_timeout,
     a_passkey_that_stops_complying_may_only_re_enrol,
     simulation_counts_what_a_candidate_would_break_and_changes_nothing,
     a_denied_registration_names_its_rule_stores_nothing_and_is_audited,

@@ -124,6 +124,8 @@ pub fn session(row: &AnyRow) -> Result<Session> {
         created_at: Timestamp(col(row, "created_at")?),
         expires_at: Timestamp(col(row, "expires_at")?),
         restricted: col(row, "restricted")?,
+        idle_secs: col(row, "idle_secs")?,
+        last_seen_at: Timestamp(col(row, "last_seen_at")?),
         elevated: match (
             col::<Option<String>>(row, "elevated_aal")?,
             col::<Option<i64>>(row, "elevated_at")?,

@@ -76,9 +76,10 @@ const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_id, public_
      status_reason, library_state, attestation_trusted";
 const USER_COLUMNS: &str =
     "id, tenant_id, username, display_name, user_handle, status, role, created_at";
-const SESSION_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, restricted";
+const SESSION_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, restricted, \
+     idle_secs, last_seen_at";
 const SESSION_READ_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, \
-     restricted, elevated_aal, elevated_at";
+     restricted, elevated_aal, elevated_at, idle_secs, last_seen_at";
 
 impl SqlStore {
     /// Connects, applies pending migrations, and for SQLite turns on WAL, foreign keys and a
@@ -646,7 +647,7 @@ impl Store for SqlStore {
         }
         let s = r.session;
         let amr: Vec<String> = s.amr.iter().map(|a| a.as_str().to_string()).collect();
-        let q = format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+        let q = format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
         sqlx::query(AssertSqlSafe(q))
             .bind(s.id.as_str())
             .bind(s.tenant_id.as_str())
@@ -659,6 +660,8 @@ impl Store for SqlStore {
             .bind(s.created_at.0)
             .bind(s.expires_at.0)
             .bind(s.restricted.clone())
+            .bind(s.idle_secs)
+            .bind(s.last_seen_at.0)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -680,6 +683,17 @@ impl Store for SqlStore {
             .await
             .map_err(db)?;
         row.as_ref().map(rows::session).transpose()
+    }
+
+    async fn touch_session(&self, tenant: &TenantId, id: &SessionId, at: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE tenant_id = $2 AND id = $3 AND last_seen_at < $1")
+            .bind(at.0)
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     async fn revoke_session(

@@ -159,6 +159,8 @@ pub trait Store: Send + Sync + 'static {
         hash: &TokenHash,
     ) -> Result<Option<Session>>;
     /// Ends a session; false if it was already ended.
+    /// Records that a session was used at `at` (never moves it back).
+    async fn touch_session(&self, tenant: &TenantId, id: &SessionId, at: Timestamp) -> Result<()>;
     async fn revoke_session(
         &self,
         tenant: &TenantId,

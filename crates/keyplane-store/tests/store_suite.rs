@@ -101,6 +101,11 @@ fn ceremony(t: &Tenant, purpose: CeremonyPurpose, expires: i64) -> Ceremony {
     }
 }
 
+/// A tenant id that owns nothing: touching another tenant's session changes nothing.
+fn b_placeholder() -> TenantId {
+    TenantId::from_trusted("no-such-tenant".into())
+}
+
 fn session(t: &Tenant, u: &User, token: &str) -> Session {
     Session {
         id: SessionId::generate(),
@@ -115,6 +120,8 @@ fn session(t: &Tenant, u: &User, token: &str) -> Session {
         expires_at: Timestamp(90_000),
         elevated: None,
         restricted: None,
+        idle_secs: 600,
+        last_seen_at: Timestamp(4_000),
     }
 }
 
@@ -131,7 +138,7 @@ macro_rules! suite {
 async fn tenants_round_trip_and_names_and_hostnames_are_unique(backend: Backend) {
     let f = fixture(backend).await;
     let s = &f.store;
-    assert_eq!(s.migration_level().await.unwrap(), 4);
+    assert_eq!(s.migration_level().await.unwrap(), 5);
     let acme = tenant("acme");
     s.create_tenant(&acme, none()).await.unwrap();
     assert_eq!(s.tenant_by_name("acme").await.unwrap().unwrap(), acme);
@@ -440,6 +447,22 @@ async fn assertions_move_the_counter_forward_and_open_a_session_atomically(backe
             .unwrap(),
         *s1
     );
+    // Use moves `last_seen_at` forward, never back.
+    s.touch_session(&a.id, &s1.id, Timestamp(9_000))
+        .await
+        .unwrap();
+    s.touch_session(&a.id, &s1.id, Timestamp(8_000))
+        .await
+        .unwrap();
+    s.touch_session(&b_placeholder(), &s1.id, Timestamp(9_500))
+        .await
+        .unwrap();
+    let seen = s
+        .session_by_token(&a.id, &TokenHash::of(b"t1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((seen.last_seen_at, seen.idle_secs), (Timestamp(9_000), 600));
     // Equal or lower counter: refused, and no session is created.
     let s2: &'static Session = Box::leak(Box::new(session(&a, &u, "t2")));
     assert!(!s

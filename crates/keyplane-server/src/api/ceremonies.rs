@@ -132,7 +132,8 @@ pub async fn authentication_verify(
         )
         .await?;
     let csrf = signed_in.token.derive("csrf");
-    let max_age = app.settings.session_ttl_secs;
+    // The cookies live as long as the session (its lifetime follows the policy).
+    let max_age = ((signed_in.session.expires_at.0 - signed_in.session.created_at.0) / 1000).max(0);
     let mut headers = HeaderMap::new();
     for c in [
         session_cookie(

@@ -187,6 +187,15 @@ impl App {
         } else {
             aal
         };
+        // Lifetime and idle timeout follow the policy for the user's populations; the
+        // `session_ttl_secs` setting caps the lifetime for the whole deployment.
+        let (session_rules, _) = active
+            .policy
+            .sessions
+            .for_populations("sessions", &subject.populations);
+        let lifetime = session_rules
+            .lifetime_secs
+            .min(self.settings.session_ttl_secs);
         let token = Secret::generate(&mut rand::rng());
         let session = Session {
             id: SessionId::generate(),
@@ -198,9 +207,11 @@ impl App {
             auth_time: now,
             credential_id: Some(stored.id.clone()),
             created_at: now,
-            expires_at: now.plus_secs(self.settings.session_ttl_secs),
+            expires_at: now.plus_secs(lifetime),
             elevated: None,
             restricted: restricted.clone(),
+            idle_secs: session_rules.idle_secs,
+            last_seen_at: now,
         };
         let event = caller
             .event_as(
@@ -330,8 +341,15 @@ impl App {
             .session_by_token(&tenant.id, &token.hash())
             .await?
             .ok_or_else(invalid)?;
-        if session.is_expired(self.clock.now()) {
+        let now = self.clock.now();
+        if session.is_expired(now) {
             return Err(invalid());
+        }
+        // Idle time is kept to the minute: at most one write per session per minute.
+        if session.idle_secs > 0 && now.0 - session.last_seen_at.0 >= 60_000 {
+            self.store
+                .touch_session(&tenant.id, &session.id, now)
+                .await?;
         }
         let user = self
             .store
