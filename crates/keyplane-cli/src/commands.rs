@@ -154,6 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(cmd) => crate::audit::run(settings, cmd).await,
         Command::Policy(cmd) => crate::policy::run(settings, cmd).await,
         Command::Mds(cmd) => crate::mds::run(settings, cmd).await,
+        Command::Approval(cmd) => crate::approval::run(settings, cmd).await,
         Command::Tenant(TenantCommand::Create {
             name,
             rp_id,

@@ -1,6 +1,7 @@
 //! `keyplane`: the command-line entry point. `serve` runs the server; the other commands act on
 //! the same database through the same services the HTTP API uses.
 
+mod approval;
 mod audit;
 mod commands;
 mod config;
@@ -55,6 +56,9 @@ pub enum Command {
     /// The tamper-evident audit log: verify, checkpoint, export, keys.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Dual control: list, approve or deny requests for a second administrator's approval.
+    #[command(subcommand)]
+    Approval(approval::ApprovalCommand),
     /// Authenticator metadata: import a FIDO MDS3 BLOB and passkey-provider names; show them.
     #[command(subcommand)]
     Mds(mds::MdsCommand),

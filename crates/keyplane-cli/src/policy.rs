@@ -5,7 +5,7 @@ use crate::commands::{open, operator, tenant_or_default};
 use crate::output::{self, Format};
 use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
-use keyplane_server::service::ApplyError;
+use keyplane_server::service::{ApplyError, PolicyChange};
 use keyplane_server::Settings;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -111,8 +111,12 @@ pub async fn run(settings: Settings, cmd: PolicyCommand) -> anyhow::Result<()> {
             let app = open(settings).await?;
             let t = tenant_or_default(&app, tenant.as_deref()).await?;
             match app.apply_policy(&t, &text, &operator()).await {
-                Ok(version) => {
+                Ok(PolicyChange::Applied { version }) => {
                     println!("tenant {}: policy version {version} is active", t.name);
+                    Ok(())
+                }
+                Ok(PolicyChange::AwaitingApproval(a)) => {
+                    print_awaiting(&t.name, &a);
                     Ok(())
                 }
                 Err(ApplyError::Lint(errors)) => Err(report_lint(&file, &errors)),
@@ -233,14 +237,32 @@ pub async fn run(settings: Settings, cmd: PolicyCommand) -> anyhow::Result<()> {
         PolicyCommand::Rollback { version, tenant } => {
             let app = open(settings).await?;
             let t = tenant_or_default(&app, tenant.as_deref()).await?;
-            app.rollback_policy(&t, version, &operator())
+            match app
+                .rollback_policy(&t, version, &operator())
                 .await
-                .map_err(|e| anyhow!("{}", e.message))?;
-            println!(
-                "tenant {}: policy version {version} is active again",
-                t.name
-            );
+                .map_err(|e| anyhow!("{}", e.message))?
+            {
+                PolicyChange::Applied { .. } => println!(
+                    "tenant {}: policy version {version} is active again",
+                    t.name
+                ),
+                PolicyChange::AwaitingApproval(a) => print_awaiting(&t.name, &a),
+            }
             Ok(())
         }
     }
+}
+
+fn print_awaiting(tenant: &str, a: &keyplane_core::Approval) {
+    println!(
+        "tenant {tenant}: the active policy puts {} under dual control; nothing changed yet.\n\
+         approval {} requested by {}: {}\n\
+         another administrator approves with `keyplane approval approve {}` (or in the admin API) before {}",
+        a.action,
+        a.id,
+        a.requested_by,
+        a.summary,
+        a.id,
+        a.expires_at.to_rfc3339()
+    );
 }

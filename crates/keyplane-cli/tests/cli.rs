@@ -354,6 +354,14 @@ fn every_command_has_help() {
         vec!["user", "set-populations", "--help"],
         vec!["audit", "verify", "--help"],
         vec!["audit", "export", "--help"],
+        vec!["approval", "list", "--help"],
+        vec!["approval", "approve", "--help"],
+        vec!["approval", "deny", "--help"],
+        vec!["mds", "import", "--help"],
+        vec!["mds", "import-names", "--help"],
+        vec!["mds", "status", "--help"],
+        vec!["mds", "list", "--help"],
+        vec!["mds", "show", "--help"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_keyplane"))
             .args(&args)
@@ -474,4 +482,69 @@ fn policy_commands_lint_apply_show_history_and_roll_back() {
     assert!(!ok && err.contains("no policy version 7"), "{err}");
     let (ok, out, _) = run(d, &["audit", "verify"]);
     assert!(ok, "every policy change is in an intact audit chain: {out}");
+}
+
+/// The same, as the operator named `login` (the CLI's actor is the OS login).
+fn run_as(data: &Path, login: &str, args: &[&str]) -> (bool, String, String) {
+    let out = keyplane(data)
+        .env("USER", login)
+        .env_remove("SUDO_USER")
+        .args(args)
+        .output()
+        .expect("run keyplane");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn dual_control_from_the_command_line_needs_a_second_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (child, _, _) = serve(d);
+    stop(child);
+    let dual = d.join("dual.toml");
+    std::fs::write(
+        &dual,
+        "version = 1\n[governance]\ndual_control = [\"policy.apply\"]\n",
+    )
+    .unwrap();
+    let next = d.join("next.toml");
+    std::fs::write(
+        &next,
+        "version = 1\n[governance]\ndual_control = [\"policy.apply\"]\n[enrolment]\nmax_passkeys = 4\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run_as(d, "alice", &["policy", "apply", dual.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run_as(d, "alice", &["policy", "apply", next.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("nothing changed yet"), "{out}");
+    let (ok, out, _) = run_as(
+        d,
+        "alice",
+        &["approval", "list", "--open", "--format", "json"],
+    );
+    assert!(ok);
+    let open: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(open.as_array().unwrap().len(), 1, "{out}");
+    let id = open[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(open[0]["requested_by"], "cli:alice");
+    let (ok, _, err) = run_as(d, "alice", &["approval", "approve", &id]);
+    assert!(!ok && err.contains("approver_is_requester"), "{err}");
+    let (ok, out, _) = run_as(d, "alice", &["policy", "show"]);
+    assert!(ok && !out.contains("max_passkeys = 4"), "{out}");
+    let (ok, out, err) = run_as(d, "bob", &["approval", "approve", &id]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"version\":2"), "{out}");
+    let (ok, out, _) = run_as(d, "bob", &["policy", "show"]);
+    assert!(ok && out.contains("max_passkeys = 4"), "{out}");
+    let (ok, _, err) = run_as(d, "carol", &["approval", "deny", &id]);
+    assert!(!ok && err.contains("approval_decided"), "{err}");
+    let (ok, _, err) = run_as(d, "carol", &["approval", "approve", "nonsense"]);
+    assert!(!ok && err.contains("not an approval id"), "{err}");
+    let (ok, out, _) = run(d, &["audit", "verify"]);
+    assert!(ok, "{out}");
 }

@@ -65,6 +65,10 @@ id_type!(
     /// An enrolment invitation.
     EnrolmentId
 );
+id_type!(
+    /// A request for a second administrator's approval.
+    ApprovalId
+);
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,9 @@ pub mod time;
 
 pub use assurance::{Aal, Amr, AssuranceFacts};
 pub use error::{Error, ErrorKind};
-pub use ids::{CeremonyId, CredentialRecordId, EnrolmentId, SessionId, TenantId, UserId};
+pub use ids::{
+    ApprovalId, CeremonyId, CredentialRecordId, EnrolmentId, SessionId, TenantId, UserId,
+};
 pub use model::*;
 pub use secret::{Secret, TokenHash};
 pub use time::{Clock, SystemClock, Timestamp};

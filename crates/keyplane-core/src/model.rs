@@ -331,3 +331,75 @@ mod tests {
         assert_eq!(CeremonyPurpose::parse("step_up_admin"), None);
     }
 }
+
+/// Where a request for approval stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    /// Waiting for a second administrator.
+    Requested,
+    /// Approved, and the act was carried out.
+    Approved,
+    Denied,
+    /// Nobody decided in time.
+    Expired,
+    /// Approved, but the act could not be carried out (the note says why).
+    Failed,
+}
+
+impl ApprovalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Requested => "requested",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Denied => "denied",
+            ApprovalStatus::Expired => "expired",
+            ApprovalStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ApprovalStatus::Requested,
+            ApprovalStatus::Approved,
+            ApprovalStatus::Denied,
+            ApprovalStatus::Expired,
+            ApprovalStatus::Failed,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+}
+
+/// Dual control: a sensitive act one administrator asked for, waiting for (or decided by)
+/// another. The act is described by `action` and carried out from `payload` once approved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    pub id: ApprovalId,
+    pub tenant_id: TenantId,
+    /// The act (`policy.apply`, `policy.rollback`, ...).
+    pub action: String,
+    /// What the act needs to run (JSON; never a secret).
+    pub payload: serde_json::Value,
+    /// One line for the approver.
+    pub summary: String,
+    /// Actor id of the requester.
+    pub requested_by: String,
+    pub requested_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub status: ApprovalStatus,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<Timestamp>,
+    pub note: Option<String>,
+}
+
+impl Approval {
+    /// The status as of `now` (a request past its expiry is expired whether or not the row says so).
+    pub fn status_at(&self, now: Timestamp) -> ApprovalStatus {
+        if self.status == ApprovalStatus::Requested && now >= self.expires_at {
+            ApprovalStatus::Expired
+        } else {
+            self.status
+        }
+    }
+}

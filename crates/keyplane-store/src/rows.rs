@@ -171,3 +171,22 @@ pub fn checkpoint(row: &AnyRow) -> Result<keyplane_core::audit::Checkpoint> {
         signature: col(row, "signature")?,
     })
 }
+
+pub fn approval(row: &AnyRow) -> Result<Approval> {
+    Ok(Approval {
+        id: ApprovalId::from_trusted(col(row, "id")?),
+        tenant_id: TenantId::from_trusted(col(row, "tenant_id")?),
+        action: col(row, "action")?,
+        payload: serde_json::from_str(&col::<String>(row, "payload")?)
+            .map_err(|_| corrupt("approval payload"))?,
+        summary: col(row, "summary")?,
+        requested_by: col(row, "requested_by")?,
+        requested_at: Timestamp(col(row, "requested_at")?),
+        expires_at: Timestamp(col(row, "expires_at")?),
+        status: ApprovalStatus::parse(&col::<String>(row, "status")?)
+            .ok_or_else(|| corrupt("approval status"))?,
+        decided_by: col(row, "decided_by")?,
+        decided_at: col::<Option<i64>>(row, "decided_at")?.map(Timestamp),
+        note: col(row, "note")?,
+    })
+}

@@ -71,6 +71,9 @@ fn json(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
 }
 
+const APPROVAL_COLUMNS: &str =
+    "id, tenant_id, action, payload, summary, requested_by, requested_at, expires_at, status, \
+     decided_by, decided_at, note";
 const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_id, public_key, sign_count, aaguid, transports, \
      backup_eligible, backup_state, attestation_format, attestation_type, user_verified, nickname, created_at, last_used_at, status, \
      status_reason, library_state, attestation_trusted";
@@ -951,6 +954,79 @@ impl Store for SqlStore {
         }
         audit::append(&mut tx, tenant, audit).await?;
         tx.commit().await.map_err(db)
+    }
+
+    async fn create_approval(&self, a: &Approval, audit: AuditBatch<'_>) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let q = format!("INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
+        sqlx::query(AssertSqlSafe(q))
+            .bind(a.id.as_str())
+            .bind(a.tenant_id.as_str())
+            .bind(&a.action)
+            .bind(a.payload.to_string())
+            .bind(&a.summary)
+            .bind(&a.requested_by)
+            .bind(a.requested_at.0)
+            .bind(a.expires_at.0)
+            .bind(a.status.as_str())
+            .bind(a.decided_by.clone())
+            .bind(a.decided_at.map(|t| t.0))
+            .bind(a.note.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        audit::append(&mut tx, &a.tenant_id, audit).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn approval(&self, tenant: &TenantId, id: &ApprovalId) -> Result<Option<Approval>> {
+        let q =
+            format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE tenant_id = $1 AND id = $2");
+        let row = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::approval).transpose()
+    }
+
+    async fn list_approvals(&self, tenant: &TenantId) -> Result<Vec<Approval>> {
+        let q = format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE tenant_id = $1 ORDER BY requested_at DESC, id");
+        let rows = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::approval).collect()
+    }
+
+    async fn decide_approval(
+        &self,
+        tenant: &TenantId,
+        id: &ApprovalId,
+        from: ApprovalStatus,
+        to: ApprovalStatus,
+        decided_by: &str,
+        note: Option<&str>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let r = sqlx::query(
+            "UPDATE approvals SET status = $1, decided_by = $2, decided_at = $3, note = $4 \
+             WHERE tenant_id = $5 AND id = $6 AND status = $7",
+        )
+        .bind(to.as_str())
+        .bind(decided_by)
+        .bind(audit.at.0)
+        .bind(note)
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
     }
 
     async fn import_mds(

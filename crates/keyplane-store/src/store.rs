@@ -217,6 +217,25 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditBatch<'_>,
     ) -> Result<()>;
 
+    // Approvals (dual control)
+    async fn create_approval(&self, approval: &Approval, audit: AuditBatch<'_>) -> Result<()>;
+    async fn approval(&self, tenant: &TenantId, id: &ApprovalId) -> Result<Option<Approval>>;
+    /// Newest first.
+    async fn list_approvals(&self, tenant: &TenantId) -> Result<Vec<Approval>>;
+    /// Moves an approval from `from` to `to` (recording who and why), with its events; false
+    /// (and nothing recorded) when it was not in `from` any more, e.g. another admin was first.
+    #[allow(clippy::too_many_arguments)]
+    async fn decide_approval(
+        &self,
+        tenant: &TenantId,
+        id: &ApprovalId,
+        from: ApprovalStatus,
+        to: ApprovalStatus,
+        decided_by: &str,
+        note: Option<&str>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+
     // Authenticator catalogue (FIDO MDS and display names; shared by every tenant)
     /// Replaces the MDS entries with a verified BLOB's, recording `audit` in each of `tenants`'
     /// chains in the same transaction. A BLOB number already imported is a `Conflict`.

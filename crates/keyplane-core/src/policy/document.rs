@@ -135,6 +135,34 @@ pub struct Policy {
     pub assurance: AssuranceRules,
     pub step_up: Vec<StepUpRule>,
     pub sessions: Scoped<SessionRules>,
+    pub governance: Governance,
+}
+
+/// Acts that may be put under dual control (a second administrator approves).
+pub const DUAL_CONTROL_ACTS: &[&str] = &["policy.apply", "policy.rollback"];
+
+/// How the policy itself, and other sensitive acts, are governed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Governance {
+    /// Acts (from [`DUAL_CONTROL_ACTS`]) that need a second administrator's approval.
+    pub dual_control: Vec<String>,
+    /// How long a request for approval stays open.
+    pub approval_ttl_secs: i64,
+}
+
+impl Governance {
+    pub fn needs_approval(&self, act: &str) -> bool {
+        self.dual_control.iter().any(|a| a == act)
+    }
+}
+
+impl Default for Governance {
+    fn default() -> Self {
+        Governance {
+            dual_control: vec![],
+            approval_ttl_secs: 24 * 3600,
+        }
+    }
 }
 
 impl Default for AuthenticatorRules {
@@ -201,6 +229,7 @@ impl Default for Policy {
                 default: SessionRules::default(),
                 by_population: vec![],
             },
+            governance: Governance::default(),
         }
     }
 }

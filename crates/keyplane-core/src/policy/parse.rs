@@ -500,9 +500,26 @@ pub fn parse(text: &str) -> Result<Policy, Vec<LintError>> {
             "assurance",
             "step_up",
             "sessions",
+            "governance",
         ],
     );
     let mut policy = Policy::default();
+    if let Some(t) = l.table(root, "", "governance") {
+        l.unknown_keys(t, "governance", &["dual_control", "approval_ttl_secs"]);
+        if let Some(acts) = l.strings(t, "governance", "dual_control", |s| {
+            (!DUAL_CONTROL_ACTS.contains(&s)).then(|| {
+                format!(
+                    "unknown act; dual control applies to: {}",
+                    DUAL_CONTROL_ACTS.join(", ")
+                )
+            })
+        }) {
+            policy.governance.dual_control = acts;
+        }
+        if let Some(n) = l.int(t, "governance", "approval_ttl_secs", 300, 30 * 24 * 3600) {
+            policy.governance.approval_ttl_secs = n;
+        }
+    }
     match l.int(root, "", "version", 1, 1) {
         Some(v) => policy.version = v as u32,
         None if root.get("version").is_none() => l.error(

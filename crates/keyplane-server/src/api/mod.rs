@@ -1,5 +1,6 @@
 //! The HTTP API: routes, middleware (request ids, logs, metrics, body limits) and handlers.
 
+pub mod admin;
 pub mod audit;
 pub mod ceremonies;
 pub mod error;
@@ -64,6 +65,19 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/logout", post(me::logout))
         .route("/api/v1/audit/events", get(audit::events))
+        .route("/api/v1/admin/policy", get(admin::policy))
+        .route("/api/v1/admin/policy/versions", get(admin::versions))
+        .route("/api/v1/admin/policy/lint", post(admin::lint))
+        .route("/api/v1/admin/policy/diff", post(admin::diff))
+        .route("/api/v1/admin/policy/simulate", post(admin::simulate))
+        .route("/api/v1/admin/policy/apply", post(admin::apply))
+        .route("/api/v1/admin/policy/rollback", post(admin::rollback))
+        .route("/api/v1/admin/approvals", get(admin::approvals))
+        .route(
+            "/api/v1/admin/approvals/{id}/approve",
+            post(admin::approve),
+        )
+        .route("/api/v1/admin/approvals/{id}/deny", post(admin::deny))
         .route("/.well-known/keyplane-audit-keys", get(audit::keys))
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route("/enrol", get(pages::enrol))

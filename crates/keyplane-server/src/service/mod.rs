@@ -1,6 +1,7 @@
 //! Application services: the operations Keyplane offers, each a function of [`App`]. HTTP
 //! handlers and CLI commands call these and nothing below them.
 
+mod approvals;
 mod audit;
 mod catalogue;
 mod credentials;
@@ -10,6 +11,7 @@ mod signin;
 mod stepup;
 mod tenants;
 
+pub use approvals::*;
 pub use audit::*;
 pub use catalogue::*;
 pub use policy::*;

@@ -11,6 +11,16 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// What applying (or rolling back) a policy did.
+#[derive(Clone, Debug)]
+pub enum PolicyChange {
+    Applied {
+        version: i64,
+    },
+    /// Dual control: nothing changed yet; a second administrator must approve this request.
+    AwaitingApproval(Approval),
+}
+
 /// Why a policy could not be activated.
 #[derive(Debug)]
 pub enum ApplyError {
@@ -91,13 +101,49 @@ impl App {
         Ok(self.store.active_policy(&tenant.id).await?)
     }
 
-    /// Lints `document` and, if it is clean, stores it as the next version and activates it,
-    /// recording `policy.activated`.
+    /// Lints `document` and, unless the *active* policy puts `policy.apply` under dual control,
+    /// stores it as the next version and activates it (`policy.activated`). Under dual control
+    /// it opens a request for a second administrator instead. (The active policy decides, not
+    /// the candidate: a document cannot lift its own dual control.)
     pub async fn apply_policy(
         &self,
         tenant: &Tenant,
         document: &str,
         caller: &Caller,
+    ) -> Result<PolicyChange, ApplyError> {
+        lint_policy(document).map_err(ApplyError::Lint)?;
+        let governance = self.active_policy(tenant).await?.policy.governance.clone();
+        if governance.needs_approval("policy.apply") {
+            let digest = hex::encode(Sha256::digest(document.as_bytes()));
+            let approval = self
+                .request_approval(
+                    tenant,
+                    "policy.apply",
+                    json!({ "document": document, "sha256": digest }),
+                    format!(
+                        "activate a new policy version (sha256 {}, {} bytes)",
+                        &digest[..16],
+                        document.len()
+                    ),
+                    &governance,
+                    caller,
+                )
+                .await?;
+            return Ok(PolicyChange::AwaitingApproval(approval));
+        }
+        let version = self
+            .activate_policy_now(tenant, document, caller, None)
+            .await?;
+        Ok(PolicyChange::Applied { version })
+    }
+
+    /// Stores and activates a linted document, naming the approval that allowed it.
+    pub(crate) async fn activate_policy_now(
+        &self,
+        tenant: &Tenant,
+        document: &str,
+        caller: &Caller,
+        approval: Option<&Approval>,
     ) -> Result<i64, ApplyError> {
         let parsed = lint_policy(document).map_err(ApplyError::Lint)?;
         let digest = hex::encode(Sha256::digest(document.as_bytes()));
@@ -106,6 +152,8 @@ impl App {
             .details(json!({
                 "sha256": digest,
                 "populations": parsed.populations,
+                "approval": approval.map(|a| a.id.as_str()),
+                "requested_by": approval.map(|a| a.requested_by.as_str()),
             }));
         let now = self.clock.now();
         let version = self
@@ -121,16 +169,60 @@ impl App {
         Ok(version)
     }
 
-    /// Makes an earlier version active again, recording `policy.activated` with `rollback`.
+    /// Makes an earlier version active again (`policy.activated` with `rollback`), or, under
+    /// dual control for `policy.rollback`, asks a second administrator.
     pub async fn rollback_policy(
         &self,
         tenant: &Tenant,
         version: i64,
         caller: &Caller,
+    ) -> Result<PolicyChange, Error> {
+        if !self
+            .store
+            .list_policies(&tenant.id)
+            .await?
+            .iter()
+            .any(|v| v.version == version)
+        {
+            return Err(Error::not_found(
+                "policy_version_not_found",
+                format!("tenant {} has no policy version {version}", tenant.name),
+            ));
+        }
+        let governance = self.active_policy(tenant).await?.policy.governance.clone();
+        if governance.needs_approval("policy.rollback") {
+            let approval = self
+                .request_approval(
+                    tenant,
+                    "policy.rollback",
+                    json!({ "version": version }),
+                    format!("make policy version {version} active again"),
+                    &governance,
+                    caller,
+                )
+                .await?;
+            return Ok(PolicyChange::AwaitingApproval(approval));
+        }
+        self.reactivate_policy_now(tenant, version, caller, None)
+            .await?;
+        Ok(PolicyChange::Applied { version })
+    }
+
+    pub(crate) async fn reactivate_policy_now(
+        &self,
+        tenant: &Tenant,
+        version: i64,
+        caller: &Caller,
+        approval: Option<&Approval>,
     ) -> Result<(), Error> {
         let event = caller
             .event("policy.activated", "tenant", tenant.id.as_str())
-            .details(json!({ "version": version, "rollback": true }));
+            .details(json!({
+                "version": version,
+                "rollback": true,
+                "approval": approval.map(|a| a.id.as_str()),
+                "requested_by": approval.map(|a| a.requested_by.as_str()),
+            }));
         if !self
             .store
             .reactivate_policy(
@@ -201,7 +293,18 @@ impl App {
             }
         }
         let sim_users: Vec<policy::SimUser> = by_user.into_values().collect();
-        Ok(policy::simulate(&current, &candidate, &sim_users, progress))
+        let mut report = policy::simulate(&current, &candidate, &sim_users, progress);
+        // Authenticator models by name where the catalogue knows them ("iCloud Keychain (…)").
+        for impact in report.populations.values_mut() {
+            impact.authenticators = std::mem::take(&mut impact.authenticators)
+                .into_iter()
+                .map(|(aaguid, n)| match catalogue.name(&aaguid) {
+                    Some(name) => (format!("{} ({aaguid})", name.name), n),
+                    None => (aaguid, n),
+                })
+                .collect();
+        }
+        Ok(report)
     }
 
     pub async fn policy_history(&self, tenant: &Tenant) -> Result<Vec<PolicyVersion>, Error> {
