@@ -18,7 +18,7 @@ pub enum PolicyChange {
         version: i64,
     },
     /// Dual control: nothing changed yet; a second administrator must approve this request.
-    AwaitingApproval(Approval),
+    AwaitingApproval(Box<Approval>),
 }
 
 /// Why a policy could not be activated.
@@ -129,7 +129,7 @@ impl App {
                     caller,
                 )
                 .await?;
-            return Ok(PolicyChange::AwaitingApproval(approval));
+            return Ok(PolicyChange::AwaitingApproval(Box::new(approval)));
         }
         let version = self
             .activate_policy_now(tenant, document, caller, None)
@@ -201,7 +201,7 @@ impl App {
                     caller,
                 )
                 .await?;
-            return Ok(PolicyChange::AwaitingApproval(approval));
+            return Ok(PolicyChange::AwaitingApproval(Box::new(approval)));
         }
         self.reactivate_policy_now(tenant, version, caller, None)
             .await?;
