@@ -443,7 +443,109 @@ async fn blobs_that_do_not_verify_or_are_not_newer_change_nothing(backend: Backe
     s.server.shutdown().await;
 }
 
+async fn step_up_to_aal3_offers_only_credentials_that_reach_it(backend: Backend) {
+    let s = setup(backend).await;
+    s.import(&s.blob(1, &["FIDO_CERTIFIED_L2"])).await.unwrap();
+    // A synced phone passkey (aal2 at best) and, added later, a certified security key.
+    let mut phone = SoftAuthenticator::new(&s.server.origin(), true, true);
+    let token = s.server.invite("sam").await;
+    s.server.enrol(&mut phone, &token).await;
+    let session = s.server.sign_in(&mut phone, Some("sam")).await;
+    assert_eq!(session["aal"], "aal2");
+    let bearer = session["token"].as_str().unwrap().to_string();
+    let mut key = s.key(KEY_A, &s.attester_a);
+    let options = s
+        .server
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/registration/options",
+            None,
+            Some(&bearer),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(options.status, StatusCode::OK, "{:?}", options.body);
+    let credential = key.register(&options.body["publicKey"]).await.unwrap();
+    let added = s
+        .server
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/registration/verify",
+            None,
+            Some(&bearer),
+            Some(&json!({"ceremony": options.body["ceremony"], "credential": credential})),
+        )
+        .await;
+    assert_eq!(
+        (added.status, &added.body["attestation_trusted"]),
+        (StatusCode::CREATED, &json!(true))
+    );
+    let key_id = added.body["id"].as_str().unwrap().to_string();
+
+    let options = s
+        .server
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/step-up/options",
+            None,
+            Some(&bearer),
+            Some(&json!({"level": "aal3"})),
+        )
+        .await;
+    assert_eq!(options.status, StatusCode::OK, "{:?}", options.body);
+    let allowed = options.body["publicKey"]["allowCredentials"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        allowed.len(),
+        1,
+        "only the security key can reach aal3: {allowed:?}"
+    );
+    // The phone cannot answer it; the key can.
+    assert!(phone
+        .authenticate(&options.body["publicKey"])
+        .await
+        .is_err());
+    let asserted = key.authenticate(&options.body["publicKey"]).await.unwrap();
+    let verified = s
+        .server
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/step-up/verify",
+            None,
+            Some(&bearer),
+            Some(&json!({"ceremony": options.body["ceremony"], "credential": asserted})),
+        )
+        .await;
+    assert_eq!(
+        (verified.status, verified.body["aal"].as_str()),
+        (StatusCode::OK, Some("aal3")),
+        "{:?}",
+        verified.body
+    );
+    let me = s
+        .server
+        .request(
+            reqwest::Method::GET,
+            "/api/v1/me",
+            None,
+            Some(&bearer),
+            None,
+        )
+        .await;
+    assert_eq!(me.body["session"]["elevated"]["aal"], "aal3");
+    let stored = s
+        .server
+        .store_credentials(&s.server.default_tenant().await)
+        .await;
+    assert!(stored
+        .iter()
+        .any(|c| c.id.as_str() == key_id && c.attestation_trusted));
+    s.server.shutdown().await;
+}
+
 both_backends!(
+    step_up_to_aal3_offers_only_credentials_that_reach_it,
     a_verified_blob_makes_attestations_trusted_and_names_models,
     the_policy_trusts_its_own_roots_and_can_require_trust,
     a_compromised_model_is_refused_and_its_passkeys_must_re_enrol,
