@@ -3,6 +3,7 @@
 //! Architecture invariant: nothing here performs I/O, reads the clock or draws randomness on its
 //! own. Time arrives as [`Timestamp`] values, randomness through a `rand` RNG handed in.
 
+pub mod admin;
 pub mod assurance;
 pub mod audit;
 pub mod error;

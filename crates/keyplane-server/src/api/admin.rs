@@ -1,41 +1,21 @@
 //! The admin API for policy as code and dual control: the same operations as `keyplane policy …`
-//! and `keyplane approval …`. Readers need the owner, admin or auditor role; changes need owner
-//! or admin; everything needs a recent step-up (`admin.*` actions, see the policy's `step_up`).
+//! and `keyplane approval …`. Each handler asks for one permission of the matrix in
+//! `keyplane_core::admin` (docs/admin.md), which for a person includes a recent step-up.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, Auth};
+use super::extract::{ApiJson, Principal};
 use crate::service::{ApplyError, PolicyChange};
 use crate::App;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use keyplane_core::admin::Permission;
 use keyplane_core::policy::LintError;
 use keyplane_core::{Approval, ApprovalId, Error};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
-
-const READERS: &[&str] = &["owner", "admin", "auditor"];
-const WRITERS: &[&str] = &["owner", "admin"];
-
-async fn guard(app: &App, auth: &Auth, roles: &[&str], action: &str) -> Result<(), ApiError> {
-    if !auth
-        .user
-        .role
-        .as_deref()
-        .is_some_and(|r| roles.contains(&r))
-    {
-        return Err(Error::forbidden(
-            "forbidden_role",
-            format!("this needs one of the roles: {}", roles.join(", ")),
-        )
-        .into());
-    }
-    app.require_step_up(&auth.tenant, &auth.session, action)
-        .await?;
-    Ok(())
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,9 +95,9 @@ fn change(c: PolicyChange) -> Response {
     }
 }
 
-pub async fn policy(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl IntoResponse> {
-    guard(&app, &auth, READERS, "admin.policy.read").await?;
-    let active = app.active_policy_document(&auth.tenant).await?;
+pub async fn policy(State(app): State<Arc<App>>, who: Principal) -> ApiResult<impl IntoResponse> {
+    who.require(&app, Permission::PolicyRead).await?;
+    let active = app.active_policy_document(who.tenant()).await?;
     Ok(Json(match active {
         Some(v) => json!({
             "version": v.version, "document": v.document, "builtin": false,
@@ -127,9 +107,9 @@ pub async fn policy(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl I
     }))
 }
 
-pub async fn versions(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl IntoResponse> {
-    guard(&app, &auth, READERS, "admin.policy.read").await?;
-    let versions = app.policy_history(&auth.tenant).await?;
+pub async fn versions(State(app): State<Arc<App>>, who: Principal) -> ApiResult<impl IntoResponse> {
+    who.require(&app, Permission::PolicyRead).await?;
+    let versions = app.policy_history(who.tenant()).await?;
     Ok(Json(json!({ "versions": versions.iter().map(|v| json!({
         "version": v.version, "active": v.active,
         "created_at": v.created_at.to_rfc3339(), "created_by": v.created_by,
@@ -138,10 +118,10 @@ pub async fn versions(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl
 
 pub async fn lint(
     State(app): State<Arc<App>>,
-    auth: Auth,
+    who: Principal,
     ApiJson(req): ApiJson<DocumentRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    guard(&app, &auth, READERS, "admin.policy.read").await?;
+    who.require(&app, Permission::PolicyRead).await?;
     Ok(Json(match crate::service::lint_policy(&req.document) {
         Ok(p) => json!({
             "valid": true, "errors": [],
@@ -153,12 +133,12 @@ pub async fn lint(
 
 pub async fn diff(
     State(app): State<Arc<App>>,
-    auth: Auth,
+    who: Principal,
     ApiJson(req): ApiJson<DocumentRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    guard(&app, &auth, READERS, "admin.policy.read").await?;
+    who.require(&app, Permission::PolicyRead).await?;
     let active = app
-        .active_policy_document(&auth.tenant)
+        .active_policy_document(who.tenant())
         .await?
         .map(|v| v.document)
         .unwrap_or_default();
@@ -171,13 +151,13 @@ pub async fn diff(
 
 pub async fn simulate(
     State(app): State<Arc<App>>,
-    auth: Auth,
+    who: Principal,
     ApiJson(req): ApiJson<DocumentRequest>,
 ) -> Result<Response, ApiError> {
-    guard(&app, &auth, READERS, "admin.policy.read").await?;
+    who.require(&app, Permission::PolicyRead).await?;
     Ok(
         match app
-            .simulate_policy(&auth.tenant, &req.document, &|_| {})
+            .simulate_policy(who.tenant(), &req.document, &|_| {})
             .await
         {
             Ok(report) => Json(json!(report)).into_response(),
@@ -188,13 +168,13 @@ pub async fn simulate(
 
 pub async fn apply(
     State(app): State<Arc<App>>,
-    auth: Auth,
+    who: Principal,
     ApiJson(req): ApiJson<DocumentRequest>,
 ) -> Result<Response, ApiError> {
-    guard(&app, &auth, WRITERS, "admin.policy.apply").await?;
+    who.require(&app, Permission::PolicyApply).await?;
     Ok(
         match app
-            .apply_policy(&auth.tenant, &req.document, &auth.caller())
+            .apply_policy(who.tenant(), &req.document, &who.caller())
             .await
         {
             Ok(c) => change(c),
@@ -205,19 +185,22 @@ pub async fn apply(
 
 pub async fn rollback(
     State(app): State<Arc<App>>,
-    auth: Auth,
+    who: Principal,
     ApiJson(req): ApiJson<RollbackRequest>,
 ) -> Result<Response, ApiError> {
-    guard(&app, &auth, WRITERS, "admin.policy.apply").await?;
+    who.require(&app, Permission::PolicyApply).await?;
     Ok(change(
-        app.rollback_policy(&auth.tenant, req.version, &auth.caller())
+        app.rollback_policy(who.tenant(), req.version, &who.caller())
             .await?,
     ))
 }
 
-pub async fn approvals(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl IntoResponse> {
-    guard(&app, &auth, READERS, "admin.approvals.read").await?;
-    let list = app.list_approvals(&auth.tenant).await?;
+pub async fn approvals(
+    State(app): State<Arc<App>>,
+    who: Principal,
+) -> ApiResult<impl IntoResponse> {
+    who.require(&app, Permission::ApprovalsRead).await?;
+    let list = app.list_approvals(who.tenant()).await?;
     Ok(Json(
         json!({ "approvals": list.iter().map(approval_json).collect::<Vec<_>>() }),
     ))
@@ -230,12 +213,12 @@ fn approval_id(raw: &str) -> Result<ApprovalId, ApiError> {
 
 pub async fn approve(
     State(app): State<Arc<App>>,
-    auth: Auth,
+    who: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    guard(&app, &auth, WRITERS, "admin.approvals.decide").await?;
+    who.require(&app, Permission::ApprovalsDecide).await?;
     let (a, result) = app
-        .approve(&auth.tenant, &approval_id(&id)?, &auth.caller())
+        .approve(who.tenant(), &approval_id(&id)?, &who.caller())
         .await?;
     Ok(Json(
         json!({ "approval": approval_json(&a), "result": result }),
@@ -244,17 +227,17 @@ pub async fn approve(
 
 pub async fn deny(
     State(app): State<Arc<App>>,
-    auth: Auth,
+    who: Principal,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<DenyRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    guard(&app, &auth, WRITERS, "admin.approvals.decide").await?;
+    who.require(&app, Permission::ApprovalsDecide).await?;
     let a = app
         .deny(
-            &auth.tenant,
+            who.tenant(),
             &approval_id(&id)?,
             req.note.as_deref(),
-            &auth.caller(),
+            &who.caller(),
         )
         .await?;
     Ok(Json(json!({ "approval": approval_json(&a) })))

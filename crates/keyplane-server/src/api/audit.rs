@@ -2,19 +2,17 @@
 //! checkpoint public keys at a well-known URL so that auditors can pin them.
 
 use super::error::ApiResult;
-use super::extract::{ApiQuery, Auth};
+use super::extract::{ApiQuery, Principal};
 use crate::App;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Json;
+use keyplane_core::admin::Permission;
 use keyplane_core::{Error, Timestamp};
 use keyplane_store::AuditFilter;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-
-/// Roles that may read the audit log (the full permission matrix comes with administration).
-const AUDIT_READERS: &[&str] = &["owner", "admin", "auditor"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,23 +45,10 @@ fn parse_time(name: &str, raw: &Option<String>) -> Result<Option<Timestamp>, Err
 
 pub async fn events(
     State(app): State<Arc<App>>,
-    auth: Auth,
+    who: Principal,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    if !auth
-        .user
-        .role
-        .as_deref()
-        .is_some_and(|r| AUDIT_READERS.contains(&r))
-    {
-        return Err(Error::forbidden(
-            "forbidden_role",
-            "reading the audit log needs the owner, admin or auditor role",
-        )
-        .into());
-    }
-    app.require_step_up(&auth.tenant, &auth.session, "admin.audit.read")
-        .await?;
+    who.require(&app, Permission::AuditRead).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(Error::invalid("invalid_limit", "limit must be between 1 and 1000").into());
@@ -81,7 +66,7 @@ pub async fn events(
     };
     let events = app
         .store
-        .list_audit_events(&auth.tenant.id, &filter)
+        .list_audit_events(&who.tenant().id, &filter)
         .await
         .map_err(Error::from)?;
     let next = (events.len() as i64 == limit)

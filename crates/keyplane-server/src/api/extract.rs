@@ -251,3 +251,67 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .map_err(|r| ApiError(Error::invalid("invalid_query", r.body_text())))
     }
 }
+
+/// Who is calling an admin endpoint: a person (a session whose user has a role) or, later, a
+/// machine client (scopes). Every admin handler asks [`Principal::require`] for one permission.
+pub enum Principal {
+    Person(Auth),
+}
+
+impl FromRequestParts<Arc<App>> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        Ok(Principal::Person(
+            Auth::from_request_parts(parts, app).await?,
+        ))
+    }
+}
+
+impl Principal {
+    pub fn tenant(&self) -> &Tenant {
+        match self {
+            Principal::Person(a) => &a.tenant,
+        }
+    }
+
+    pub fn caller(&self) -> Caller {
+        match self {
+            Principal::Person(a) => a.caller(),
+        }
+    }
+
+    /// The role's (or scopes') permission, and for a person a recent enough step-up for
+    /// `admin.<permission>` (the policy's `step_up` rules).
+    pub async fn require(
+        &self,
+        app: &App,
+        permission: keyplane_core::admin::Permission,
+    ) -> Result<(), ApiError> {
+        use keyplane_core::admin::{allows, Role};
+        match self {
+            Principal::Person(a) => {
+                let role = a.user.role.as_deref().and_then(Role::parse);
+                if !role.is_some_and(|r| allows(r, permission)) {
+                    let may: Vec<&str> = Role::ALL
+                        .iter()
+                        .filter(|r| allows(**r, permission))
+                        .map(|r| r.as_str())
+                        .collect();
+                    return Err(Error::forbidden(
+                        "forbidden_role",
+                        format!(
+                            "{} needs one of the roles: {}",
+                            permission.as_str(),
+                            may.join(", ")
+                        ),
+                    )
+                    .into());
+                }
+                app.require_step_up(&a.tenant, &a.session, &permission.step_up_action())
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+}
