@@ -69,6 +69,18 @@ id_type!(
     /// A request for a second administrator's approval.
     ApprovalId
 );
+id_type!(
+    /// A fraud alert (e.g. a cloned authenticator).
+    FraudAlertId
+);
+id_type!(
+    /// A time-boxed exception to the policy.
+    ExceptionId
+);
+id_type!(
+    /// A bulk action over credentials.
+    BulkJobId
+);
 
 #[cfg(test)]
 mod tests {

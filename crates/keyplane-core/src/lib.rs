@@ -17,7 +17,8 @@ pub mod time;
 pub use assurance::{Aal, Amr, AssuranceFacts};
 pub use error::{Error, ErrorKind};
 pub use ids::{
-    ApprovalId, CeremonyId, CredentialRecordId, EnrolmentId, SessionId, TenantId, UserId,
+    ApprovalId, BulkJobId, CeremonyId, CredentialRecordId, EnrolmentId, ExceptionId, FraudAlertId,
+    SessionId, TenantId, UserId,
 };
 pub use model::*;
 pub use secret::{Secret, TokenHash};

@@ -63,6 +63,9 @@ pub struct User {
     /// Administrative role, if any (`owner` for the bootstrap administrator).
     pub role: Option<String>,
     pub created_at: Timestamp,
+    /// An administrator forced re-enrolment: why. The next sign-in gives a session that may only
+    /// register a compliant passkey; registering one clears it.
+    pub re_enrol_reason: Option<String>,
 }
 
 /// Length of a user handle in bytes (WebAuthn allows up to 64).
@@ -402,4 +405,99 @@ impl Approval {
             self.status
         }
     }
+}
+
+/// A signal that an authenticator may be cloned or misused, opened with the credential's
+/// suspension and resolved by an administrator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FraudAlert {
+    pub id: FraudAlertId,
+    pub tenant_id: TenantId,
+    /// `sign_count_regression`, ...
+    pub kind: String,
+    pub user_id: UserId,
+    pub credential_id: Option<CredentialRecordId>,
+    /// `open` or `resolved`.
+    pub status: String,
+    pub opened_at: Timestamp,
+    pub details: serde_json::Value,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<Timestamp>,
+    /// `revoke` (the credential is revoked) or `reactivate` (a false alarm).
+    pub resolution: Option<String>,
+    pub note: Option<String>,
+}
+
+/// Who an exception covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum ExceptionSubject {
+    User(UserId),
+    Population(String),
+}
+
+/// A governed, time-boxed departure from one rule of the policy, granted by a second
+/// administrator's approval. Decisions that rely on it cite its id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyException {
+    pub id: ExceptionId,
+    pub tenant_id: TenantId,
+    pub subject: ExceptionSubject,
+    /// The rule path it waives (`authenticators.regulated.synced`), as decisions name it.
+    pub rule: String,
+    pub reason: String,
+    pub requested_by: String,
+    pub approved_by: String,
+    pub approval_id: ApprovalId,
+    /// `active`, `revoked` or `expired` (see [`PolicyException::status_at`]).
+    pub status: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// When its coming expiry was announced (`exception.expiring`).
+    pub announced_at: Option<Timestamp>,
+    pub ended_by: Option<String>,
+    pub ended_at: Option<Timestamp>,
+}
+
+impl PolicyException {
+    pub fn status_at(&self, now: Timestamp) -> &str {
+        if self.status == "active" && now >= self.expires_at {
+            "expired"
+        } else {
+            &self.status
+        }
+    }
+
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.status_at(now) == "active"
+    }
+
+    /// Whether it covers a user with these populations.
+    pub fn covers(&self, user: &UserId, populations: &[String]) -> bool {
+        match &self.subject {
+            ExceptionSubject::User(u) => u == user,
+            ExceptionSubject::Population(p) => populations.contains(p),
+        }
+    }
+}
+
+/// A bulk action's progress: credentials are visited in id order, so `last_credential` is
+/// where an interrupted job resumes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BulkJob {
+    pub id: BulkJobId,
+    pub tenant_id: TenantId,
+    /// `suspend`, `revoke` or `reactivate`.
+    pub action: String,
+    pub filter: serde_json::Value,
+    pub reason: String,
+    /// Matching credentials when the job started.
+    pub total: i64,
+    pub done: i64,
+    pub last_credential: Option<CredentialRecordId>,
+    /// `running`, `completed`.
+    pub status: String,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
 }

@@ -45,6 +45,7 @@ pub fn user(row: &AnyRow) -> Result<User> {
             .ok_or_else(|| corrupt("user status"))?,
         role: col(row, "role")?,
         created_at: Timestamp(col(row, "created_at")?),
+        re_enrol_reason: col(row, "re_enrol_reason")?,
     })
 }
 
@@ -188,5 +189,69 @@ pub fn approval(row: &AnyRow) -> Result<Approval> {
         decided_by: col(row, "decided_by")?,
         decided_at: col::<Option<i64>>(row, "decided_at")?.map(Timestamp),
         note: col(row, "note")?,
+    })
+}
+
+fn json_value(row: &AnyRow, name: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(&col::<String>(row, name)?).map_err(|_| corrupt(name))
+}
+
+pub fn fraud_alert(row: &AnyRow) -> Result<FraudAlert> {
+    Ok(FraudAlert {
+        id: FraudAlertId::from_trusted(col(row, "id")?),
+        tenant_id: TenantId::from_trusted(col(row, "tenant_id")?),
+        kind: col(row, "kind")?,
+        user_id: UserId::from_trusted(col(row, "user_id")?),
+        credential_id: col::<Option<String>>(row, "credential_id")?
+            .map(CredentialRecordId::from_trusted),
+        status: col(row, "status")?,
+        opened_at: Timestamp(col(row, "opened_at")?),
+        details: json_value(row, "details")?,
+        resolved_by: col(row, "resolved_by")?,
+        resolved_at: col::<Option<i64>>(row, "resolved_at")?.map(Timestamp),
+        resolution: col(row, "resolution")?,
+        note: col(row, "note")?,
+    })
+}
+
+pub fn exception(row: &AnyRow) -> Result<PolicyException> {
+    let subject: String = col(row, "subject")?;
+    Ok(PolicyException {
+        id: ExceptionId::from_trusted(col(row, "id")?),
+        tenant_id: TenantId::from_trusted(col(row, "tenant_id")?),
+        subject: match col::<String>(row, "subject_type")?.as_str() {
+            "user" => ExceptionSubject::User(UserId::from_trusted(subject)),
+            "population" => ExceptionSubject::Population(subject),
+            _ => return Err(corrupt("exception subject")),
+        },
+        rule: col(row, "rule")?,
+        reason: col(row, "reason")?,
+        requested_by: col(row, "requested_by")?,
+        approved_by: col(row, "approved_by")?,
+        approval_id: ApprovalId::from_trusted(col(row, "approval_id")?),
+        status: col(row, "status")?,
+        created_at: Timestamp(col(row, "created_at")?),
+        expires_at: Timestamp(col(row, "expires_at")?),
+        announced_at: col::<Option<i64>>(row, "announced_at")?.map(Timestamp),
+        ended_by: col(row, "ended_by")?,
+        ended_at: col::<Option<i64>>(row, "ended_at")?.map(Timestamp),
+    })
+}
+
+pub fn bulk_job(row: &AnyRow) -> Result<BulkJob> {
+    Ok(BulkJob {
+        id: BulkJobId::from_trusted(col(row, "id")?),
+        tenant_id: TenantId::from_trusted(col(row, "tenant_id")?),
+        action: col(row, "action")?,
+        filter: json_value(row, "filter")?,
+        reason: col(row, "reason")?,
+        total: col(row, "total")?,
+        done: col(row, "done")?,
+        last_credential: col::<Option<String>>(row, "last_credential")?
+            .map(CredentialRecordId::from_trusted),
+        status: col(row, "status")?,
+        created_by: col(row, "created_by")?,
+        created_at: Timestamp(col(row, "created_at")?),
+        finished_at: col::<Option<i64>>(row, "finished_at")?.map(Timestamp),
     })
 }

@@ -71,6 +71,10 @@ fn json(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
 }
 
+const FRAUD_COLUMNS: &str = "id, tenant_id, kind, user_id, credential_id, status, opened_at, details, resolved_by, resolved_at, resolution, note";
+const EXCEPTION_COLUMNS: &str = "id, tenant_id, subject_type, subject, rule, reason, requested_by, approved_by, approval_id, status, \
+     created_at, expires_at, announced_at, ended_by, ended_at";
+const BULK_COLUMNS: &str = "id, tenant_id, action, filter, reason, total, done, last_credential, status, created_by, created_at, finished_at";
 const APPROVAL_COLUMNS: &str =
     "id, tenant_id, action, payload, summary, requested_by, requested_at, expires_at, status, \
      decided_by, decided_at, note";
@@ -78,7 +82,7 @@ const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_id, public_
      backup_eligible, backup_state, attestation_format, attestation_type, user_verified, nickname, created_at, last_used_at, status, \
      status_reason, library_state, attestation_trusted";
 const USER_COLUMNS: &str =
-    "id, tenant_id, username, display_name, user_handle, status, role, created_at";
+    "id, tenant_id, username, display_name, user_handle, status, role, created_at, re_enrol_reason";
 const SESSION_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, restricted, \
      idle_secs, last_seen_at";
 const SESSION_READ_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, \
@@ -288,8 +292,8 @@ impl Store for SqlStore {
     async fn create_user(&self, u: &User, audit: AuditBatch<'_>) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db)?;
         sqlx::query(
-            "INSERT INTO users (id, tenant_id, username, display_name, user_handle, status, role, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO users (id, tenant_id, username, display_name, user_handle, status, role, created_at, re_enrol_reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(u.id.as_str())
         .bind(u.tenant_id.as_str())
@@ -299,6 +303,7 @@ impl Store for SqlStore {
         .bind(u.status.as_str())
         .bind(u.role.clone())
         .bind(u.created_at.0)
+        .bind(u.re_enrol_reason.clone())
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -954,6 +959,446 @@ impl Store for SqlStore {
         }
         audit::append(&mut tx, tenant, audit).await?;
         tx.commit().await.map_err(db)
+    }
+
+    async fn change_credential_status(
+        &self,
+        tenant: &TenantId,
+        id: &CredentialRecordId,
+        from: &[CredentialStatus],
+        to: CredentialStatus,
+        reason: &str,
+        end_sessions: bool,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let allowed: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let r = sqlx::query(
+            "UPDATE credentials SET status = $1, status_reason = $2 WHERE tenant_id = $3 AND id = $4 \
+             AND (status = $5 OR status = $6 OR status = $7)",
+        )
+        .bind(to.as_str())
+        .bind(reason)
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .bind(allowed.first().copied().unwrap_or(""))
+        .bind(allowed.get(1).copied().unwrap_or(""))
+        .bind(allowed.get(2).copied().unwrap_or(""))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if r.rows_affected() == 1 && end_sessions {
+            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND credential_id = $3 AND revoked_at IS NULL")
+                .bind(audit.at.0)
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
+    }
+
+    async fn change_user_status(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        from: &[UserStatus],
+        to: UserStatus,
+        revoke_credentials: bool,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let allowed: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let r = sqlx::query(
+            "UPDATE users SET status = $1 WHERE tenant_id = $2 AND id = $3 AND (status = $4 OR status = $5 OR status = $6)",
+        )
+        .bind(to.as_str())
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .bind(allowed.first().copied().unwrap_or(""))
+        .bind(allowed.get(1).copied().unwrap_or(""))
+        .bind(allowed.get(2).copied().unwrap_or(""))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if r.rows_affected() == 1 {
+            if to != UserStatus::Active {
+                sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND user_id = $3 AND revoked_at IS NULL")
+                    .bind(audit.at.0)
+                    .bind(tenant.as_str())
+                    .bind(user.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            if revoke_credentials {
+                sqlx::query("UPDATE credentials SET status = 'revoked', status_reason = 'user_deprovisioned' WHERE tenant_id = $1 AND user_id = $2 AND status <> 'revoked'")
+                    .bind(tenant.as_str())
+                    .bind(user.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+        }
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
+    }
+
+    async fn set_user_role(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        role: Option<&str>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let r = sqlx::query("UPDATE users SET role = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(role)
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
+    }
+
+    async fn set_re_enrolment(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        reason: Option<&str>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let r =
+            sqlx::query("UPDATE users SET re_enrol_reason = $1 WHERE tenant_id = $2 AND id = $3")
+                .bind(reason)
+                .bind(tenant.as_str())
+                .bind(user.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        if r.rows_affected() == 1 && reason.is_some() {
+            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND user_id = $3 AND revoked_at IS NULL")
+                .bind(audit.at.0)
+                .bind(tenant.as_str())
+                .bind(user.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
+    }
+
+    async fn suspend_with_alert(
+        &self,
+        tenant: &TenantId,
+        credential: &CredentialRecordId,
+        alert: &FraudAlert,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let r = sqlx::query("UPDATE credentials SET status = 'suspended', status_reason = $1 WHERE tenant_id = $2 AND id = $3 AND status = 'active'")
+            .bind(&alert.kind)
+            .bind(tenant.as_str())
+            .bind(credential.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if r.rows_affected() == 1 {
+            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND credential_id = $3 AND revoked_at IS NULL")
+                .bind(audit.at.0)
+                .bind(tenant.as_str())
+                .bind(credential.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            let q = format!("INSERT INTO fraud_alerts ({FRAUD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
+            sqlx::query(AssertSqlSafe(q))
+                .bind(alert.id.as_str())
+                .bind(alert.tenant_id.as_str())
+                .bind(&alert.kind)
+                .bind(alert.user_id.as_str())
+                .bind(alert.credential_id.as_ref().map(|c| c.as_str().to_string()))
+                .bind(&alert.status)
+                .bind(alert.opened_at.0)
+                .bind(alert.details.to_string())
+                .bind(alert.resolved_by.clone())
+                .bind(alert.resolved_at.map(|t| t.0))
+                .bind(alert.resolution.clone())
+                .bind(alert.note.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
+    }
+
+    async fn list_fraud_alerts(&self, tenant: &TenantId) -> Result<Vec<FraudAlert>> {
+        let q = format!("SELECT {FRAUD_COLUMNS} FROM fraud_alerts WHERE tenant_id = $1 ORDER BY opened_at DESC, id");
+        let rows = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::fraud_alert).collect()
+    }
+
+    async fn fraud_alert(
+        &self,
+        tenant: &TenantId,
+        id: &FraudAlertId,
+    ) -> Result<Option<FraudAlert>> {
+        let q =
+            format!("SELECT {FRAUD_COLUMNS} FROM fraud_alerts WHERE tenant_id = $1 AND id = $2");
+        let row = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::fraud_alert).transpose()
+    }
+
+    async fn resolve_fraud_alert(
+        &self,
+        tenant: &TenantId,
+        id: &FraudAlertId,
+        resolution: &str,
+        note: &str,
+        by: &str,
+        credential_to: Option<(CredentialRecordId, CredentialStatus)>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let r = sqlx::query(
+            "UPDATE fraud_alerts SET status = 'resolved', resolution = $1, note = $2, resolved_by = $3, resolved_at = $4 \
+             WHERE tenant_id = $5 AND id = $6 AND status = 'open'",
+        )
+        .bind(resolution)
+        .bind(note)
+        .bind(by)
+        .bind(audit.at.0)
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if r.rows_affected() == 1 {
+            if let Some((cred, status)) = credential_to {
+                sqlx::query("UPDATE credentials SET status = $1, status_reason = $2 WHERE tenant_id = $3 AND id = $4 AND status <> 'revoked'")
+                    .bind(status.as_str())
+                    .bind(format!("fraud_alert_{resolution}"))
+                    .bind(tenant.as_str())
+                    .bind(cred.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+        }
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
+    }
+
+    async fn create_exception(&self, e: &PolicyException, audit: AuditBatch<'_>) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let (subject_type, subject) = match &e.subject {
+            ExceptionSubject::User(u) => ("user", u.as_str().to_string()),
+            ExceptionSubject::Population(p) => ("population", p.clone()),
+        };
+        let q = format!("INSERT INTO exceptions ({EXCEPTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)");
+        sqlx::query(AssertSqlSafe(q))
+            .bind(e.id.as_str())
+            .bind(e.tenant_id.as_str())
+            .bind(subject_type)
+            .bind(subject)
+            .bind(&e.rule)
+            .bind(&e.reason)
+            .bind(&e.requested_by)
+            .bind(&e.approved_by)
+            .bind(e.approval_id.as_str())
+            .bind(&e.status)
+            .bind(e.created_at.0)
+            .bind(e.expires_at.0)
+            .bind(e.announced_at.map(|t| t.0))
+            .bind(e.ended_by.clone())
+            .bind(e.ended_at.map(|t| t.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        audit::append(&mut tx, &e.tenant_id, audit).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn list_exceptions(&self, tenant: &TenantId) -> Result<Vec<PolicyException>> {
+        let q = format!("SELECT {EXCEPTION_COLUMNS} FROM exceptions WHERE tenant_id = $1 ORDER BY created_at DESC, id");
+        let rows = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::exception).collect()
+    }
+
+    async fn active_exceptions(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+    ) -> Result<Vec<PolicyException>> {
+        let q = format!("SELECT {EXCEPTION_COLUMNS} FROM exceptions WHERE tenant_id = $1 AND status = 'active' AND expires_at > $2 ORDER BY created_at, id");
+        let rows = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .bind(now.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::exception).collect()
+    }
+
+    async fn end_exception(
+        &self,
+        tenant: &TenantId,
+        id: &ExceptionId,
+        to: &str,
+        by: &str,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let r = sqlx::query("UPDATE exceptions SET status = $1, ended_by = $2, ended_at = $3 WHERE tenant_id = $4 AND id = $5 AND status = 'active'")
+            .bind(to)
+            .bind(by)
+            .bind(audit.at.0)
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
+    }
+
+    async fn announce_exception(
+        &self,
+        tenant: &TenantId,
+        id: &ExceptionId,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let r = sqlx::query("UPDATE exceptions SET announced_at = $1 WHERE tenant_id = $2 AND id = $3 AND announced_at IS NULL AND status = 'active'")
+            .bind(audit.at.0)
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
+    }
+
+    async fn create_bulk_job(&self, j: &BulkJob, audit: AuditBatch<'_>) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let q = format!("INSERT INTO bulk_jobs ({BULK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
+        sqlx::query(AssertSqlSafe(q))
+            .bind(j.id.as_str())
+            .bind(j.tenant_id.as_str())
+            .bind(&j.action)
+            .bind(j.filter.to_string())
+            .bind(&j.reason)
+            .bind(j.total)
+            .bind(j.done)
+            .bind(j.last_credential.as_ref().map(|c| c.as_str().to_string()))
+            .bind(&j.status)
+            .bind(&j.created_by)
+            .bind(j.created_at.0)
+            .bind(j.finished_at.map(|t| t.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        audit::append(&mut tx, &j.tenant_id, audit).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn bulk_job(&self, tenant: &TenantId, id: &BulkJobId) -> Result<Option<BulkJob>> {
+        let q = format!("SELECT {BULK_COLUMNS} FROM bulk_jobs WHERE tenant_id = $1 AND id = $2");
+        let row = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::bulk_job).transpose()
+    }
+
+    async fn list_bulk_jobs(&self, tenant: &TenantId) -> Result<Vec<BulkJob>> {
+        let q = format!("SELECT {BULK_COLUMNS} FROM bulk_jobs WHERE tenant_id = $1 ORDER BY created_at DESC, id");
+        let rows = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::bulk_job).collect()
+    }
+
+    async fn bulk_step(
+        &self,
+        tenant: &TenantId,
+        job: &BulkJobId,
+        changes: &[(CredentialRecordId, CredentialStatus)],
+        events: &[NewEvent],
+        extra: &[NewEvent],
+        from: &[CredentialStatus],
+        reason: &str,
+        last: &CredentialRecordId,
+        finished: bool,
+        at: Timestamp,
+    ) -> Result<u64> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let allowed: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let mut recorded: Vec<NewEvent> = Vec::with_capacity(changes.len() + extra.len());
+        for (i, (id, to)) in changes.iter().enumerate() {
+            let r = sqlx::query(
+                "UPDATE credentials SET status = $1, status_reason = $2 WHERE tenant_id = $3 AND id = $4 \
+                 AND (status = $5 OR status = $6 OR status = $7)",
+            )
+            .bind(to.as_str())
+            .bind(reason)
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .bind(allowed.first().copied().unwrap_or(""))
+            .bind(allowed.get(1).copied().unwrap_or(""))
+            .bind(allowed.get(2).copied().unwrap_or(""))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if r.rows_affected() == 1 {
+                if *to != CredentialStatus::Active {
+                    sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND credential_id = $3 AND revoked_at IS NULL")
+                        .bind(at.0)
+                        .bind(tenant.as_str())
+                        .bind(id.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                }
+                if let Some(e) = events.get(i) {
+                    recorded.push(e.clone());
+                }
+            }
+        }
+        let changed = recorded.len() as u64;
+        recorded.extend(extra.iter().cloned());
+        sqlx::query(
+            "UPDATE bulk_jobs SET done = done + $1, last_credential = $2, status = $3, finished_at = $4 WHERE tenant_id = $5 AND id = $6",
+        )
+        .bind(changed as i64)
+        .bind(last.as_str())
+        .bind(if finished { "completed" } else { "running" })
+        .bind(finished.then_some(at.0))
+        .bind(tenant.as_str())
+        .bind(job.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        audit::append(&mut tx, tenant, AuditBatch::new(at, &recorded)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(changed)
     }
 
     async fn create_approval(&self, a: &Approval, audit: AuditBatch<'_>) -> Result<()> {

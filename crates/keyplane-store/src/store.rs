@@ -217,6 +217,118 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditBatch<'_>,
     ) -> Result<()>;
 
+    // Administration: lifecycle, fraud alerts, exceptions, bulk actions
+    /// Moves a credential from one of `from` to `to`, ending its sessions if asked; false (and
+    /// nothing recorded) when it was in none of `from`.
+    #[allow(clippy::too_many_arguments)]
+    async fn change_credential_status(
+        &self,
+        tenant: &TenantId,
+        id: &CredentialRecordId,
+        from: &[CredentialStatus],
+        to: CredentialStatus,
+        reason: &str,
+        end_sessions: bool,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    /// Moves a user from one of `from` to `to`; any status but active ends every session;
+    /// `revoke_credentials` revokes all of the user's credentials in the same transaction.
+    async fn change_user_status(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        from: &[UserStatus],
+        to: UserStatus,
+        revoke_credentials: bool,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    async fn set_user_role(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        role: Option<&str>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    /// Sets (ending the user's sessions) or clears a forced re-enrolment.
+    async fn set_re_enrolment(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        reason: Option<&str>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    /// Suspends an active credential, ends its sessions and opens `alert`, atomically; false
+    /// when the credential was not active (no alert opened).
+    async fn suspend_with_alert(
+        &self,
+        tenant: &TenantId,
+        credential: &CredentialRecordId,
+        alert: &FraudAlert,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    async fn list_fraud_alerts(&self, tenant: &TenantId) -> Result<Vec<FraudAlert>>;
+    async fn fraud_alert(&self, tenant: &TenantId, id: &FraudAlertId)
+        -> Result<Option<FraudAlert>>;
+    /// Resolves an open alert, moving its credential to the given status in the same
+    /// transaction (never out of `revoked`); false when it was not open.
+    #[allow(clippy::too_many_arguments)]
+    async fn resolve_fraud_alert(
+        &self,
+        tenant: &TenantId,
+        id: &FraudAlertId,
+        resolution: &str,
+        note: &str,
+        by: &str,
+        credential_to: Option<(CredentialRecordId, CredentialStatus)>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    async fn create_exception(&self, e: &PolicyException, audit: AuditBatch<'_>) -> Result<()>;
+    /// Newest first.
+    async fn list_exceptions(&self, tenant: &TenantId) -> Result<Vec<PolicyException>>;
+    /// Active and not yet expired at `now`.
+    async fn active_exceptions(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+    ) -> Result<Vec<PolicyException>>;
+    /// Ends an active exception (`revoked` or `expired`); false when it was not active.
+    async fn end_exception(
+        &self,
+        tenant: &TenantId,
+        id: &ExceptionId,
+        to: &str,
+        by: &str,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    /// Records (once) that an exception's expiry was announced.
+    async fn announce_exception(
+        &self,
+        tenant: &TenantId,
+        id: &ExceptionId,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    async fn create_bulk_job(&self, job: &BulkJob, audit: AuditBatch<'_>) -> Result<()>;
+    async fn bulk_job(&self, tenant: &TenantId, id: &BulkJobId) -> Result<Option<BulkJob>>;
+    async fn list_bulk_jobs(&self, tenant: &TenantId) -> Result<Vec<BulkJob>>;
+    /// One batch of a bulk job: moves each credential (if still in one of `from`), ending the
+    /// sessions of those no longer active, records `events[i]` only for the credentials that
+    /// moved, then `extra`, and advances the job to `last`, all in one transaction. Returns how
+    /// many credentials changed.
+    #[allow(clippy::too_many_arguments)]
+    async fn bulk_step(
+        &self,
+        tenant: &TenantId,
+        job: &BulkJobId,
+        changes: &[(CredentialRecordId, CredentialStatus)],
+        events: &[NewEvent],
+        extra: &[NewEvent],
+        from: &[CredentialStatus],
+        reason: &str,
+        last: &CredentialRecordId,
+        finished: bool,
+        at: Timestamp,
+    ) -> Result<u64>;
+
     // Approvals (dual control)
     async fn create_approval(&self, approval: &Approval, audit: AuditBatch<'_>) -> Result<()>;
     async fn approval(&self, tenant: &TenantId, id: &ApprovalId) -> Result<Option<Approval>>;

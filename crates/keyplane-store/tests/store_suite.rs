@@ -57,6 +57,7 @@ fn user(t: &Tenant, name: &str) -> User {
         user_handle: uuid::Uuid::new_v4().as_bytes().to_vec(),
         status: UserStatus::Active,
         role: None,
+        re_enrol_reason: None,
         created_at: Timestamp(2_000),
     }
 }
@@ -138,7 +139,7 @@ macro_rules! suite {
 async fn tenants_round_trip_and_names_and_hostnames_are_unique(backend: Backend) {
     let f = fixture(backend).await;
     let s = &f.store;
-    assert_eq!(s.migration_level().await.unwrap(), 5);
+    assert_eq!(s.migration_level().await.unwrap(), 8);
     let acme = tenant("acme");
     s.create_tenant(&acme, none()).await.unwrap();
     assert_eq!(s.tenant_by_name("acme").await.unwrap().unwrap(), acme);
@@ -976,6 +977,367 @@ async fn the_authenticator_catalogue_is_replaced_whole_with_its_events(backend: 
     f.done().await;
 }
 
+async fn lifecycle_changes_are_conditional_and_end_sessions(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let a = tenant("a");
+    s.create_tenant(&a, none()).await.unwrap();
+    let u = user(&a, "u");
+    s.create_user(&u, none()).await.unwrap();
+    let c = credential(&a, &u, b"lc1");
+    s.register_credential(&c, None, none()).await.unwrap();
+    let sess: &'static Session = Box::leak(Box::new(Session {
+        credential_id: Some(c.id.clone()),
+        ..session(&a, &u, "lt1")
+    }));
+    let record = AssertionRecord {
+        credential: &c.id,
+        sign_count: 9,
+        backup_eligible: true,
+        backup_state: false,
+        library_state: "{}",
+        used_at: Timestamp(5_000),
+        session: sess,
+        step_up: None,
+    };
+    assert!(s.record_assertion(&a.id, &record, none()).await.unwrap());
+    let ev = |n: &str| NewEvent::new(Actor::system("t"), "credential.suspended", "credential", n);
+    let one = [ev("1")];
+    // Suspending an active credential ends its sessions and records its event.
+    assert!(s
+        .change_credential_status(
+            &a.id,
+            &c.id,
+            &[CredentialStatus::Active],
+            CredentialStatus::Suspended,
+            "lost",
+            true,
+            AuditBatch::new(Timestamp(6_000), &one)
+        )
+        .await
+        .unwrap());
+    assert!(s
+        .session_by_token(&a.id, &TokenHash::of(b"lt1"))
+        .await
+        .unwrap()
+        .is_none());
+    // The same move again does not apply and records nothing.
+    let before = all_events(s, &a.id).await.len();
+    assert!(!s
+        .change_credential_status(
+            &a.id,
+            &c.id,
+            &[CredentialStatus::Active],
+            CredentialStatus::Suspended,
+            "lost",
+            true,
+            AuditBatch::new(Timestamp(6_500), &one)
+        )
+        .await
+        .unwrap());
+    assert_eq!(all_events(s, &a.id).await.len(), before);
+    // A fraud alert opens only on an active credential.
+    let alert = FraudAlert {
+        id: FraudAlertId::generate(),
+        tenant_id: a.id.clone(),
+        kind: "sign_count_regression".into(),
+        user_id: u.id.clone(),
+        credential_id: Some(c.id.clone()),
+        status: "open".into(),
+        opened_at: Timestamp(7_000),
+        details: serde_json::json!({"stored_sign_count": 9}),
+        resolved_by: None,
+        resolved_at: None,
+        resolution: None,
+        note: None,
+    };
+    assert!(!s
+        .suspend_with_alert(&a.id, &c.id, &alert, none())
+        .await
+        .unwrap());
+    assert!(s.list_fraud_alerts(&a.id).await.unwrap().is_empty());
+    s.change_credential_status(
+        &a.id,
+        &c.id,
+        &[CredentialStatus::Suspended],
+        CredentialStatus::Active,
+        "found",
+        false,
+        none(),
+    )
+    .await
+    .unwrap();
+    assert!(s
+        .suspend_with_alert(&a.id, &c.id, &alert, none())
+        .await
+        .unwrap());
+    assert_eq!(
+        s.fraud_alert(&a.id, &alert.id).await.unwrap(),
+        Some(alert.clone())
+    );
+    assert_eq!(
+        s.credential_by_id(&a.id, &c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        CredentialStatus::Suspended
+    );
+    // Resolving moves the credential in the same transaction, once.
+    assert!(s
+        .resolve_fraud_alert(
+            &a.id,
+            &alert.id,
+            "revoke",
+            "confirmed clone",
+            "admin",
+            Some((c.id.clone(), CredentialStatus::Revoked)),
+            none()
+        )
+        .await
+        .unwrap());
+    assert!(!s
+        .resolve_fraud_alert(
+            &a.id,
+            &alert.id,
+            "reactivate",
+            "oops",
+            "admin",
+            Some((c.id.clone(), CredentialStatus::Active)),
+            none()
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        s.credential_by_id(&a.id, &c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        CredentialStatus::Revoked
+    );
+    // Deprovisioning with revocation ends sessions and revokes every credential.
+    let c2 = credential(&a, &u, b"lc2");
+    s.register_credential(&c2, None, none()).await.unwrap();
+    assert!(s
+        .change_user_status(
+            &a.id,
+            &u.id,
+            &[UserStatus::Active],
+            UserStatus::Deprovisioned,
+            true,
+            none()
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        s.credential_by_id(&a.id, &c2.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        CredentialStatus::Revoked
+    );
+    assert!(!s
+        .change_user_status(
+            &a.id,
+            &u.id,
+            &[UserStatus::Active],
+            UserStatus::Suspended,
+            false,
+            none()
+        )
+        .await
+        .unwrap());
+    // Re-enrolment is set and cleared on the user.
+    assert!(s
+        .set_re_enrolment(&a.id, &u.id, Some("lost phone"), none())
+        .await
+        .unwrap());
+    assert_eq!(
+        s.user_by_id(&a.id, &u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .re_enrol_reason
+            .as_deref(),
+        Some("lost phone")
+    );
+    assert!(s
+        .set_re_enrolment(&a.id, &u.id, None, none())
+        .await
+        .unwrap());
+    assert_eq!(
+        s.user_by_id(&a.id, &u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .re_enrol_reason,
+        None
+    );
+    f.done().await;
+}
+
+async fn exceptions_and_bulk_jobs_round_trip(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let a = tenant("a");
+    s.create_tenant(&a, none()).await.unwrap();
+    let u = user(&a, "u");
+    s.create_user(&u, none()).await.unwrap();
+    let e = PolicyException {
+        id: ExceptionId::generate(),
+        tenant_id: a.id.clone(),
+        subject: ExceptionSubject::Population("regulated".into()),
+        rule: "authenticators.regulated.synced".into(),
+        reason: "pilot".into(),
+        requested_by: "user:x".into(),
+        approved_by: "user:y".into(),
+        approval_id: ApprovalId::generate(),
+        status: "active".into(),
+        created_at: Timestamp(1_000),
+        expires_at: Timestamp(10_000),
+        announced_at: None,
+        ended_by: None,
+        ended_at: None,
+    };
+    s.create_exception(&e, none()).await.unwrap();
+    assert_eq!(s.list_exceptions(&a.id).await.unwrap(), vec![e.clone()]);
+    assert_eq!(
+        s.active_exceptions(&a.id, Timestamp(9_999))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(s
+        .active_exceptions(&a.id, Timestamp(10_000))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .announce_exception(&a.id, &e.id, AuditBatch::new(Timestamp(2_000), &[]))
+        .await
+        .unwrap());
+    assert!(!s
+        .announce_exception(&a.id, &e.id, AuditBatch::new(Timestamp(3_000), &[]))
+        .await
+        .unwrap());
+    assert!(s
+        .end_exception(
+            &a.id,
+            &e.id,
+            "revoked",
+            "user:z",
+            AuditBatch::new(Timestamp(4_000), &[])
+        )
+        .await
+        .unwrap());
+    assert!(!s
+        .end_exception(&a.id, &e.id, "expired", "system", none())
+        .await
+        .unwrap());
+    let got = &s.list_exceptions(&a.id).await.unwrap()[0];
+    assert_eq!(
+        (
+            got.status.as_str(),
+            got.announced_at,
+            got.ended_by.as_deref()
+        ),
+        ("revoked", Some(Timestamp(2_000)), Some("user:z"))
+    );
+
+    let creds: Vec<Credential> = (0..3)
+        .map(|i| credential(&a, &u, format!("bk{i}").as_bytes()))
+        .collect();
+    for c in &creds {
+        s.register_credential(c, None, none()).await.unwrap();
+    }
+    let job = BulkJob {
+        id: BulkJobId::generate(),
+        tenant_id: a.id.clone(),
+        action: "suspend".into(),
+        filter: serde_json::json!({"aaguids": []}),
+        reason: "model recall".into(),
+        total: 3,
+        done: 0,
+        last_credential: None,
+        status: "running".into(),
+        created_by: "user:x".into(),
+        created_at: Timestamp(5_000),
+        finished_at: None,
+    };
+    s.create_bulk_job(&job, none()).await.unwrap();
+    // Another admin revoked one meanwhile: the batch moves the other two and records two events.
+    s.change_credential_status(
+        &a.id,
+        &creds[1].id,
+        &[CredentialStatus::Active],
+        CredentialStatus::Revoked,
+        "x",
+        true,
+        none(),
+    )
+    .await
+    .unwrap();
+    let before = all_events(s, &a.id).await.len();
+    let changes: Vec<_> = creds
+        .iter()
+        .map(|c| (c.id.clone(), CredentialStatus::Suspended))
+        .collect();
+    let events: Vec<_> = creds
+        .iter()
+        .map(|c| {
+            NewEvent::new(
+                Actor::system("t"),
+                "credential.suspended",
+                "credential",
+                c.id.as_str(),
+            )
+        })
+        .collect();
+    let done = [NewEvent::new(
+        Actor::system("t"),
+        "bulk.completed",
+        "bulk_job",
+        job.id.as_str(),
+    )];
+    let changed = s
+        .bulk_step(
+            &a.id,
+            &job.id,
+            &changes,
+            &events,
+            &done,
+            &[CredentialStatus::Active],
+            "model recall",
+            &creds[2].id,
+            true,
+            Timestamp(6_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed, 2);
+    let recorded = all_events(s, &a.id).await;
+    assert_eq!(
+        recorded.len(),
+        before + 3,
+        "two credentials and the completion"
+    );
+    verify(&recorded);
+    let stored = s.bulk_job(&a.id, &job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.done,
+            stored.status.as_str(),
+            stored.last_credential.as_ref()
+        ),
+        (2, "completed", Some(&creds[2].id))
+    );
+    assert_eq!(s.list_bulk_jobs(&a.id).await.unwrap().len(), 1);
+    f.done().await;
+}
+
 suite!(
     tenants_round_trip_and_names_and_hostnames_are_unique,
     users_are_unique_per_tenant_and_scoped,
@@ -991,4 +1353,6 @@ suite!(
     policy_versions_activate_and_roll_back,
     populations_are_replaced_per_user,
     the_authenticator_catalogue_is_replaced_whole_with_its_events,
+    lifecycle_changes_are_conditional_and_end_sessions,
+    exceptions_and_bulk_jobs_round_trip,
 );

@@ -139,7 +139,8 @@ pub struct Policy {
 }
 
 /// Acts that may be put under dual control (a second administrator approves).
-pub const DUAL_CONTROL_ACTS: &[&str] = &["policy.apply", "policy.rollback"];
+pub const DUAL_CONTROL_ACTS: &[&str] =
+    &["policy.apply", "policy.rollback", "credentials.bulk_revoke"];
 
 /// How the policy itself, and other sensitive acts, are governed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,6 +149,13 @@ pub struct Governance {
     pub dual_control: Vec<String>,
     /// How long a request for approval stays open.
     pub approval_ttl_secs: i64,
+    /// Longest exception that may be granted, days.
+    pub exception_max_days: i64,
+    /// How many days ahead an expiring exception is announced (`exception.expiring`).
+    pub exception_notice_days: i64,
+    /// What deprovisioning a user does to their passkeys: revoke them (default) or keep them
+    /// (suspended with the user, usable again if the account is reactivated).
+    pub deprovision_revokes_credentials: bool,
 }
 
 impl Governance {
@@ -161,6 +169,9 @@ impl Default for Governance {
         Governance {
             dual_control: vec![],
             approval_ttl_secs: 24 * 3600,
+            exception_max_days: 90,
+            exception_notice_days: 7,
+            deprovision_revokes_credentials: true,
         }
     }
 }

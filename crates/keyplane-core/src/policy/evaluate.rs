@@ -340,6 +340,58 @@ pub fn sign_in(policy: &Policy, subject: &Subject, facts: &AuthenticatorFacts) -
     }
 }
 
+/// Applies exceptions to a refusal: reasons whose rule an exception waives are dropped; if none
+/// remain, the decision becomes `Allow`. `waivers` are (exception id, rule path). Returns the
+/// decision and the ids of the exceptions it relied on (to be cited).
+pub fn waive(decision: Decision, waivers: &[(String, String)]) -> (Decision, Vec<String>) {
+    if decision.verdict == Verdict::Allow || waivers.is_empty() {
+        return (decision, vec![]);
+    }
+    let mut cited = Vec::new();
+    let remaining: Vec<Reason> = decision
+        .reasons
+        .iter()
+        .filter(|r| match waivers.iter().find(|(_, rule)| *rule == r.rule) {
+            Some((id, _)) => {
+                if !cited.contains(id) {
+                    cited.push(id.clone());
+                }
+                false
+            }
+            None => true,
+        })
+        .cloned()
+        .collect();
+    if cited.is_empty() {
+        return (decision, cited);
+    }
+    if remaining.is_empty() {
+        let reasons = decision
+            .reasons
+            .into_iter()
+            .map(|r| Reason {
+                message: format!("{} (waived by an exception)", r.message),
+                ..r
+            })
+            .collect();
+        (
+            Decision {
+                verdict: Verdict::Allow,
+                reasons,
+            },
+            cited,
+        )
+    } else {
+        (
+            Decision {
+                verdict: decision.verdict,
+                reasons: remaining,
+            },
+            cited,
+        )
+    }
+}
+
 /// A model pattern: the description itself, or a prefix ending in `*`; case-insensitive.
 pub fn model_matches(pattern: &str, model: &str) -> bool {
     let model = model.to_lowercase();
@@ -710,5 +762,31 @@ min_certification = "L2"
         let lenient = parse("version = 1\n[authenticators]\ndeny_statuses = [\"REVOKED\"]\n")
             .expect("valid policy");
         assert_eq!(sign_in(&lenient, &s, &revoked).verdict, Verdict::Allow);
+    }
+
+    #[test]
+    fn exceptions_waive_only_the_rules_they_name() {
+        let p = regulated_policy();
+        let d = registration(&p, &regulated(), &synced_phone(), true, 0);
+        assert_eq!(d.verdict, Verdict::Deny);
+        let rules: Vec<String> = d.reasons.iter().map(|r| r.rule.clone()).collect();
+        // Waiving one of several broken rules leaves a refusal, citing the exception.
+        let (partial, cited) = waive(d.clone(), &[("x1".into(), rules[0].clone())]);
+        assert_eq!(partial.verdict, Verdict::Deny);
+        assert_eq!(partial.reasons.len(), rules.len() - 1);
+        assert_eq!(cited, vec!["x1"]);
+        // Waiving all of them allows it; an unrelated exception changes nothing.
+        let all: Vec<(String, String)> = rules
+            .iter()
+            .map(|r| ("x2".to_string(), r.clone()))
+            .collect();
+        let (allowed, cited) = waive(d.clone(), &all);
+        assert_eq!(
+            (allowed.verdict, cited),
+            (Verdict::Allow, vec!["x2".to_string()])
+        );
+        assert!(allowed.reasons[0].message.contains("waived"));
+        let (same, cited) = waive(d.clone(), &[("x3".into(), "enrolment.max_passkeys".into())]);
+        assert_eq!((same, cited.len()), (d, 0));
     }
 }

@@ -505,7 +505,17 @@ pub fn parse(text: &str) -> Result<Policy, Vec<LintError>> {
     );
     let mut policy = Policy::default();
     if let Some(t) = l.table(root, "", "governance") {
-        l.unknown_keys(t, "governance", &["dual_control", "approval_ttl_secs"]);
+        l.unknown_keys(
+            t,
+            "governance",
+            &[
+                "dual_control",
+                "approval_ttl_secs",
+                "exception_max_days",
+                "exception_notice_days",
+                "deprovision",
+            ],
+        );
         if let Some(acts) = l.strings(t, "governance", "dual_control", |s| {
             (!DUAL_CONTROL_ACTS.contains(&s)).then(|| {
                 format!(
@@ -518,6 +528,15 @@ pub fn parse(text: &str) -> Result<Policy, Vec<LintError>> {
         }
         if let Some(n) = l.int(t, "governance", "approval_ttl_secs", 300, 30 * 24 * 3600) {
             policy.governance.approval_ttl_secs = n;
+        }
+        if let Some(n) = l.int(t, "governance", "exception_max_days", 1, 366) {
+            policy.governance.exception_max_days = n;
+        }
+        if let Some(n) = l.int(t, "governance", "exception_notice_days", 0, 90) {
+            policy.governance.exception_notice_days = n;
+        }
+        if let Some(d) = l.choice(t, "governance", "deprovision", &["revoke", "keep"]) {
+            policy.governance.deprovision_revokes_credentials = d == "revoke";
         }
     }
     match l.int(root, "", "version", 1, 1) {

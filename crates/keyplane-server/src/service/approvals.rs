@@ -11,8 +11,14 @@ use keyplane_core::{Approval, ApprovalId, ApprovalStatus, Error, Tenant};
 use keyplane_store::AuditBatch;
 use serde_json::{json, Value};
 
-/// The acts approvals know how to carry out.
-pub const APPROVABLE: &[&str] = keyplane_core::policy::DUAL_CONTROL_ACTS;
+/// The acts approvals know how to carry out: those the policy may put under dual control, and
+/// exceptions, which always need a second administrator.
+pub const APPROVABLE: &[&str] = &[
+    "policy.apply",
+    "policy.rollback",
+    "credentials.bulk_revoke",
+    "exception.grant",
+];
 
 impl App {
     /// Opens a request for approval of `action` (described by `payload`), open for the
@@ -261,6 +267,14 @@ impl App {
                 self.reactivate_policy_now(tenant, version, approver, Some(approval))
                     .await?;
                 Ok(json!({ "version": version }))
+            }
+            "exception.grant" => {
+                let e = self.grant_exception(tenant, approval, approver).await?;
+                Ok(json!({ "exception": e.id, "expires_at": e.expires_at.to_rfc3339() }))
+            }
+            "credentials.bulk_revoke" => {
+                let job = self.start_approved_bulk(tenant, approval, approver).await?;
+                Ok(json!({ "job": job.id, "total": job.total }))
             }
             other => Err(Error::internal(format!(
                 "approval for an unknown act {other:?}"

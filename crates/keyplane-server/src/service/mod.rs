@@ -3,8 +3,11 @@
 
 mod approvals;
 mod audit;
+mod bulk;
 mod catalogue;
 mod credentials;
+mod exceptions;
+mod lifecycle;
 mod policy;
 mod registration;
 mod signin;
@@ -13,7 +16,10 @@ mod tenants;
 
 pub use approvals::*;
 pub use audit::*;
+pub use bulk::*;
 pub use catalogue::*;
+pub use exceptions::*;
+pub use lifecycle::*;
 pub use policy::*;
 pub use registration::*;
 pub use signin::*;
@@ -97,6 +103,16 @@ pub fn spawn_janitor(app: Arc<App>) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             if let Err(e) = app.purge_expired().await {
                 tracing::warn!(error = %e, "could not purge expired rows");
+            }
+            match app.store.list_tenants().await {
+                Ok(tenants) => {
+                    for t in tenants {
+                        if let Err(e) = app.exception_housekeeping(&t).await {
+                            tracing::warn!(tenant = %t.name, error = %e, "could not announce or expire exceptions");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not list tenants"),
             }
             let every = app.settings.audit.checkpoint_interval_secs;
             if every > 0 && last_checkpoint.elapsed() >= Duration::from_secs(every) {

@@ -230,6 +230,11 @@ impl App {
             true,
             active_passkeys,
         );
+        // Exceptions granted to this user (or their populations) waive the rules they name.
+        let (decision, cited) = keyplane_core::policy::waive(
+            decision,
+            &self.waivers(tenant, &user.id, &subject.populations).await?,
+        );
         if decision.verdict != keyplane_core::policy::Verdict::Allow {
             let reasons: Vec<String> = decision
                 .reasons
@@ -261,6 +266,7 @@ impl App {
                 "attestation_type": record.attestation_type,
                 "attestation_trusted": record.attestation_trusted,
                 "model": catalogue.name(&record.aaguid).map(|n| n.name),
+                "exceptions": cited,
                 "backup_eligible": record.backup_eligible,
                 "backup_state": record.backup_state,
                 "user_verified": record.user_verified,
@@ -287,6 +293,25 @@ impl App {
                 ),
                 other => other.into(),
             })?;
+        // A compliant passkey ends a forced re-enrolment.
+        if let Some(why) = &user.re_enrol_reason {
+            let event = caller
+                .event_as(
+                    Actor::user(&user.id),
+                    "user.re_enrolled",
+                    "user",
+                    user.id.as_str(),
+                )
+                .details(json!({ "credential": record.id, "reason": why }));
+            self.store
+                .set_re_enrolment(
+                    &tenant.id,
+                    &user.id,
+                    None,
+                    AuditBatch::new(self.clock.now(), &[event]),
+                )
+                .await?;
+        }
         Ok(record)
     }
 

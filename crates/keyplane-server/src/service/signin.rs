@@ -5,7 +5,7 @@ use super::registration::b64url;
 use super::{App, StartedCeremony};
 use crate::metrics;
 use keyplane_core::assurance::{assess, AssuranceFacts};
-use keyplane_core::audit::{Actor, Caller, Outcome};
+use keyplane_core::audit::{Actor, Caller};
 use keyplane_core::*;
 use keyplane_store::AuditBatch;
 use keyplane_webauthn::ParsedAssertion;
@@ -170,6 +170,11 @@ impl App {
         // signs in, but only to register a compliant one: flagged, not silently broken.
         let subject = self.subject(tenant, &user.id).await?;
         let compliance = keyplane_core::policy::sign_in(&active.policy, &subject, &facts);
+        // Exceptions granted to this user (or their populations) waive the rules they name.
+        let (compliance, cited) = keyplane_core::policy::waive(
+            compliance,
+            &self.waivers(tenant, &user.id, &subject.populations).await?,
+        );
         let restricted = (compliance.verdict
             == keyplane_core::policy::Verdict::ReEnrolmentRequired)
             .then(|| {
@@ -179,6 +184,11 @@ impl App {
                     .map(|r| format!("{} ({}): {}", r.rule, r.code, r.message))
                     .collect::<Vec<_>>()
                     .join("; ")
+            })
+            .or_else(|| {
+                user.re_enrol_reason
+                    .as_ref()
+                    .map(|why| format!("re-enrolment required by an administrator: {why}"))
             });
         // A non-compliant passkey proves nothing the policy accepts: its restricted session
         // carries the lowest level whatever the flags say.
@@ -226,6 +236,7 @@ impl App {
                 "aal": session.aal.as_str(),
                 "assurance_rule": level_reason.rule,
                 "re_enrolment_required": restricted,
+                "exceptions": cited,
                 "policy_version": active.version,
                 "amr": session.amr.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
                 "user_verified": outcome.user_verified,
@@ -304,28 +315,15 @@ impl App {
         credential: &Credential,
         caller: &Caller,
     ) -> Result<(), Error> {
-        tracing::warn!(tenant = %tenant.name, credential = %credential.id, "sign-count regression: credential suspended");
-        let event = caller
-            .event_as(
-                Actor::system("sign-count-check"),
-                "credential.suspended",
-                "credential",
-                credential.id.as_str(),
-            )
-            .outcome(Outcome::Success, "sign_count_regression")
-            .details(
-                json!({ "user": credential.user_id, "stored_sign_count": credential.sign_count }),
-            );
-        self.store
-            .set_credential_status(
-                &tenant.id,
-                &credential.id,
-                CredentialStatus::Suspended,
-                "sign_count_regression",
-                AuditBatch::new(self.clock.now(), &[event]),
-            )
-            .await?;
-        Ok(())
+        tracing::warn!(tenant = %tenant.name, credential = %credential.id, "sign-count regression: credential suspended, fraud alert opened");
+        self.open_fraud_alert(
+            tenant,
+            credential,
+            "sign_count_regression",
+            json!({ "stored_sign_count": credential.sign_count }),
+            caller,
+        )
+        .await
     }
 
     /// The session a bearer token or cookie stands for, with its user, if still valid.

@@ -173,6 +173,7 @@ impl App {
                     status: UserStatus::Active,
                     role: role.map(str::to_string),
                     created_at: now,
+                    re_enrol_reason: None,
                 };
                 let event = caller
                     .event("user.created", "user", u.id.as_str())
