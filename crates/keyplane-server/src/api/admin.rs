@@ -220,6 +220,13 @@ pub async fn approve(
     let (a, result) = app
         .approve(who.tenant(), &approval_id(&id)?, &who.caller())
         .await?;
+    // An approved bulk revoke runs in the background like any bulk job.
+    if let Some(job) = result["job"]
+        .as_str()
+        .and_then(keyplane_core::BulkJobId::parse)
+    {
+        super::manage::spawn_bulk(app.clone(), who.tenant().clone(), job, who.caller());
+    }
     Ok(Json(
         json!({ "approval": approval_json(&a), "result": result }),
     ))

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod ceremonies;
 pub mod error;
 pub mod extract;
+pub mod manage;
 pub mod me;
 pub mod ops;
 pub mod pages;
@@ -16,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use error::ApiError;
 use keyplane_core::Error;
@@ -78,6 +79,40 @@ pub fn router(app: Arc<App>) -> Router {
             post(admin::approve),
         )
         .route("/api/v1/admin/approvals/{id}/deny", post(admin::deny))
+        .route(
+            "/api/v1/admin/users",
+            get(manage::list_users).post(manage::invite),
+        )
+        .route("/api/v1/admin/users/{id}", get(manage::get_user))
+        .route(
+            "/api/v1/admin/users/{id}/populations",
+            put(manage::set_populations),
+        )
+        .route("/api/v1/admin/users/{id}/role", put(manage::set_role))
+        .route(
+            "/api/v1/admin/users/{id}/{action}",
+            post(manage::user_action),
+        )
+        .route("/api/v1/admin/credentials", get(manage::list_credentials))
+        .route("/api/v1/admin/credentials/bulk", post(manage::bulk))
+        .route(
+            "/api/v1/admin/credentials/{id}/{action}",
+            post(manage::credential_action),
+        )
+        .route("/api/v1/admin/bulk-jobs/{id}", get(manage::bulk_job))
+        .route("/api/v1/admin/fraud-alerts", get(manage::fraud_alerts))
+        .route(
+            "/api/v1/admin/fraud-alerts/{id}/resolve",
+            post(manage::resolve_fraud_alert),
+        )
+        .route(
+            "/api/v1/admin/exceptions",
+            get(manage::exceptions).post(manage::request_exception),
+        )
+        .route(
+            "/api/v1/admin/exceptions/{id}/revoke",
+            post(manage::revoke_exception),
+        )
         .route("/.well-known/keyplane-audit-keys", get(audit::keys))
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route("/enrol", get(pages::enrol))
