@@ -295,7 +295,7 @@ async fn dual_control_needs_a_second_admin_and_acts_exactly_once(backend: Backen
     let won = if a.0 == StatusCode::OK { &a.1 } else { &b.1 };
     assert_eq!(won["result"]["version"], 2);
     assert_eq!(won["approval"]["status"], "approved");
-    assert_eq!(won["approval"]["decided_by"].as_str().is_some(), true);
+    assert!(won["approval"]["decided_by"].as_str().is_some());
     assert_eq!(active_version(&server).await, Some(2));
     let activated = events(&server, "policy.activated").await;
     assert_eq!(activated.len(), 2, "setup + the approved one");
