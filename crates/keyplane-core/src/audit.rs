@@ -76,6 +76,14 @@ impl Actor {
             id: id.into(),
         }
     }
+    /// A machine client, named `client:<id>` so that an actor id alone (as approvals keep it)
+    /// tells it from a user's id.
+    pub fn machine(id: &crate::MachineClientId) -> Self {
+        Actor {
+            kind: ActorType::Machine,
+            id: format!("client:{id}"),
+        }
+    }
     pub fn system(id: impl Into<String>) -> Self {
         Actor {
             kind: ActorType::System,

@@ -81,6 +81,10 @@ id_type!(
     /// A bulk action over credentials.
     BulkJobId
 );
+id_type!(
+    /// A machine client: a non-human identity Keyplane issues secrets to (an admin API token).
+    MachineClientId
+);
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod assurance;
 pub mod audit;
+pub mod client;
 pub mod error;
 pub mod ids;
 pub mod mds;
@@ -15,10 +16,11 @@ pub mod secret;
 pub mod time;
 
 pub use assurance::{Aal, Amr, AssuranceFacts};
+pub use client::{ClientKind, ClientStatus, MachineClient};
 pub use error::{Error, ErrorKind};
 pub use ids::{
     ApprovalId, BulkJobId, CeremonyId, CredentialRecordId, EnrolmentId, ExceptionId, FraudAlertId,
-    SessionId, TenantId, UserId,
+    MachineClientId, SessionId, TenantId, UserId,
 };
 pub use model::*;
 pub use secret::{Secret, TokenHash};

@@ -22,6 +22,17 @@ impl Secret {
         Secret(URL_SAFE_NO_PAD.encode(bytes))
     }
 
+    /// A fresh token that does not begin with `prefix`: a session token never looks like a
+    /// machine client's (`kpm_…`), which random base64url would, once in 2^24 tokens.
+    pub fn generate_without_prefix(rng: &mut dyn RngCore, prefix: &str) -> Self {
+        loop {
+            let s = Self::generate(rng);
+            if !s.0.starts_with(prefix) {
+                return s;
+            }
+        }
+    }
+
     /// Wraps a secret presented by a client.
     pub fn from_presented(s: impl Into<String>) -> Self {
         Secret(s.into())
@@ -96,6 +107,17 @@ mod tests {
         let raw = URL_SAFE_NO_PAD.decode(s.expose()).expect("base64url");
         assert_eq!(raw.len(), 32);
         assert_ne!(s, Secret::generate(&mut rng));
+    }
+
+    #[test]
+    fn tokens_can_avoid_a_prefix() {
+        // A one-character prefix is hit once in 64 draws: 2000 draws would all but surely hit it.
+        let mut rng = rand::rng();
+        for _ in 0..2000 {
+            assert!(!Secret::generate_without_prefix(&mut rng, "k")
+                .expose()
+                .starts_with('k'));
+        }
     }
 
     #[test]

@@ -139,8 +139,12 @@ pub struct Policy {
 }
 
 /// Acts that may be put under dual control (a second administrator approves).
-pub const DUAL_CONTROL_ACTS: &[&str] =
-    &["policy.apply", "policy.rollback", "credentials.bulk_revoke"];
+pub const DUAL_CONTROL_ACTS: &[&str] = &[
+    "policy.apply",
+    "policy.rollback",
+    "credentials.bulk_revoke",
+    "clients.create",
+];
 
 /// How the policy itself, and other sensitive acts, are governed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,6 +160,8 @@ pub struct Governance {
     /// What deprovisioning a user does to their passkeys: revoke them (default) or keep them
     /// (suspended with the user, usable again if the account is reactivated).
     pub deprovision_revokes_credentials: bool,
+    /// Longest lifetime of a machine client, days; also caps the default lifetime (90 days).
+    pub client_max_days: i64,
 }
 
 impl Governance {
@@ -172,6 +178,7 @@ impl Default for Governance {
             exception_max_days: 90,
             exception_notice_days: 7,
             deprovision_revokes_credentials: true,
+            client_max_days: crate::client::DEFAULT_LIFETIME_DAYS,
         }
     }
 }

@@ -514,6 +514,7 @@ pub fn parse(text: &str) -> Result<Policy, Vec<LintError>> {
                 "exception_max_days",
                 "exception_notice_days",
                 "deprovision",
+                "client_max_days",
             ],
         );
         if let Some(acts) = l.strings(t, "governance", "dual_control", |s| {
@@ -537,6 +538,9 @@ pub fn parse(text: &str) -> Result<Policy, Vec<LintError>> {
         }
         if let Some(d) = l.choice(t, "governance", "deprovision", &["revoke", "keep"]) {
             policy.governance.deprovision_revokes_credentials = d == "revoke";
+        }
+        if let Some(n) = l.int(t, "governance", "client_max_days", 1, 366) {
+            policy.governance.client_max_days = n;
         }
     }
     match l.int(root, "", "version", 1, 1) {
@@ -786,6 +790,35 @@ max_age_secs = 600
         assert!(paths.contains(&"version"), "{errors:?}");
         assert!(paths.contains(&"enrolment.max_passkeys"), "{errors:?}");
         assert!(paths.contains(&"assurance.aal3"), "{errors:?}");
+    }
+
+    #[test]
+    fn machine_client_governance_is_linted() {
+        let p = parse("version = 1\n[governance]\ndual_control = [\"clients.create\"]\nclient_max_days = 30\n")
+            .expect("valid");
+        assert_eq!(p.governance.client_max_days, 30);
+        assert!(p.governance.needs_approval("clients.create"));
+        assert_eq!(
+            parse("version = 1\n").unwrap().governance.client_max_days,
+            90
+        );
+        let errors = parse(
+            "version = 1\n[governance]\nclient_max_days = 0\n[authenticators]\nsynced = \"no\"\n",
+        )
+        .unwrap_err();
+        let at: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.path.as_str())).collect();
+        assert_eq!(
+            at,
+            vec![
+                (3, "governance.client_max_days"),
+                (5, "authenticators.synced")
+            ],
+            "every problem, not the first: {errors:#?}"
+        );
+        assert!(errors[0].message.contains("1 to 366"), "{errors:#?}");
+        let errors =
+            parse("version = 1\n[governance]\nclient_max_days = \"ninety\"\n").unwrap_err();
+        assert_eq!(errors[0].message, "expected an integer");
     }
 
     #[test]

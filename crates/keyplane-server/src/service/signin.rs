@@ -206,7 +206,8 @@ impl App {
         let lifetime = session_rules
             .lifetime_secs
             .min(self.settings.session_ttl_secs);
-        let token = Secret::generate(&mut rand::rng());
+        let token =
+            Secret::generate_without_prefix(&mut rand::rng(), keyplane_core::client::TOKEN_PREFIX);
         let session = Session {
             id: SessionId::generate(),
             tenant_id: tenant.id.clone(),
