@@ -192,6 +192,37 @@ pub fn approval(row: &AnyRow) -> Result<Approval> {
     })
 }
 
+pub fn machine_client(row: &AnyRow) -> Result<MachineClient> {
+    let scopes = json_list(&col::<String>(row, "scopes")?, "client scopes")?
+        .iter()
+        .map(|s| keyplane_core::admin::Permission::parse(s).ok_or_else(|| corrupt("client scope")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(MachineClient {
+        id: MachineClientId::from_trusted(col(row, "id")?),
+        tenant_id: TenantId::from_trusted(col(row, "tenant_id")?),
+        kind: ClientKind::parse(&col::<String>(row, "kind")?)
+            .ok_or_else(|| corrupt("client kind"))?,
+        name: col(row, "name")?,
+        owner: UserId::from_trusted(col(row, "owner_id")?),
+        scopes,
+        status: ClientStatus::parse(&col::<String>(row, "status")?)
+            .ok_or_else(|| corrupt("client status"))?,
+        created_at: Timestamp(col(row, "created_at")?),
+        created_by: col(row, "created_by")?,
+        approval_id: col::<Option<String>>(row, "approval_id")?.map(ApprovalId::from_trusted),
+        approved_by: col(row, "approved_by")?,
+        expires_at: Timestamp(col(row, "expires_at")?),
+        secret_hash: col::<Option<Vec<u8>>>(row, "secret_hash")?.map(TokenHash),
+        previous_hash: col::<Option<Vec<u8>>>(row, "previous_hash")?.map(TokenHash),
+        previous_expires_at: col::<Option<i64>>(row, "previous_expires_at")?.map(Timestamp),
+        rotated_at: col::<Option<i64>>(row, "rotated_at")?.map(Timestamp),
+        last_used_at: col::<Option<i64>>(row, "last_used_at")?.map(Timestamp),
+        revoked_at: col::<Option<i64>>(row, "revoked_at")?.map(Timestamp),
+        revoked_by: col(row, "revoked_by")?,
+        revoke_reason: col(row, "revoke_reason")?,
+    })
+}
+
 fn json_value(row: &AnyRow, name: &str) -> Result<serde_json::Value> {
     serde_json::from_str(&col::<String>(row, name)?).map_err(|_| corrupt(name))
 }

@@ -78,6 +78,9 @@ const BULK_COLUMNS: &str = "id, tenant_id, action, filter, reason, total, done, 
 const APPROVAL_COLUMNS: &str =
     "id, tenant_id, action, payload, summary, requested_by, requested_at, expires_at, status, \
      decided_by, decided_at, note";
+const CLIENT_COLUMNS: &str = "id, tenant_id, kind, name, owner_id, scopes, status, created_at, created_by, approval_id, \
+     approved_by, expires_at, secret_hash, previous_hash, previous_expires_at, rotated_at, last_used_at, revoked_at, revoked_by, \
+     revoke_reason";
 const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_id, public_key, sign_count, aaguid, transports, \
      backup_eligible, backup_state, attestation_format, attestation_type, user_verified, nickname, created_at, last_used_at, status, \
      status_reason, library_state, attestation_trusted";
@@ -1472,6 +1475,146 @@ impl Store for SqlStore {
         .await
         .map_err(db)?;
         finish(tx, tenant, r.rows_affected() == 1, audit).await
+    }
+
+    async fn create_client(&self, c: &MachineClient, audit: AuditBatch<'_>) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let scopes: Vec<String> = c.scopes.iter().map(|p| p.as_str().to_string()).collect();
+        let q = format!("INSERT INTO machine_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)");
+        sqlx::query(AssertSqlSafe(q))
+            .bind(c.id.as_str())
+            .bind(c.tenant_id.as_str())
+            .bind(c.kind.as_str())
+            .bind(&c.name)
+            .bind(c.owner.as_str())
+            .bind(json(&scopes))
+            .bind(c.status.as_str())
+            .bind(c.created_at.0)
+            .bind(&c.created_by)
+            .bind(c.approval_id.as_ref().map(|a| a.as_str().to_string()))
+            .bind(c.approved_by.clone())
+            .bind(c.expires_at.0)
+            .bind(c.secret_hash.as_ref().map(|h| h.0.clone()))
+            .bind(c.previous_hash.as_ref().map(|h| h.0.clone()))
+            .bind(c.previous_expires_at.map(|t| t.0))
+            .bind(c.rotated_at.map(|t| t.0))
+            .bind(c.last_used_at.map(|t| t.0))
+            .bind(c.revoked_at.map(|t| t.0))
+            .bind(c.revoked_by.clone())
+            .bind(c.revoke_reason.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        audit::append(&mut tx, &c.tenant_id, audit).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn client_by_id(
+        &self,
+        tenant: &TenantId,
+        id: &MachineClientId,
+    ) -> Result<Option<MachineClient>> {
+        let q = format!(
+            "SELECT {CLIENT_COLUMNS} FROM machine_clients WHERE tenant_id = $1 AND id = $2"
+        );
+        let row = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::machine_client).transpose()
+    }
+
+    async fn client_by_secret(
+        &self,
+        tenant: &TenantId,
+        hash: &TokenHash,
+    ) -> Result<Option<MachineClient>> {
+        let q = format!("SELECT {CLIENT_COLUMNS} FROM machine_clients WHERE tenant_id = $1 AND (secret_hash = $2 OR previous_hash = $2)");
+        let row = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .bind(hash.0.clone())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::machine_client).transpose()
+    }
+
+    async fn list_clients(&self, tenant: &TenantId) -> Result<Vec<MachineClient>> {
+        let q = format!("SELECT {CLIENT_COLUMNS} FROM machine_clients WHERE tenant_id = $1 ORDER BY created_at DESC, id");
+        let rows = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::machine_client).collect()
+    }
+
+    async fn rotate_client(
+        &self,
+        tenant: &TenantId,
+        id: &MachineClientId,
+        secret: &TokenHash,
+        previous_until: Timestamp,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        // Every right-hand side reads the row as it was: the current secret becomes the previous.
+        let r = sqlx::query(
+            "UPDATE machine_clients SET previous_hash = secret_hash, previous_expires_at = $1, \
+             secret_hash = $2, rotated_at = $3 \
+             WHERE tenant_id = $4 AND id = $5 AND status = 'active' AND expires_at > $3",
+        )
+        .bind(previous_until.0)
+        .bind(secret.0.clone())
+        .bind(audit.at.0)
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
+    }
+
+    async fn revoke_client(
+        &self,
+        tenant: &TenantId,
+        id: &MachineClientId,
+        by: &str,
+        reason: &str,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let r = sqlx::query(
+            "UPDATE machine_clients SET status = 'revoked', revoked_at = $1, revoked_by = $2, revoke_reason = $3 \
+             WHERE tenant_id = $4 AND id = $5 AND status = 'active'",
+        )
+        .bind(audit.at.0)
+        .bind(by)
+        .bind(reason)
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
+    }
+
+    async fn touch_client(
+        &self,
+        tenant: &TenantId,
+        id: &MachineClientId,
+        at: Timestamp,
+    ) -> Result<()> {
+        sqlx::query("UPDATE machine_clients SET last_used_at = $1 WHERE tenant_id = $2 AND id = $3 AND (last_used_at IS NULL OR last_used_at < $1)")
+            .bind(at.0)
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     async fn import_mds(

@@ -348,6 +348,51 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditBatch<'_>,
     ) -> Result<bool>;
 
+    // Machine clients
+    async fn create_client(&self, client: &MachineClient, audit: AuditBatch<'_>) -> Result<()>;
+    async fn client_by_id(
+        &self,
+        tenant: &TenantId,
+        id: &MachineClientId,
+    ) -> Result<Option<MachineClient>>;
+    /// The client whose current or previous secret has this hash. Whether that secret is still
+    /// accepted (overlap, status, expiry, owner) is for the caller to decide.
+    async fn client_by_secret(
+        &self,
+        tenant: &TenantId,
+        hash: &TokenHash,
+    ) -> Result<Option<MachineClient>>;
+    /// Newest first.
+    async fn list_clients(&self, tenant: &TenantId) -> Result<Vec<MachineClient>>;
+    /// Makes `secret` the client's current secret and its current one (if any) the previous
+    /// one, accepted until `previous_until`; `rotated_at` becomes `audit.at`. Only for a client
+    /// that is active and unexpired at `audit.at`; false (and nothing recorded) otherwise.
+    async fn rotate_client(
+        &self,
+        tenant: &TenantId,
+        id: &MachineClientId,
+        secret: &TokenHash,
+        previous_until: Timestamp,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    /// Revokes a client that is not revoked yet: both its secrets stop at once. False (and
+    /// nothing recorded) when it was already revoked.
+    async fn revoke_client(
+        &self,
+        tenant: &TenantId,
+        id: &MachineClientId,
+        by: &str,
+        reason: &str,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    /// Records that a client was used at `at` (never moves it back). Not audited.
+    async fn touch_client(
+        &self,
+        tenant: &TenantId,
+        id: &MachineClientId,
+        at: Timestamp,
+    ) -> Result<()>;
+
     // Authenticator catalogue (FIDO MDS and display names; shared by every tenant)
     /// Replaces the MDS entries with a verified BLOB's, recording `audit` in each of `tenants`'
     /// chains in the same transaction. A BLOB number already imported is a `Conflict`.

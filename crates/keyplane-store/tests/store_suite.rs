@@ -1338,6 +1338,245 @@ async fn exceptions_and_bulk_jobs_round_trip(backend: Backend) {
     f.done().await;
 }
 
+fn machine_client(t: &Tenant, owner: &User, secret: &[u8]) -> MachineClient {
+    MachineClient {
+        id: MachineClientId::generate(),
+        tenant_id: t.id.clone(),
+        kind: ClientKind::ApiToken,
+        name: "SIEM export".into(),
+        owner: owner.id.clone(),
+        scopes: vec![admin::Permission::UsersRead, admin::Permission::AuditRead],
+        status: ClientStatus::Active,
+        created_at: Timestamp(10_000),
+        created_by: "cli:alice".into(),
+        approval_id: Some(ApprovalId::generate()),
+        approved_by: Some("cli:bob".into()),
+        expires_at: Timestamp(100_000),
+        secret_hash: Some(TokenHash::of(secret)),
+        previous_hash: None,
+        previous_expires_at: None,
+        rotated_at: None,
+        last_used_at: None,
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+    }
+}
+
+async fn machine_clients_rotate_revoke_and_stay_in_their_tenant(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.create_tenant(&a, none()).await.unwrap();
+    s.create_tenant(&b, none()).await.unwrap();
+    let owner = user(&a, "owner");
+    s.create_user(&owner, none()).await.unwrap();
+    let ev = |action: &'static str, c: &MachineClient| {
+        [NewEvent::new(
+            Actor::admin("cli:alice"),
+            action,
+            "client",
+            c.id.as_str(),
+        )]
+    };
+
+    // Created with its event, read back whole, by id and by its secret's hash.
+    let c = machine_client(&a, &owner, b"first");
+    let before = all_events(s, &a.id).await.len();
+    s.create_client(
+        &c,
+        AuditBatch::new(Timestamp(10_000), &ev("client.created", &c)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(all_events(s, &a.id).await.len(), before + 1);
+    assert_eq!(s.client_by_id(&a.id, &c.id).await.unwrap(), Some(c.clone()));
+    assert_eq!(
+        s.client_by_secret(&a.id, &TokenHash::of(b"first"))
+            .await
+            .unwrap(),
+        Some(c.clone())
+    );
+    // Another tenant sees nothing, by id, by secret or in its list.
+    assert_eq!(s.client_by_id(&b.id, &c.id).await.unwrap(), None);
+    assert_eq!(
+        s.client_by_secret(&b.id, &TokenHash::of(b"first"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(s.list_clients(&b.id).await.unwrap().is_empty());
+    assert!(!s
+        .revoke_client(&b.id, &c.id, "cli:mallory", "mine now", none())
+        .await
+        .unwrap());
+    // A client created without a secret (approved, not yet issued) stores none.
+    let mut unissued = machine_client(&a, &owner, b"unused");
+    unissued.secret_hash = None;
+    unissued.created_at = Timestamp(20_000);
+    s.create_client(&unissued, none()).await.unwrap();
+    assert_eq!(
+        s.list_clients(&a.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| (c.id.clone(), c.secret_hash.is_some()))
+            .collect::<Vec<_>>(),
+        vec![(unissued.id.clone(), false), (c.id.clone(), true)],
+        "newest first"
+    );
+
+    // Rotation: the current secret becomes the previous one, until the overlap ends.
+    let at = Timestamp(30_000);
+    assert!(s
+        .rotate_client(
+            &a.id,
+            &c.id,
+            &TokenHash::of(b"second"),
+            Timestamp(40_000),
+            AuditBatch::new(at, &ev("client.rotated", &c))
+        )
+        .await
+        .unwrap());
+    let rotated = s.client_by_id(&a.id, &c.id).await.unwrap().unwrap();
+    assert_eq!(rotated.secret_hash, Some(TokenHash::of(b"second")));
+    assert_eq!(rotated.previous_hash, Some(TokenHash::of(b"first")));
+    assert_eq!(rotated.previous_expires_at, Some(Timestamp(40_000)));
+    assert_eq!(rotated.rotated_at, Some(at));
+    for secret in [&b"first"[..], b"second"] {
+        assert_eq!(
+            s.client_by_secret(&a.id, &TokenHash::of(secret))
+                .await
+                .unwrap()
+                .map(|c| c.id),
+            Some(c.id.clone())
+        );
+    }
+    // A third secret drops the first.
+    s.rotate_client(
+        &a.id,
+        &c.id,
+        &TokenHash::of(b"third"),
+        Timestamp(50_000),
+        AuditBatch::new(Timestamp(31_000), &[]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.client_by_secret(&a.id, &TokenHash::of(b"first"))
+            .await
+            .unwrap(),
+        None
+    );
+    // An expired client is not rotated, and nothing is recorded.
+    let before = all_events(s, &a.id).await.len();
+    assert!(!s
+        .rotate_client(
+            &a.id,
+            &c.id,
+            &TokenHash::of(b"late"),
+            Timestamp(200_000),
+            AuditBatch::new(Timestamp(100_000), &ev("client.rotated", &c))
+        )
+        .await
+        .unwrap());
+    assert_eq!(all_events(s, &a.id).await.len(), before);
+
+    // Last use only moves forward.
+    s.touch_client(&a.id, &c.id, Timestamp(35_000))
+        .await
+        .unwrap();
+    s.touch_client(&a.id, &c.id, Timestamp(34_000))
+        .await
+        .unwrap();
+    s.touch_client(&b.id, &c.id, Timestamp(99_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.client_by_id(&a.id, &c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        Some(Timestamp(35_000))
+    );
+
+    // Revocation applies once, with who and why; a revoked client is not rotated.
+    assert!(s
+        .revoke_client(
+            &a.id,
+            &c.id,
+            "cli:alice",
+            "leaked in a build log",
+            AuditBatch::new(Timestamp(36_000), &ev("client.revoked", &c))
+        )
+        .await
+        .unwrap());
+    let before = all_events(s, &a.id).await.len();
+    assert!(!s
+        .revoke_client(
+            &a.id,
+            &c.id,
+            "cli:bob",
+            "again",
+            AuditBatch::new(Timestamp(37_000), &ev("client.revoked", &c))
+        )
+        .await
+        .unwrap());
+    assert_eq!(all_events(s, &a.id).await.len(), before);
+    let revoked = s.client_by_id(&a.id, &c.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            revoked.status,
+            revoked.revoked_at,
+            revoked.revoked_by.as_deref(),
+            revoked.revoke_reason.as_deref()
+        ),
+        (
+            ClientStatus::Revoked,
+            Some(Timestamp(36_000)),
+            Some("cli:alice"),
+            Some("leaked in a build log")
+        )
+    );
+    assert!(!s
+        .rotate_client(
+            &a.id,
+            &c.id,
+            &TokenHash::of(b"after"),
+            Timestamp(38_000),
+            AuditBatch::new(Timestamp(37_000), &[])
+        )
+        .await
+        .unwrap());
+    verify(&all_events(s, &a.id).await);
+
+    // The first secret of a client without one leaves no previous secret behind.
+    assert!(s
+        .rotate_client(
+            &a.id,
+            &unissued.id,
+            &TokenHash::of(b"issued"),
+            Timestamp(60_000),
+            AuditBatch::new(Timestamp(50_000), &[])
+        )
+        .await
+        .unwrap());
+    let issued = s.client_by_id(&a.id, &unissued.id).await.unwrap().unwrap();
+    assert_eq!(
+        (issued.secret_hash, issued.previous_hash),
+        (Some(TokenHash::of(b"issued")), None)
+    );
+    // A secret's hash is unique.
+    let mut twin = machine_client(&a, &owner, b"issued");
+    twin.approval_id = None;
+    assert!(matches!(
+        s.create_client(&twin, none()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    f.done().await;
+}
+
 suite!(
     tenants_round_trip_and_names_and_hostnames_are_unique,
     users_are_unique_per_tenant_and_scoped,
@@ -1355,4 +1594,5 @@ suite!(
     the_authenticator_catalogue_is_replaced_whole_with_its_events,
     lifecycle_changes_are_conditional_and_end_sessions,
     exceptions_and_bulk_jobs_round_trip,
+    machine_clients_rotate_revoke_and_stay_in_their_tenant,
 );
