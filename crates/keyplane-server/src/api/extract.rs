@@ -1,5 +1,6 @@
 //! Extractors: the tenant (from `Host`), the signed-in session (bearer token or cookie, with
-//! CSRF protection for cookie-authenticated changes) and JSON bodies with JSON errors.
+//! CSRF protection for cookie-authenticated changes), the caller of an admin endpoint (a person
+//! or a machine client) and JSON bodies with JSON errors.
 
 use super::error::ApiError;
 use crate::App;
@@ -7,6 +8,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, Method};
 use keyplane_core::audit::{Actor, Caller, RequestContext};
+use keyplane_core::client::is_client_token;
 use keyplane_core::{Error, ErrorKind, Secret, Session, Tenant, User};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -152,6 +154,13 @@ impl FromRequestParts<Arc<App>> for Auth {
                 "sign in first: no session token or cookie",
             )
         })?;
+        if method == AuthMethod::Bearer && is_client_token(token.expose()) {
+            return Err(Error::unauthenticated(
+                "machine_token_not_accepted",
+                "this endpoint needs a person's session; machine client tokens work only on the admin API",
+            )
+            .into());
+        }
         let (session, user) = app.session_for_token(&tenant, &token).await?;
         if method == AuthMethod::Cookie {
             check_csrf(parts, &token)?;
@@ -252,16 +261,42 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// Who is calling an admin endpoint: a person (a session whose user has a role) or, later, a
-/// machine client (scopes). Every admin handler asks [`Principal::require`] for one permission.
+/// A machine client authenticated by its bearer token (`kpm_…`): what it may do is its scopes,
+/// within its owner's role.
+pub struct MachineAuth {
+    pub tenant: Tenant,
+    pub client: keyplane_core::MachineClient,
+    /// The owner's role now (the client works only while its owner holds one).
+    pub owner_role: keyplane_core::admin::Role,
+    pub context: RequestContext,
+}
+
+/// Who is calling an admin endpoint: a person (a session whose user has a role) or a machine
+/// client (a `kpm_` bearer token, with scopes). Every admin handler asks [`Principal::require`]
+/// for one permission.
 pub enum Principal {
     Person(Auth),
+    Machine(MachineAuth),
 }
 
 impl FromRequestParts<Arc<App>> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        // Only an Authorization header carries a machine token: a cookie is a person's session.
+        if let Ok(Some((token, AuthMethod::Bearer))) = presented_token(parts) {
+            if is_client_token(token.expose()) {
+                let TenantCtx(tenant) = TenantCtx::from_request_parts(parts, app).await?;
+                let context = request_context(parts);
+                let (client, owner_role) = app.client_for_token(&tenant, &token, &context).await?;
+                return Ok(Principal::Machine(MachineAuth {
+                    tenant,
+                    client,
+                    owner_role,
+                    context,
+                }));
+            }
+        }
         Ok(Principal::Person(
             Auth::from_request_parts(parts, app).await?,
         ))
@@ -272,17 +307,20 @@ impl Principal {
     pub fn tenant(&self) -> &Tenant {
         match self {
             Principal::Person(a) => &a.tenant,
+            Principal::Machine(m) => &m.tenant,
         }
     }
 
     pub fn caller(&self) -> Caller {
         match self {
             Principal::Person(a) => a.caller(),
+            Principal::Machine(m) => Caller::new(Actor::machine(&m.client.id), m.context.clone()),
         }
     }
 
-    /// The role's (or scopes') permission, and for a person a recent enough step-up for
-    /// `admin.<permission>` (the policy's `step_up` rules).
+    /// For a person: the role's permission and a recent enough step-up for
+    /// `admin.<permission>` (the policy's `step_up` rules). For a machine client: a scope it
+    /// holds that its owner's role still allows (deny by default; software does not step up).
     pub async fn require(
         &self,
         app: &App,
@@ -311,6 +349,21 @@ impl Principal {
                 app.require_step_up(&a.tenant, &a.session, &permission.step_up_action())
                     .await?;
                 Ok(())
+            }
+            Principal::Machine(m) => {
+                if m.client.may(permission, m.owner_role) {
+                    return Ok(());
+                }
+                let why = if m.client.scopes.contains(&permission) {
+                    "its owner's role no longer allows it"
+                } else {
+                    "it is not one of the client's scopes"
+                };
+                Err(Error::forbidden(
+                    "forbidden_scope",
+                    format!("this machine client may not {}: {why}", permission.as_str()),
+                )
+                .into())
             }
         }
     }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod audit;
 pub mod ceremonies;
+pub mod clients;
 pub mod error;
 pub mod extract;
 pub mod manage;
@@ -113,6 +114,13 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/admin/exceptions/{id}/revoke",
             post(manage::revoke_exception),
         )
+        .route(
+            "/api/v1/admin/clients",
+            get(clients::list).post(clients::create),
+        )
+        .route("/api/v1/admin/clients/{id}", get(clients::get))
+        .route("/api/v1/admin/clients/{id}/rotate", post(clients::rotate))
+        .route("/api/v1/admin/clients/{id}/revoke", post(clients::revoke))
         .route("/.well-known/keyplane-audit-keys", get(audit::keys))
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route("/enrol", get(pages::enrol))

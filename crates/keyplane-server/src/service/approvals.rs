@@ -18,6 +18,7 @@ pub const APPROVABLE: &[&str] = &[
     "policy.rollback",
     "credentials.bulk_revoke",
     "exception.grant",
+    "clients.create",
 ];
 
 impl App {
@@ -128,10 +129,14 @@ impl App {
                 ))
             }
         }
-        if approval.requested_by == caller.actor.id {
+        if approval.requested_by == caller.actor.id
+            || self
+                .acts_for(tenant, &approval.requested_by, &caller.actor.id)
+                .await?
+        {
             return Err(Error::forbidden(
                 "approver_is_requester",
-                "dual control: a different administrator must decide this request",
+                "dual control: a different administrator must decide this request (the owner of a machine client counts as its requester)",
             ));
         }
         Ok(approval)
@@ -275,6 +280,17 @@ impl App {
             "credentials.bulk_revoke" => {
                 let job = self.start_approved_bulk(tenant, approval, approver).await?;
                 Ok(json!({ "job": job.id, "total": job.total }))
+            }
+            "clients.create" => {
+                let c = self
+                    .create_approved_client(tenant, approval, approver)
+                    .await?;
+                // No secret here: the requester obtains the first one by rotating the client.
+                Ok(json!({
+                    "client": c.id,
+                    "expires_at": c.expires_at.to_rfc3339(),
+                    "has_secret": false,
+                }))
             }
             other => Err(Error::internal(format!(
                 "approval for an unknown act {other:?}"
