@@ -155,6 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(cmd) => crate::policy::run(settings, cmd).await,
         Command::Mds(cmd) => crate::mds::run(settings, cmd).await,
         Command::Approval(cmd) => crate::approval::run(settings, cmd).await,
+        Command::Client(cmd) => crate::clients::run(settings, cmd).await,
         Command::Tenant(TenantCommand::Create {
             name,
             rp_id,
@@ -381,7 +382,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn find_user(app: &App, t: &Tenant, username: &str) -> anyhow::Result<keyplane_core::User> {
+pub(crate) async fn find_user(
+    app: &App,
+    t: &Tenant,
+    username: &str,
+) -> anyhow::Result<keyplane_core::User> {
     let name = keyplane_core::normalise_username(username).map_err(|e| anyhow!("{}", e.message))?;
     app.store
         .user_by_username(&t.id, &name)

@@ -3,6 +3,7 @@
 
 mod approval;
 mod audit;
+mod clients;
 mod commands;
 mod config;
 mod mds;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Dual control: list, approve or deny requests for a second administrator's approval.
     #[command(subcommand)]
     Approval(approval::ApprovalCommand),
+    /// Machine clients (admin API tokens): create, list, rotate, revoke.
+    #[command(subcommand)]
+    Client(clients::ClientCommand),
     /// Authenticator metadata: import a FIDO MDS3 BLOB and passkey-provider names; show them.
     #[command(subcommand)]
     Mds(mds::MdsCommand),

@@ -357,6 +357,10 @@ fn every_command_has_help() {
         vec!["approval", "list", "--help"],
         vec!["approval", "approve", "--help"],
         vec!["approval", "deny", "--help"],
+        vec!["client", "create", "--help"],
+        vec!["client", "list", "--help"],
+        vec!["client", "rotate", "--help"],
+        vec!["client", "revoke", "--help"],
         vec!["mds", "import", "--help"],
         vec!["mds", "import-names", "--help"],
         vec!["mds", "status", "--help"],
@@ -545,6 +549,243 @@ fn dual_control_from_the_command_line_needs_a_second_operator() {
     assert!(!ok && err.contains("approval_decided"), "{err}");
     let (ok, _, err) = run_as(d, "carol", &["approval", "approve", "nonsense"]);
     assert!(!ok && err.contains("not an approval id"), "{err}");
+    let (ok, out, _) = run(d, &["audit", "verify"]);
+    assert!(ok, "{out}");
+}
+
+/// `keyplane serve` with debug logs, all of stderr kept: (child, address, the log so far).
+fn serve_logged(data: &Path) -> (Child, String, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut child = keyplane(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("KEYPLANE_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start keyplane serve");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("Keyplane listening on http://") {
+                let _ = tx.send(
+                    addr.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            }
+            let mut log = kept.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server announces its address");
+    (child, addr, log)
+}
+
+/// A GET with a bearer token over a plain socket: the status code.
+fn get_with_token(addr: &str, path: &str, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn json_of(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn client_commands_create_list_rotate_and_revoke_and_no_secret_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (child, addr, log) = serve_logged(d);
+    // The first start made `admin` an owner; a client for the SIEM, owned by them.
+    let (ok, out, err) = run_as(
+        d,
+        "alice",
+        &[
+            "client",
+            "create",
+            "--name",
+            "siem",
+            "--owner",
+            "admin",
+            "--scope",
+            "users.read",
+            "--scope",
+            "audit.read",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let created = json_of(&out);
+    let id = created["client"]["id"].as_str().unwrap().to_string();
+    let first = created["secret"].as_str().unwrap().to_string();
+    assert!(first.starts_with("kpm_"), "{out}");
+    assert_eq!(created["client"]["created_by"], "cli:alice");
+    assert_eq!(get_with_token(&addr, "/api/v1/admin/users", &first), 200);
+    assert_eq!(
+        get_with_token(&addr, "/api/v1/admin/credentials", &first),
+        403
+    );
+    assert_eq!(get_with_token(&addr, "/api/v1/me", &first), 401);
+    let (ok, out, _) = run(d, &["client", "list"]);
+    assert!(ok);
+    assert!(
+        out.starts_with("ID") && out.contains("siem") && out.contains("users.read,audit.read"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&first[4..]),
+        "a listing shows no secret:\n{out}"
+    );
+    let (ok, out, _) = run(d, &["client", "list", "--format", "json"]);
+    assert!(ok);
+    let listed = json_of(&out);
+    assert_eq!(listed[0]["owner_username"], "admin");
+    assert!(listed[0]["last_used_at"].is_string(), "{listed}");
+
+    // Rotation without overlap: the old secret stops, the new one works.
+    let (ok, out, err) = run(d, &["client", "rotate", &id, "--overlap-hours", "0"]);
+    assert!(ok, "{err}");
+    let second = out
+        .split_whitespace()
+        .find(|w| w.starts_with("kpm_"))
+        .unwrap_or_else(|| panic!("the new secret is printed: {out}"))
+        .to_string();
+    assert_eq!(get_with_token(&addr, "/api/v1/admin/users", &first), 401);
+    assert_eq!(get_with_token(&addr, "/api/v1/admin/users", &second), 200);
+    let (ok, _, err) = run(d, &["client", "rotate", &id, "--overlap-hours", "500"]);
+    assert!(!ok && err.contains("invalid_overlap"), "{err}");
+    let (ok, out, err) = run(
+        d,
+        &["client", "revoke", &id, "--reason", "pipeline retired"],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("revoked"), "{out}");
+    assert_eq!(get_with_token(&addr, "/api/v1/admin/users", &second), 401);
+
+    // What software may not hold, and a client without a fit owner, are refused.
+    let (ok, _, err) = run(
+        d,
+        &[
+            "client",
+            "create",
+            "--name",
+            "x",
+            "--owner",
+            "admin",
+            "--scope",
+            "clients.manage",
+        ],
+    );
+    assert!(!ok && err.contains("scope_not_delegable"), "{err}");
+    let (ok, _, err) = run(
+        d,
+        &[
+            "client",
+            "create",
+            "--name",
+            "x",
+            "--owner",
+            "nobody",
+            "--scope",
+            "users.read",
+        ],
+    );
+    assert!(!ok && err.contains("no user"), "{err}");
+    let (ok, _, err) = run(
+        d,
+        &["client", "create", "--name", "x", "--scope", "users.read"],
+    );
+    assert!(!ok && err.contains("--owner"), "{err}");
+
+    // Under dual control a second operator approves, and the first secret goes to the requester.
+    let dual = d.join("dual.toml");
+    std::fs::write(
+        &dual,
+        "version = 1\n[governance]\ndual_control = [\"clients.create\"]\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run_as(d, "alice", &["policy", "apply", dual.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run_as(
+        d,
+        "alice",
+        &[
+            "client",
+            "create",
+            "--name",
+            "export",
+            "--owner",
+            "admin",
+            "--scope",
+            "users.read",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("dual control") && !out.contains("kpm_"),
+        "{out}"
+    );
+    let (ok, out, _) = run(d, &["approval", "list", "--open", "--format", "json"]);
+    assert!(ok);
+    let approval = json_of(&out)[0]["id"].as_str().unwrap().to_string();
+    let (ok, _, err) = run_as(d, "alice", &["approval", "approve", &approval]);
+    assert!(!ok && err.contains("approver_is_requester"), "{err}");
+    let (ok, out, err) = run_as(d, "bob", &["approval", "approve", &approval]);
+    assert!(ok, "{err}");
+    assert!(!out.contains("kpm_"), "the approver sees no secret: {out}");
+    let (ok, out, _) = run(d, &["client", "list", "--format", "json"]);
+    assert!(ok);
+    let approved = json_of(&out)[0]["id"].as_str().unwrap().to_string();
+    assert_ne!(approved, id);
+    let (ok, _, err) = run_as(d, "bob", &["client", "rotate", &approved]);
+    assert!(!ok && err.contains("first_secret_for_requester"), "{err}");
+    let (ok, out, err) = run_as(
+        d,
+        "alice",
+        &["client", "rotate", &approved, "--format", "json"],
+    );
+    assert!(ok, "{err}");
+    let third = json_of(&out)["secret"].as_str().unwrap().to_string();
+    assert_eq!(get_with_token(&addr, "/api/v1/admin/users", &third), 200);
+
+    stop(child);
+    // No secret in the server's log (at debug level) or in the audit log.
+    let log = log.lock().unwrap().clone();
+    assert!(
+        log.contains("/api/v1/admin/users"),
+        "the log has the requests:\n{log}"
+    );
+    let (ok, audit, _) = run(d, &["audit", "export"]);
+    assert!(ok);
+    assert!(
+        audit.contains("client.created") && audit.contains("client.revoked"),
+        "{audit}"
+    );
+    for secret in [&first, &second, &third] {
+        assert!(!log.contains(&secret[4..]), "a secret is in the server log");
+        assert!(
+            !audit.contains(&secret[4..]),
+            "a secret is in the audit log"
+        );
+    }
     let (ok, out, _) = run(d, &["audit", "verify"]);
     assert!(ok, "{out}");
 }
