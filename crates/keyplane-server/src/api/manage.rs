@@ -477,3 +477,45 @@ pub async fn revoke_exception(
         .await?;
     Ok(Json(json!({ "status": "revoked" })))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// Window in days (coverage sign-ins, exceptions expiring within); default 30.
+    days: Option<i64>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+pub async fn report(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<ReportQuery>,
+) -> Result<Response, ApiError> {
+    who.require(&app, Permission::ReportsRead).await?;
+    let value = app
+        .report(who.tenant(), &name, q.days.unwrap_or(30))
+        .await?;
+    match q.format.as_deref() {
+        None | Some("json") => Ok(Json(value).into_response()),
+        Some("csv") => {
+            let (columns, rows) = crate::service::report_rows(&name, &value);
+            Ok((
+                [
+                    (
+                        axum::http::header::CONTENT_TYPE,
+                        "text/csv; charset=utf-8".to_string(),
+                    ),
+                    (
+                        axum::http::header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{name}.csv\""),
+                    ),
+                ],
+                crate::service::csv(&columns, &rows),
+            )
+                .into_response())
+        }
+        Some(_) => Err(Error::invalid("invalid_format", "format is json or csv").into()),
+    }
+}

@@ -113,6 +113,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/admin/exceptions/{id}/revoke",
             post(manage::revoke_exception),
         )
+        .route("/api/v1/admin/reports/{name}", get(manage::report))
         .route("/.well-known/keyplane-audit-keys", get(audit::keys))
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route("/enrol", get(pages::enrol))
