@@ -166,6 +166,8 @@ impl FilterArgs {
     }
 }
 
+// Parsed once per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum BulkCommand {
     /// Suspend, revoke or reactivate every matching passkey: first run with --dry-run (count
