@@ -252,8 +252,13 @@ pub async fn bulk(settings: Settings, cmd: BulkCommand) -> anyhow::Result<()> {
             let f = filter.filter();
             if dry_run || !execute {
                 let p = app.bulk_preview(&t, &action, &f).await.map_err(fail)?;
+                let done = match action.as_str() {
+                    "suspend" => "suspended",
+                    "revoke" => "revoked",
+                    _ => "reactivated",
+                };
                 println!(
-                    "dry run: {} credential(s) would be {action}d{}",
+                    "dry run: {} credential(s) would be {done}{}",
                     p.count,
                     if p.count > 10 { "; a sample:" } else { ":" }
                 );

@@ -563,11 +563,14 @@ fn an_exception_needs_a_second_operator_and_can_be_revoked() {
     assert_eq!(e["requested_by"], "cli:alice");
     assert_eq!(e["approved_by"], "cli:bob");
     assert_eq!(e["approval_id"], approval.as_str());
-    let five_days_ms = 5 * 86_400_000;
-    assert_eq!(
-        e["expires_at"].as_i64().unwrap() - e["created_at"].as_i64().unwrap(),
-        five_days_ms
-    );
+    let at = |k: &str| {
+        time::OffsetDateTime::parse(
+            e[k].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    assert_eq!(at("expires_at") - at("created_at"), time::Duration::days(5));
     let report = json(&ok(
         d,
         &["report", "exceptions", "--days", "7", "--format", "json"],

@@ -298,6 +298,26 @@ async fn credential_and_user_lifecycle_end_sessions_and_say_why(backend: Backend
         bobs.iter().all(|c| c.status == CredentialStatus::Revoked),
         "{bobs:?}"
     );
+    // The tenant keeps an active owner: the bootstrap owner cannot be suspended while alone.
+    let owner = server
+        .store
+        .user_by_username(&tenant.id, "admin")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(owner.role.as_deref(), Some("owner"));
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        &format!("/api/v1/admin/users/{}/deprovision", owner.id),
+        &admin,
+        Some(json!({"reason": "take over"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("last_owner"))
+    );
     // Administrators cannot lock themselves out.
     let ada = server
         .store
@@ -349,6 +369,16 @@ async fn a_cloned_key_opens_a_fraud_alert_an_admin_resolves(backend: Backend) {
     );
     let id = alerts[0]["id"].as_str().unwrap().to_string();
     let cred = alerts[0]["credential_id"].as_str().unwrap().to_string();
+    // Bulk reactivation leaves a credential with an open alert alone.
+    let (_, preview) = call(
+        &server,
+        Method::POST,
+        "/api/v1/admin/credentials/bulk",
+        &admin,
+        Some(json!({"action": "reactivate", "filter": {"username": "cy"}, "reason": "x"})),
+    )
+    .await;
+    assert_eq!(preview["preview"]["count"], 0, "{preview}");
     // Plain reactivation is refused while the alert is open.
     let (status, body) = call(
         &server,

@@ -218,7 +218,8 @@ pub async fn set_populations(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoleRequest {
-    role: Option<String>,
+    /// A role, or `null` to take it away (the key is required: `{}` is refused).
+    role: Value,
 }
 
 pub async fn set_role(
@@ -228,14 +229,16 @@ pub async fn set_role(
     ApiJson(req): ApiJson<RoleRequest>,
 ) -> ApiResult<impl IntoResponse> {
     who.require(&app, Permission::RolesAssign).await?;
+    let invalid = || {
+        Error::invalid(
+            "invalid_role",
+            "role is owner, admin, helpdesk, auditor or null",
+        )
+    };
     let role = match &req.role {
-        Some(r) => Some(Role::parse(r).ok_or_else(|| {
-            Error::invalid(
-                "invalid_role",
-                "role is owner, admin, helpdesk, auditor or null",
-            )
-        })?),
-        None => None,
+        Value::Null => None,
+        Value::String(r) => Some(Role::parse(r).ok_or_else(invalid)?),
+        _ => return Err(invalid().into()),
     };
     let u = app
         .set_role(who.tenant(), &user_id(&id)?, role, &who.caller())
