@@ -2,6 +2,7 @@
 //! handlers and CLI commands call these and nothing below them.
 
 mod audit;
+mod audit_pages;
 mod credentials;
 mod policy;
 mod registration;
