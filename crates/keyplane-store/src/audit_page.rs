@@ -12,13 +12,30 @@ use std::ops::Range;
 /// Text bytes reserved per expected event (a sign-in's event is about 600).
 const TEXT_PER_EVENT: usize = 640;
 
-/// Consecutive events of one tenant's log, in `seq` order, as stored.
+/// Consecutive events of one tenant's log, in `seq` order, as stored. A page given back to
+/// [`Store::audit_page`](crate::Store::audit_page) is refilled in its buffers, so that a long
+/// read does not ask the allocator (and the kernel) for fresh memory for every page.
 #[derive(Debug)]
 pub struct AuditPage {
     tenant_id: TenantId,
     text: String,
     bytes: Vec<u8>,
     rows: Vec<PageRow>,
+    /// A reader's own buffer (PostgreSQL's `COPY` output), kept for the next fill.
+    pub(crate) scratch: Vec<u8>,
+}
+
+impl Default for AuditPage {
+    fn default() -> Self {
+        AuditPage {
+            // Lent out with events only, and set with the first.
+            tenant_id: TenantId::from_trusted(String::new()),
+            text: String::new(),
+            bytes: Vec::new(),
+            rows: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
 }
 
 /// Where one event's fields are in the page's buffers.
@@ -66,14 +83,20 @@ pub(crate) struct StoredRow<'a> {
 }
 
 impl AuditPage {
-    /// An empty page with room for about `expected` events.
-    pub(crate) fn new(tenant: &TenantId, expected: usize) -> Self {
-        AuditPage {
-            tenant_id: tenant.clone(),
-            text: String::with_capacity(expected.saturating_mul(TEXT_PER_EVENT)),
-            bytes: Vec::with_capacity(expected.saturating_mul(64)),
-            rows: Vec::with_capacity(expected),
-        }
+    /// An empty page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Empties the page for events of `tenant`, with room for about `expected` of them.
+    pub(crate) fn reset(&mut self, tenant: &TenantId, expected: usize) {
+        self.tenant_id.clone_from(tenant);
+        self.text.clear();
+        self.bytes.clear();
+        self.rows.clear();
+        self.text.reserve(expected.saturating_mul(TEXT_PER_EVENT));
+        self.bytes.reserve(expected.saturating_mul(64));
+        self.rows.reserve(expected);
     }
 
     /// Appends a row read from the database. Fails, as reading an [`AuditEvent`] would, when the
@@ -282,7 +305,8 @@ mod tests {
         e.client_ip = Some(String::new());
         e.hash = e.computed_hash().to_vec();
         let reasons = serde_json::to_string(&e.reasons).unwrap();
-        let mut page = AuditPage::new(&t, 0);
+        let mut page = AuditPage::new();
+        page.reset(&t, 0);
         for _ in 0..2 {
             page.push(stored(&e, &reasons)).unwrap();
         }

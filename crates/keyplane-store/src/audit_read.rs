@@ -92,8 +92,10 @@ impl PageReader {
         after: i64,
         through: i64,
         limit: usize,
+        mut page: AuditPage,
     ) -> Result<AuditPage> {
         let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        page.reset(tenant, limit.min(PAGE_RESERVE));
         match self {
             PageReader::Postgres(pool) => {
                 let statement = copy_statement(tenant, after, through, sql_limit);
@@ -102,7 +104,9 @@ impl PageReader {
                     finished: false,
                 };
                 let mut chunks = copy.conn.copy_out_raw(&statement).await.map_err(db)?;
-                let mut data = Vec::with_capacity(limit.min(PAGE_RESERVE) * TEXT_PER_ROW);
+                let mut data = std::mem::take(&mut page.scratch);
+                data.clear();
+                data.reserve(limit.min(PAGE_RESERVE) * TEXT_PER_ROW);
                 while let Some(chunk) = chunks.try_next().await.map_err(db)? {
                     data.extend_from_slice(&chunk);
                 }
@@ -110,17 +114,17 @@ impl PageReader {
                 copy.finished = true;
                 let mut rows = CopyRows::new(&data)?;
                 let mut fields = [None; COLUMNS.len()];
-                let mut page = AuditPage::new(tenant, limit.min(PAGE_RESERVE));
                 while rows.next_row(&mut fields)? {
                     page.push(copy_row(&fields)?)?;
                 }
+                page.scratch = data;
                 Ok(page)
             }
             PageReader::Sqlite(readers) => {
                 let readers = Arc::clone(readers);
                 let tenant = tenant.clone();
                 tokio::task::spawn_blocking(move || {
-                    readers.page(&tenant, after, through, sql_limit, limit)
+                    readers.page(&tenant, after, through, sql_limit, page)
                 })
                 .await
                 .map_err(|e| StoreError::Database(format!("audit reader failed: {e}")))?
@@ -250,14 +254,14 @@ impl SqliteReaders {
         after: i64,
         through: i64,
         sql_limit: i64,
-        limit: usize,
+        page: AuditPage,
     ) -> Result<AuditPage> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match idle {
             Some(conn) => conn,
             None => self.open()?,
         };
-        let page = read_sqlite(&conn, tenant, after, through, sql_limit, limit)?;
+        let page = read_sqlite(&conn, tenant, after, through, sql_limit, page)?;
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < READERS {
             idle.push(conn);
@@ -272,7 +276,7 @@ fn read_sqlite(
     after: i64,
     through: i64,
     sql_limit: i64,
-    limit: usize,
+    mut page: AuditPage,
 ) -> Result<AuditPage> {
     let mut stmt = conn.prepare_cached(PAGE_QUERY).map_err(sqlite)?;
     let mut rows = stmt
@@ -286,7 +290,6 @@ fn read_sqlite(
     // Exactly the storage class the schema gives each column; SQLite would otherwise convert
     // (an integer column read as text, a real read as an integer), and what is hashed must be
     // what is stored.
-    let mut page = AuditPage::new(tenant, limit.min(PAGE_RESERVE));
     while let Some(row) = rows.next().map_err(sqlite)? {
         let value = |i: usize| row.get_ref(i).map_err(sqlite);
         page.push(stored_row(

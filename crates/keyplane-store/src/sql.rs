@@ -778,8 +778,9 @@ impl Store for SqlStore {
         after: i64,
         through: i64,
         limit: usize,
+        into: AuditPage,
     ) -> Result<AuditPage> {
-        self.pages.page(tenant, after, through, limit).await
+        self.pages.page(tenant, after, through, limit, into).await
     }
 
     async fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<()> {

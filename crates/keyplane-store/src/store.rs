@@ -178,13 +178,15 @@ pub trait Store: Send + Sync + 'static {
         filter: &AuditFilter,
     ) -> Result<Vec<AuditEvent>>;
     /// Events with `after < seq <= through`, in sequence order, at most `limit`, for
-    /// verification: as one [`AuditPage`], without an allocation per event.
+    /// verification: filled into `into` (emptied first, its buffers reused), without an
+    /// allocation per event.
     async fn audit_page(
         &self,
         tenant: &TenantId,
         after: i64,
         through: i64,
         limit: usize,
+        into: AuditPage,
     ) -> Result<AuditPage>;
     /// Stores a signed checkpoint (idempotent).
     async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;

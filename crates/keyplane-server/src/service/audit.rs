@@ -374,6 +374,7 @@ impl App {
                 }
             }
             progress(verifier.checked());
+            pages.recycle(page);
         }
         let (last_seq, _) = verifier.head();
         if !broken {

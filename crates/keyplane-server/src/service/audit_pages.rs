@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 const PAGES_AHEAD: usize = 3;
 
 /// A page and the hash computed from each of its events' content.
+#[derive(Default)]
 pub(crate) struct HashedPage {
     pub page: AuditPage,
     /// `hashes[i]` is `page.event(i).hash_with(..)`.
@@ -51,6 +52,8 @@ pub(crate) struct PageStream {
     next_after: i64,
     /// Ranges asked for, in order.
     ahead: VecDeque<Ahead>,
+    /// Pages linked and given back, to be filled again.
+    spare: Vec<HashedPage>,
 }
 
 /// A range `(after, through]` being read and hashed.
@@ -69,6 +72,7 @@ impl PageStream {
             page_size: page_size.max(1),
             next_after: after,
             ahead: VecDeque::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -104,7 +108,7 @@ impl PageStream {
                     self.abort_ahead();
                     let next = self
                         .store
-                        .audit_page(&self.tenant, after, i64::MAX, 1)
+                        .audit_page(&self.tenant, after, i64::MAX, 1, AuditPage::new())
                         .await?;
                     match next.last_seq() {
                         None => return Ok(None),
@@ -123,9 +127,12 @@ impl PageStream {
             let limit = usize::try_from(self.page_size.saturating_add(1)).unwrap_or(usize::MAX);
             let store = Arc::clone(&self.store);
             let tenant = self.tenant.clone();
+            let HashedPage { page, hashes } = self.spare.pop().unwrap_or_default();
             let task = tokio::spawn(async move {
-                let page = store.audit_page(&tenant, after, through, limit).await?;
-                tokio::task::spawn_blocking(move || hash(page))
+                let page = store
+                    .audit_page(&tenant, after, through, limit, page)
+                    .await?;
+                tokio::task::spawn_blocking(move || hash(page, hashes))
                     .await
                     .map_err(|e| Error::internal(format!("audit page hashing failed: {e}")))
             });
@@ -142,6 +149,13 @@ impl PageStream {
         }
     }
 
+    /// Gives a page back once its events are linked: its buffers are reused.
+    pub fn recycle(&mut self, page: HashedPage) {
+        if self.spare.len() < PAGES_AHEAD {
+            self.spare.push(page);
+        }
+    }
+
     fn abort_ahead(&mut self) {
         for ahead in self.ahead.drain(..) {
             ahead.task.abort();
@@ -155,9 +169,10 @@ impl Drop for PageStream {
     }
 }
 
-fn hash(page: AuditPage) -> HashedPage {
+fn hash(page: AuditPage, mut hashes: Vec<[u8; 32]>) -> HashedPage {
     let mut buf = Vec::with_capacity(1024);
-    let hashes = page.events().map(|e| e.hash_with(&mut buf)).collect();
+    hashes.clear();
+    hashes.extend(page.events().map(|e| e.hash_with(&mut buf)));
     HashedPage { page, hashes }
 }
 
@@ -242,6 +257,7 @@ mod tests {
                 assert_eq!(h, &e.hash_with(&mut Vec::new()));
             }
             out.push(p.page.events().map(|e| e.seq).collect());
+            pages.recycle(p);
         }
         out
     }
