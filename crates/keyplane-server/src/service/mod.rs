@@ -3,6 +3,7 @@
 
 mod approvals;
 mod audit;
+mod audit_pages;
 mod bulk;
 mod catalogue;
 mod credentials;
