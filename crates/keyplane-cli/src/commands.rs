@@ -88,6 +88,45 @@ pub enum UserCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Suspend a user: every session ends at once (audited).
+    Suspend(UserActionArgs),
+    /// Make a suspended or deprovisioned user active again (revoked passkeys stay revoked).
+    Reactivate(UserActionArgs),
+    /// Deprovision a user: sessions end; passkeys are revoked or kept per governance.deprovision.
+    Deprovision(UserActionArgs),
+    /// End the user's sessions; their next sign-in may only register a compliant passkey.
+    ReEnrol(UserActionArgs),
+    /// Give a user a role (owner, admin, helpdesk, auditor) or, with --none, take it away.
+    SetRole {
+        username: String,
+        #[arg(required_unless_present = "none")]
+        role: Option<String>,
+        #[arg(long)]
+        none: bool,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct UserActionArgs {
+    pub username: String,
+    /// Why (recorded in the audit log).
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct CredentialActionArgs {
+    /// The credential's id (`keyplane credential list`).
+    pub id: String,
+    /// Why (recorded on the credential and in the audit log).
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long)]
+    pub tenant: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -102,6 +141,15 @@ pub enum CredentialCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Suspend a passkey (its sessions end).
+    Suspend(CredentialActionArgs),
+    /// Make a suspended passkey usable again.
+    Reactivate(CredentialActionArgs),
+    /// Revoke a passkey for good (its sessions end).
+    Revoke(CredentialActionArgs),
+    /// Bulk actions over passkeys chosen by a filter.
+    #[command(subcommand)]
+    Bulk(crate::manage::BulkCommand),
 }
 
 pub(crate) async fn open(settings: Settings) -> anyhow::Result<Arc<App>> {
@@ -156,6 +204,96 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mds(cmd) => crate::mds::run(settings, cmd).await,
         Command::Approval(cmd) => crate::approval::run(settings, cmd).await,
         Command::Client(cmd) => crate::clients::run(settings, cmd).await,
+        Command::Fraud(cmd) => crate::manage::fraud(settings, cmd).await,
+        Command::Exception(cmd) => crate::manage::exception(settings, cmd).await,
+        Command::Report {
+            name,
+            days,
+            format,
+            tenant,
+        } => crate::manage::report(settings, &name, days, format, tenant.as_deref()).await,
+        Command::User(UserCommand::Suspend(a)) => {
+            crate::manage::user_action(
+                settings,
+                "suspend",
+                &a.username,
+                &a.reason,
+                a.tenant.as_deref(),
+            )
+            .await
+        }
+        Command::User(UserCommand::Reactivate(a)) => {
+            crate::manage::user_action(
+                settings,
+                "reactivate",
+                &a.username,
+                &a.reason,
+                a.tenant.as_deref(),
+            )
+            .await
+        }
+        Command::User(UserCommand::Deprovision(a)) => {
+            crate::manage::user_action(
+                settings,
+                "deprovision",
+                &a.username,
+                &a.reason,
+                a.tenant.as_deref(),
+            )
+            .await
+        }
+        Command::User(UserCommand::ReEnrol(a)) => {
+            crate::manage::user_action(
+                settings,
+                "re-enrol",
+                &a.username,
+                &a.reason,
+                a.tenant.as_deref(),
+            )
+            .await
+        }
+        Command::User(UserCommand::SetRole {
+            username,
+            role,
+            none,
+            tenant,
+        }) => {
+            let role = if none { None } else { role };
+            crate::manage::set_role(settings, &username, role.as_deref(), tenant.as_deref()).await
+        }
+        Command::Credential(CredentialCommand::Suspend(a)) => {
+            crate::manage::credential_action(
+                settings,
+                "suspend",
+                &a.id,
+                &a.reason,
+                a.tenant.as_deref(),
+            )
+            .await
+        }
+        Command::Credential(CredentialCommand::Reactivate(a)) => {
+            crate::manage::credential_action(
+                settings,
+                "reactivate",
+                &a.id,
+                &a.reason,
+                a.tenant.as_deref(),
+            )
+            .await
+        }
+        Command::Credential(CredentialCommand::Revoke(a)) => {
+            crate::manage::credential_action(
+                settings,
+                "revoke",
+                &a.id,
+                &a.reason,
+                a.tenant.as_deref(),
+            )
+            .await
+        }
+        Command::Credential(CredentialCommand::Bulk(cmd)) => {
+            crate::manage::bulk(settings, cmd).await
+        }
         Command::Tenant(TenantCommand::Create {
             name,
             rp_id,
@@ -444,37 +582,47 @@ async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let server = keyplane_server::spawn(app.clone(), listener)?;
+    let stop = shutdown_signal();
     tracing::info!(addr = %server.addr, database = app.store.backend().as_str(), "keyplane listening");
     eprintln!(
         "Keyplane listening on http://{} ({} database)",
         server.addr,
         app.store.backend().as_str()
     );
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await?;
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (before the server announces itself, so a signal
+/// sent right after the announcement is never lost to the default action) and returns the future
+/// that completes on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod audit;
 mod clients;
 mod commands;
 mod config;
+mod manage;
 mod mds;
 mod output;
 mod policy;
@@ -57,6 +58,24 @@ pub enum Command {
     /// The tamper-evident audit log: verify, checkpoint, export, keys.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Fraud alerts (e.g. cloned authenticators): list, resolve.
+    #[command(subcommand)]
+    Fraud(manage::FraudCommand),
+    /// Exceptions to the policy: request (granted by a second administrator), list, revoke.
+    #[command(subcommand)]
+    Exception(manage::ExceptionCommand),
+    /// Reports: coverage, drift, exceptions, fraud, controls.
+    Report {
+        /// coverage, drift, exceptions, fraud or controls.
+        name: String,
+        /// Window in days (coverage sign-ins; exceptions expiring within).
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+        #[arg(long, value_enum, default_value_t)]
+        format: manage::ReportFormat,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Dual control: list, approve or deny requests for a second administrator's approval.
     #[command(subcommand)]
     Approval(approval::ApprovalCommand),

@@ -397,6 +397,29 @@ impl AuditEvent {
         e
     }
 
+    /// The event's fields, borrowed: what the encoding and the chain checks read.
+    pub fn view(&self) -> AuditEventRef<'_> {
+        AuditEventRef {
+            tenant_id: self.tenant_id.as_str(),
+            seq: self.seq,
+            id: &self.id,
+            time: self.time.0,
+            actor_type: &self.actor_type,
+            actor_id: &self.actor_id,
+            action: &self.action,
+            target_type: &self.target_type,
+            target_id: &self.target_id,
+            outcome: &self.outcome,
+            reasons: Reasons::List(&self.reasons),
+            request_id: self.request_id.as_deref(),
+            client_ip: self.client_ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            details: &self.details,
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+        }
+    }
+
     /// The canonical encoding (docs/audit.md): magic, then each field as a u32 big-endian length
     /// and its UTF-8 bytes, in a fixed order; numbers in decimal; reasons joined by `,`.
     pub fn canonical_bytes(&self) -> Vec<u8> {
@@ -406,35 +429,9 @@ impl AuditEvent {
     }
 
     /// Appends [`AuditEvent::canonical_bytes`] to `out`, without allocating (beyond growing
-    /// `out`): what the verifier uses, with one buffer for every event.
+    /// `out`).
     pub fn write_canonical(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(MAGIC);
-        put(out, Some(self.tenant_id.as_str()));
-        put_decimal(out, self.seq);
-        put(out, Some(&self.id));
-        put_decimal(out, self.time.0);
-        for f in [
-            &self.actor_type,
-            &self.actor_id,
-            &self.action,
-            &self.target_type,
-            &self.target_id,
-            &self.outcome,
-        ] {
-            put(out, Some(f));
-        }
-        put_with(out, |out| {
-            for (i, r) in self.reasons.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(r.as_bytes());
-            }
-        });
-        put(out, self.request_id.as_deref());
-        put(out, self.client_ip.as_deref());
-        put(out, self.user_agent.as_deref());
-        put(out, Some(&self.details));
+        self.view().write_canonical(out)
     }
 
     /// `SHA-256(prev_hash ‖ canonical_bytes)`.
@@ -445,8 +442,85 @@ impl AuditEvent {
     /// [`AuditEvent::computed_hash`], encoding into `buf` (cleared first) so that a loop over
     /// many events reuses one allocation.
     pub fn hash_with(&self, buf: &mut Vec<u8>) -> [u8; 32] {
+        self.view().hash_with(buf)
+    }
+}
+
+/// An event's reasons as the encoding needs them: the list, or the list already joined by `,`
+/// (field 11 of the encoding), as a store may hand it over without an allocation per event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reasons<'a> {
+    List(&'a [String]),
+    Joined(&'a str),
+}
+
+/// A recorded event with borrowed fields: an [`AuditEvent`] as [`AuditEvent::view`] lends it,
+/// or a row as a store reads it, without copying every field into a `String` of its own. The
+/// canonical encoding and the chain checks are defined on this view, so an owned event and a
+/// borrowed row are hashed by one piece of code.
+#[derive(Clone, Copy, Debug)]
+pub struct AuditEventRef<'a> {
+    pub tenant_id: &'a str,
+    pub seq: i64,
+    pub id: &'a str,
+    /// Milliseconds since the Unix epoch.
+    pub time: i64,
+    pub actor_type: &'a str,
+    pub actor_id: &'a str,
+    pub action: &'a str,
+    pub target_type: &'a str,
+    pub target_id: &'a str,
+    pub outcome: &'a str,
+    pub reasons: Reasons<'a>,
+    pub request_id: Option<&'a str>,
+    pub client_ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub details: &'a str,
+    pub prev_hash: &'a [u8],
+    pub hash: &'a [u8],
+}
+
+impl AuditEventRef<'_> {
+    /// Appends the canonical encoding (docs/audit.md) to `out`, without allocating (beyond
+    /// growing `out`).
+    pub fn write_canonical(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(MAGIC);
+        put(out, Some(self.tenant_id));
+        put_decimal(out, self.seq);
+        put(out, Some(self.id));
+        put_decimal(out, self.time);
+        for f in [
+            self.actor_type,
+            self.actor_id,
+            self.action,
+            self.target_type,
+            self.target_id,
+            self.outcome,
+        ] {
+            put(out, Some(f));
+        }
+        match self.reasons {
+            Reasons::Joined(joined) => put(out, Some(joined)),
+            Reasons::List(list) => put_with(out, |out| {
+                for (i, r) in list.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(r.as_bytes());
+                }
+            }),
+        }
+        put(out, self.request_id);
+        put(out, self.client_ip);
+        put(out, self.user_agent);
+        put(out, Some(self.details));
+    }
+
+    /// `SHA-256(prev_hash ‖ canonical encoding)`, with this event's own `prev_hash`, encoding
+    /// into `buf` (cleared first) so that a loop over many events reuses one allocation.
+    pub fn hash_with(&self, buf: &mut Vec<u8>) -> [u8; 32] {
         buf.clear();
-        buf.extend_from_slice(&self.prev_hash);
+        buf.extend_from_slice(self.prev_hash);
         self.write_canonical(buf);
         Sha256::digest(buf.as_slice()).into()
     }
@@ -516,20 +590,36 @@ impl ChainVerifier {
     }
 
     pub fn check(&mut self, e: &AuditEvent) -> Result<(), ChainBreak> {
+        let e = e.view();
+        let computed = e.hash_with(&mut self.buf);
+        self.check_hashed(&e, &computed)
+    }
+
+    /// [`ChainVerifier::check`] for an event whose hash was computed beforehand
+    /// ([`AuditEventRef::hash_with`], possibly on another thread: each event carries its own
+    /// `prev_hash`, so its content can be checked apart from its neighbours). `computed` must be
+    /// that hash of `e`; the checks and their order are those of `check`: sequence, then link to
+    /// the predecessor, then content.
+    pub fn check_hashed(
+        &mut self,
+        e: &AuditEventRef<'_>,
+        computed: &[u8; 32],
+    ) -> Result<(), ChainBreak> {
         if e.seq != self.next_seq {
             return Err(ChainBreak::SequenceGap {
                 expected: self.next_seq,
                 found: e.seq,
             });
         }
-        if e.prev_hash != self.prev_hash {
+        if e.prev_hash != self.prev_hash.as_slice() {
             return Err(ChainBreak::WrongPredecessor { seq: e.seq });
         }
-        if e.hash_with(&mut self.buf).as_slice() != e.hash.as_slice() {
+        if computed.as_slice() != e.hash {
             return Err(ChainBreak::ContentAltered { seq: e.seq });
         }
         self.next_seq += 1;
-        self.prev_hash.clone_from(&e.hash);
+        self.prev_hash.clear();
+        self.prev_hash.extend_from_slice(e.hash);
         self.checked += 1;
         Ok(())
     }
@@ -789,6 +879,13 @@ mod tests {
             e.reasons = reasons;
             e.request_id = rid;
             assert_eq!(e.canonical_bytes(), reference(&e));
+            // A store's view, with the reasons already joined, encodes the same bytes.
+            let joined = e.reasons.join(",");
+            let mut view = e.view();
+            view.reasons = Reasons::Joined(&joined);
+            let mut buf = Vec::new();
+            view.write_canonical(&mut buf);
+            assert_eq!(buf, reference(&e));
             let mut h = Sha256::new();
             h.update(&e.prev_hash);
             h.update(reference(&e));
@@ -796,6 +893,34 @@ mod tests {
             assert_eq!(e.computed_hash(), want);
             assert_eq!(e.hash_with(&mut b"stale".to_vec()), want);
         }
+    }
+
+    #[test]
+    fn checking_a_hash_computed_beforehand_finds_the_same_breaks() {
+        fn verify_hashed(events: &[AuditEvent]) -> Result<u64, ChainBreak> {
+            // Hashed first, all of them, as a verifier spreading the work over threads does.
+            let mut buf = Vec::new();
+            let hashes: Vec<[u8; 32]> = events.iter().map(|e| e.hash_with(&mut buf)).collect();
+            let mut v = ChainVerifier::from_genesis();
+            for (e, h) in events.iter().zip(&hashes) {
+                v.check_hashed(&e.view(), h)?;
+            }
+            Ok(v.checked())
+        }
+        let intact = chain(6);
+        let mut edited = chain(6);
+        edited[3].actor_id = "mallory".into();
+        let mut deleted = chain(6);
+        deleted.remove(2);
+        let mut relinked = chain(6);
+        relinked[4].prev_hash = relinked[2].hash.clone();
+        let mut rehashed = chain(6);
+        rehashed[1].details = "{}".into();
+        rehashed[1].hash = rehashed[1].computed_hash().to_vec();
+        for c in [intact, edited, deleted, relinked, rehashed] {
+            assert_eq!(verify_hashed(&c), verify(&c));
+        }
+        assert_eq!(verify_hashed(&chain(6)), Ok(6));
     }
 
     #[test]

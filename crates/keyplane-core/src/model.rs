@@ -388,10 +388,13 @@ pub struct Approval {
     pub summary: String,
     /// Actor id of the requester.
     pub requested_by: String,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub requested_at: Timestamp,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub expires_at: Timestamp,
     pub status: ApprovalStatus,
     pub decided_by: Option<String>,
+    #[serde(serialize_with = "crate::time::rfc3339_opt")]
     pub decided_at: Option<Timestamp>,
     pub note: Option<String>,
 }
@@ -419,9 +422,11 @@ pub struct FraudAlert {
     pub credential_id: Option<CredentialRecordId>,
     /// `open` or `resolved`.
     pub status: String,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub opened_at: Timestamp,
     pub details: serde_json::Value,
     pub resolved_by: Option<String>,
+    #[serde(serialize_with = "crate::time::rfc3339_opt")]
     pub resolved_at: Option<Timestamp>,
     /// `revoke` (the credential is revoked) or `reactivate` (a false alarm).
     pub resolution: Option<String>,
@@ -451,11 +456,15 @@ pub struct PolicyException {
     pub approval_id: ApprovalId,
     /// `active`, `revoked` or `expired` (see [`PolicyException::status_at`]).
     pub status: String,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub created_at: Timestamp,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub expires_at: Timestamp,
     /// When its coming expiry was announced (`exception.expiring`).
+    #[serde(serialize_with = "crate::time::rfc3339_opt")]
     pub announced_at: Option<Timestamp>,
     pub ended_by: Option<String>,
+    #[serde(serialize_with = "crate::time::rfc3339_opt")]
     pub ended_at: Option<Timestamp>,
 }
 
@@ -498,6 +507,8 @@ pub struct BulkJob {
     /// `running`, `completed`.
     pub status: String,
     pub created_by: String,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub created_at: Timestamp,
+    #[serde(serialize_with = "crate::time::rfc3339_opt")]
     pub finished_at: Option<Timestamp>,
 }

@@ -96,3 +96,16 @@ mod tests {
         assert_eq!(c.now(), Timestamp(2010));
     }
 }
+
+/// Serialises a [`Timestamp`] as RFC 3339 (for JSON shown to people and other systems).
+pub fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339())
+}
+
+/// The same for an optional time (`null` when absent).
+pub fn rfc3339_opt<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.to_rfc3339()),
+        None => s.serialize_none(),
+    }
+}

@@ -840,14 +840,18 @@ async fn sign_count_regression_records_suspension_and_failure(backend: Backend) 
     let events = c.all_events(&admin_token).await;
     let n = events.len();
     assert_eq!(
-        actions(&events[n - 2..]),
-        ["credential.suspended", "authentication.failed"]
+        actions(&events[n - 3..]),
+        [
+            "credential.suspended",
+            "fraud.alert_opened",
+            "authentication.failed"
+        ]
     );
-    let suspended = &events[n - 2];
-    assert_eq!(
-        suspended["actor"],
-        json!({"type": "system", "id": "sign-count-check"})
-    );
+    let suspended = &events[n - 3];
+    assert_eq!(suspended["actor"], json!({"type": "system", "id": "fraud"}));
+    let alert = &events[n - 2];
+    assert_eq!(alert["target"]["id"], suspended["details"]["alert"]);
+    assert_eq!(alert["details"]["credential"], json!(cred.id));
     assert_eq!(
         suspended["target"],
         json!({"type": "credential", "id": cred.id})
@@ -855,7 +859,7 @@ async fn sign_count_regression_records_suspension_and_failure(backend: Backend) 
     assert_eq!(suspended["reasons"], json!(["sign_count_regression"]));
     assert_eq!(suspended["details"]["user"], json!(cred.user_id));
     assert_eq!(
-        suspended["details"]["stored_sign_count"],
+        suspended["details"]["signal"]["stored_sign_count"],
         json!(cred.sign_count)
     );
     assert_from_request(suspended, &reply);

@@ -9,10 +9,14 @@
 //! - multi-statement transactions begin with a write, so SQLite never has to upgrade a read lock.
 
 mod audit;
+mod audit_page;
+mod audit_read;
+mod pg_copy;
 mod rows;
 mod sql;
 mod store;
 
 pub use audit::{AuditBatch, AuditFilter};
+pub use audit_page::AuditPage;
 pub use sql::{redact as redact_url, Backend, SqlStore};
 pub use store::{AssertionRecord, PolicyVersion, Store, StoreError};

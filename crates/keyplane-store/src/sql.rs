@@ -4,6 +4,8 @@
 //! `migrations/{sqlite,postgres}`.
 
 use crate::audit::{self, AuditBatch, AuditFilter, EVENT_COLUMNS};
+use crate::audit_page::AuditPage;
+use crate::audit_read::PageReader;
 use crate::rows;
 use crate::store::{AssertionRecord, PolicyVersion, Result, Store, StoreError};
 use async_trait::async_trait;
@@ -13,6 +15,7 @@ use keyplane_core::*;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 // Dynamic SQL below is assembled only from the constant column lists in this file.
 use sqlx::{AnyPool, AssertSqlSafe, Row};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Which database is behind the store.
@@ -51,6 +54,8 @@ pub struct SqlStore {
     /// otherwise adds tens of milliseconds to the tail under load. For PostgreSQL, the same
     /// pool as reads.
     writer: AnyPool,
+    /// Audit pages for verification, through the backend's own driver.
+    pages: Arc<PageReader>,
     backend: Backend,
 }
 
@@ -149,9 +154,14 @@ impl SqlStore {
             Backend::Sqlite => options(1).connect(&url).await.map_err(db)?,
             Backend::Postgres => pool.clone(),
         };
+        let pages = match backend {
+            Backend::Sqlite => PageReader::sqlite(&url)?,
+            Backend::Postgres => PageReader::postgres(&url)?,
+        };
         Ok(SqlStore {
             pool,
             writer,
+            pages: Arc::new(pages),
             backend,
         })
     }
@@ -162,6 +172,7 @@ impl SqlStore {
     }
 
     pub async fn close(&self) {
+        self.pages.close().await;
         self.writer.close().await;
         self.pool.close().await;
     }
@@ -786,6 +797,17 @@ impl Store for SqlStore {
         }
         let rows = q.fetch_all(&self.pool).await.map_err(db)?;
         rows.iter().map(audit::event).collect()
+    }
+
+    async fn audit_page(
+        &self,
+        tenant: &TenantId,
+        after: i64,
+        through: i64,
+        limit: usize,
+        into: AuditPage,
+    ) -> Result<AuditPage> {
+        self.pages.page(tenant, after, through, limit, into).await
     }
 
     async fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<()> {

@@ -2,6 +2,7 @@
 //! backends, and the shared test suite (`tests/store_suite.rs`) runs against both.
 
 use crate::audit::{AuditBatch, AuditFilter};
+use crate::audit_page::AuditPage;
 use async_trait::async_trait;
 use keyplane_core::audit::{AuditEvent, Checkpoint, NewEvent};
 use keyplane_core::mds::{MdsBlobInfo, MdsEntry};
@@ -179,6 +180,17 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         filter: &AuditFilter,
     ) -> Result<Vec<AuditEvent>>;
+    /// Events with `after < seq <= through`, in sequence order, at most `limit`, for
+    /// verification: filled into `into` (emptied first, its buffers reused), without an
+    /// allocation per event.
+    async fn audit_page(
+        &self,
+        tenant: &TenantId,
+        after: i64,
+        through: i64,
+        limit: usize,
+        into: AuditPage,
+    ) -> Result<AuditPage>;
     /// Stores a signed checkpoint (idempotent).
     async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
     async fn list_checkpoints(&self, tenant: &TenantId) -> Result<Vec<Checkpoint>>;

@@ -3,7 +3,9 @@
 
 use keyplane_core::audit::{Actor, ChainVerifier, CheckpointKey, NewEvent};
 use keyplane_core::*;
-use keyplane_store::{AssertionRecord, AuditBatch, AuditFilter, SqlStore, Store, StoreError};
+use keyplane_store::{
+    AssertionRecord, AuditBatch, AuditFilter, AuditPage, SqlStore, Store, StoreError,
+};
 use keyplane_testkit::{Backend, TestDatabase};
 
 struct Fixture {
@@ -700,6 +702,132 @@ async fn concurrent_appends_never_fork_the_chain(backend: Backend) {
     verify(&events);
     let prevs: std::collections::HashSet<_> = events.iter().map(|e| e.prev_hash.clone()).collect();
     assert_eq!(prevs.len(), 200, "no two events share a predecessor");
+    f.done().await;
+}
+
+/// Events with every kind of field: several reasons, an empty one, absent and empty optional
+/// fields, text beyond ASCII.
+fn varied_events() -> Vec<NewEvent> {
+    use keyplane_core::audit::{Outcome, RequestContext};
+    (0..7u32)
+        .map(|i| {
+            let mut e = event(i);
+            match i % 3 {
+                0 => {
+                    e.outcome = Outcome::Failure;
+                    e.reasons = vec!["a".into(), String::new(), "c,d \"é\"".into()];
+                }
+                1 => {
+                    e.context = RequestContext {
+                        request_id: Some(String::new()),
+                        client_ip: Some("::1".into()),
+                        user_agent: Some("Ünïcode/1.0 ✓".into()),
+                    }
+                }
+                _ => {}
+            }
+            e
+        })
+        .collect()
+}
+
+/// What `audit_page` lends equals what `list_audit_events` returns, field by field and in
+/// its encoding.
+fn assert_page_is(page: &AuditPage, events: &[keyplane_core::audit::AuditEvent]) {
+    assert_eq!(page.len(), events.len());
+    for (got, want) in page.events().zip(events) {
+        let want_view = want.view();
+        assert_eq!(
+            (
+                got.tenant_id,
+                got.seq,
+                got.id,
+                got.time,
+                got.request_id,
+                got.client_ip
+            ),
+            (
+                want_view.tenant_id,
+                want_view.seq,
+                want_view.id,
+                want_view.time,
+                want_view.request_id,
+                want_view.client_ip
+            )
+        );
+        assert_eq!(
+            (got.prev_hash, got.hash),
+            (want_view.prev_hash, want_view.hash)
+        );
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        got.write_canonical(&mut a);
+        want.write_canonical(&mut b);
+        assert_eq!(a, b, "event {}", want.seq);
+        assert_eq!(got.hash_with(&mut a), want.computed_hash());
+    }
+}
+
+async fn audit_pages_hold_exactly_the_stored_events(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let a = tenant("a");
+    let b = tenant("b");
+    s.create_tenant(&a, AuditBatch::new(Timestamp(1), &varied_events()))
+        .await
+        .unwrap();
+    s.create_tenant(&b, AuditBatch::new(Timestamp(1), &[event(1)]))
+        .await
+        .unwrap();
+    let events = all_events(s, &a.id).await;
+    assert_eq!(events.len(), 7);
+    let page = s
+        .audit_page(&a.id, 0, i64::MAX, 100, AuditPage::new())
+        .await
+        .unwrap();
+    assert_page_is(&page, &events);
+    assert_eq!(page.last_seq(), Some(7));
+    // Bounds: after < seq <= through, at most limit.
+    // A page given back is emptied before it is filled again.
+    let page = s.audit_page(&a.id, 2, 4, 100, page).await.unwrap();
+    assert_page_is(&page, &events[2..4]);
+    let page = s
+        .audit_page(&a.id, 2, i64::MAX, 1, AuditPage::new())
+        .await
+        .unwrap();
+    assert_page_is(&page, &events[2..3]);
+    assert!(s
+        .audit_page(&a.id, 7, i64::MAX, 100, AuditPage::new())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .audit_page(&TenantId::generate(), 0, i64::MAX, 100, AuditPage::new())
+        .await
+        .unwrap()
+        .is_empty());
+    // A read given up half-way (verification stops reading ahead at the end of the log) leaves
+    // nothing behind for the next one, such as its answer: reads abandoned after more and more
+    // steps, each followed by a read of other events.
+    for steps in 0..40 {
+        let reader = s.clone();
+        let tenant = a.id.clone();
+        let task = tokio::spawn(async move {
+            reader
+                .audit_page(&tenant, 0, 3, 100, AuditPage::new())
+                .await
+        });
+        for _ in 0..steps {
+            tokio::task::yield_now().await;
+        }
+        task.abort();
+        let _ = task.await;
+        assert_page_is(
+            &s.audit_page(&a.id, 3, 7, 100, AuditPage::new())
+                .await
+                .unwrap(),
+            &events[3..],
+        );
+    }
     f.done().await;
 }
 
@@ -1588,6 +1716,7 @@ suite!(
     zero_counters_are_accepted_when_the_authenticator_does_not_count,
     changes_and_their_events_commit_together,
     concurrent_appends_never_fork_the_chain,
+    audit_pages_hold_exactly_the_stored_events,
     checkpoints_are_stored_once,
     policy_versions_activate_and_roll_back,
     populations_are_replaced_per_user,

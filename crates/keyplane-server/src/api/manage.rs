@@ -218,7 +218,8 @@ pub async fn set_populations(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoleRequest {
-    role: Option<String>,
+    /// A role, or `null` to take it away (the key is required: `{}` is refused).
+    role: Value,
 }
 
 pub async fn set_role(
@@ -228,14 +229,16 @@ pub async fn set_role(
     ApiJson(req): ApiJson<RoleRequest>,
 ) -> ApiResult<impl IntoResponse> {
     who.require(&app, Permission::RolesAssign).await?;
+    let invalid = || {
+        Error::invalid(
+            "invalid_role",
+            "role is owner, admin, helpdesk, auditor or null",
+        )
+    };
     let role = match &req.role {
-        Some(r) => Some(Role::parse(r).ok_or_else(|| {
-            Error::invalid(
-                "invalid_role",
-                "role is owner, admin, helpdesk, auditor or null",
-            )
-        })?),
-        None => None,
+        Value::Null => None,
+        Value::String(r) => Some(Role::parse(r).ok_or_else(invalid)?),
+        _ => return Err(invalid().into()),
     };
     let u = app
         .set_role(who.tenant(), &user_id(&id)?, role, &who.caller())
@@ -476,4 +479,46 @@ pub async fn revoke_exception(
     app.revoke_exception(who.tenant(), &id, &req.reason, &who.caller())
         .await?;
     Ok(Json(json!({ "status": "revoked" })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// Window in days (coverage sign-ins, exceptions expiring within); default 30.
+    days: Option<i64>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+pub async fn report(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<ReportQuery>,
+) -> Result<Response, ApiError> {
+    who.require(&app, Permission::ReportsRead).await?;
+    let value = app
+        .report(who.tenant(), &name, q.days.unwrap_or(30))
+        .await?;
+    match q.format.as_deref() {
+        None | Some("json") => Ok(Json(value).into_response()),
+        Some("csv") => {
+            let (columns, rows) = crate::service::report_rows(&name, &value);
+            Ok((
+                [
+                    (
+                        axum::http::header::CONTENT_TYPE,
+                        "text/csv; charset=utf-8".to_string(),
+                    ),
+                    (
+                        axum::http::header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{name}.csv\""),
+                    ),
+                ],
+                crate::service::csv(&columns, &rows),
+            )
+                .into_response())
+        }
+        Some(_) => Err(Error::invalid("invalid_format", "format is json or csv").into()),
+    }
 }

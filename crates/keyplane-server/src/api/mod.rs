@@ -114,6 +114,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/admin/exceptions/{id}/revoke",
             post(manage::revoke_exception),
         )
+        .route("/api/v1/admin/reports/{name}", get(manage::report))
         .route(
             "/api/v1/admin/clients",
             get(clients::list).post(clients::create),

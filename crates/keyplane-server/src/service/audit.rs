@@ -1,6 +1,7 @@
 //! Audit services: recording failed attempts (rate-limited per client address), housekeeping
 //! with its events, signing checkpoints, and verifying a tenant's chain end to end.
 
+use super::audit_pages::PageStream;
 use super::App;
 use ed25519_dalek::VerifyingKey;
 use keyplane_core::audit::{key_id, Actor, ChainVerifier, Checkpoint, NewEvent};
@@ -8,7 +9,7 @@ use keyplane_core::{Error, Tenant};
 use keyplane_store::{AuditBatch, AuditFilter};
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How many failure events each (tenant, client address) may write per minute.
@@ -335,37 +336,36 @@ impl App {
                 }
             }
         }
-        let mut after = started_after;
+        let mut pages = PageStream::new(
+            Arc::clone(&self.store),
+            tenant.id.clone(),
+            started_after,
+            AUDIT_PAGE,
+        );
         'pages: while !broken {
-            let filter = AuditFilter {
-                after_seq: after,
-                limit: AUDIT_PAGE,
-                ..AuditFilter::default()
-            };
-            let page = self.store.list_audit_events(&tenant.id, &filter).await?;
-            if page.is_empty() {
+            let Some(page) = pages.next().await? else {
                 break;
-            }
-            for e in &page {
-                if let Err(b) = verifier.check(e) {
+            };
+            for (e, computed) in page.events() {
+                if let Err(b) = verifier.check_hashed(&e, computed) {
                     problems.push(AuditProblem {
                         kind: "chain_broken",
                         seq: Some(e.seq),
-                        event_id: Some(e.id.clone()),
+                        event_id: Some(e.id.to_string()),
                         message: b.to_string(),
                     });
                     broken = true;
                     break 'pages;
                 }
                 if e.seq == head_seq {
-                    at_head = Some(e.hash.clone());
+                    at_head = Some(e.hash.to_vec());
                 }
                 for cp in by_seq.get(&e.seq).into_iter().flatten() {
                     if cp.hash != e.hash {
                         problems.push(AuditProblem {
                             kind: "checkpoint_mismatch",
                             seq: Some(e.seq),
-                            event_id: Some(e.id.clone()),
+                            event_id: Some(e.id.to_string()),
                             message: format!("event {} is not the one checkpoint {} signed: the log was rewritten", e.seq, cp.key_id),
                         });
                         broken = true;
@@ -373,8 +373,8 @@ impl App {
                     }
                 }
             }
-            after = page.last().map(|e| e.seq).unwrap_or(after);
             progress(verifier.checked());
+            pages.recycle(page);
         }
         let (last_seq, _) = verifier.head();
         if !broken {

@@ -214,6 +214,36 @@ impl App {
         Ok(out)
     }
 
+    /// The credentials an action would move, after `after` in id order. Reactivation leaves out
+    /// credentials with an open fraud alert: those are resolved one by one.
+    async fn pending(
+        &self,
+        tenant: &Tenant,
+        action: &str,
+        filter: &CredentialFilter,
+        after: Option<&CredentialRecordId>,
+    ) -> Result<Vec<Credential>, Error> {
+        let (from, to, _) = transition(action)?;
+        let held: Vec<CredentialRecordId> = if to == CredentialStatus::Active {
+            self.store
+                .list_fraud_alerts(&tenant.id)
+                .await?
+                .into_iter()
+                .filter(|a| a.status == "open")
+                .filter_map(|a| a.credential_id)
+                .collect()
+        } else {
+            vec![]
+        };
+        Ok(self
+            .filter_credentials(tenant, filter)
+            .await?
+            .into_iter()
+            .filter(|c| from.contains(&c.status) && !held.contains(&c.id))
+            .filter(|c| after.is_none_or(|a| c.id.as_str() > a.as_str()))
+            .collect())
+    }
+
     /// How many credentials an action would change, and a sample. Changes nothing.
     pub async fn bulk_preview(
         &self,
@@ -221,14 +251,8 @@ impl App {
         action: &str,
         filter: &CredentialFilter,
     ) -> Result<BulkPreview, Error> {
-        let (from, _, _) = transition(action)?;
         let catalogue = self.catalogue().await?;
-        let hits: Vec<Credential> = self
-            .filter_credentials(tenant, filter)
-            .await?
-            .into_iter()
-            .filter(|c| from.contains(&c.status))
-            .collect();
+        let hits = self.pending(tenant, action, filter, None).await?;
         Ok(BulkPreview {
             action: action.to_string(),
             count: hits.len(),
@@ -347,14 +371,9 @@ impl App {
         let filter: CredentialFilter = serde_json::from_value(job.filter.clone())
             .map_err(|e| Error::internal(format!("stored bulk filter: {e}")))?;
         let (from, to, action) = transition(&job.action)?;
-        let after = job.last_credential.clone();
-        let pending: Vec<Credential> = self
-            .filter_credentials(tenant, &filter)
-            .await?
-            .into_iter()
-            .filter(|c| from.contains(&c.status))
-            .filter(|c| after.as_ref().is_none_or(|a| c.id.as_str() > a.as_str()))
-            .collect();
+        let pending = self
+            .pending(tenant, &job.action, &filter, job.last_credential.as_ref())
+            .await?;
         let mut done = job.done;
         if pending.is_empty() {
             let event = caller

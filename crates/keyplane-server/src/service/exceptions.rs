@@ -168,6 +168,18 @@ impl App {
         caller: &Caller,
     ) -> Result<(), Error> {
         let reason = super::check_reason(reason)?;
+        if !self
+            .store
+            .list_exceptions(&tenant.id)
+            .await?
+            .iter()
+            .any(|e| &e.id == id)
+        {
+            return Err(Error::not_found(
+                "exception_not_found",
+                "no such exception in this tenant",
+            ));
+        }
         let event = caller
             .event("exception.revoked", "exception", id.as_str())
             .details(json!({ "reason": reason }));

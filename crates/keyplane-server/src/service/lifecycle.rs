@@ -207,6 +207,9 @@ impl App {
                 "administrators cannot suspend or deprovision themselves",
             ));
         }
+        if to != UserStatus::Active && u.role.as_deref() == Some("owner") {
+            self.keep_an_owner(tenant, &u.id).await?;
+        }
         let revoke = to == UserStatus::Deprovisioned
             && self
                 .active_policy(tenant)
@@ -304,6 +307,28 @@ impl App {
         .await
     }
 
+    /// Refuses a change that would leave the tenant without another active owner.
+    async fn keep_an_owner(&self, tenant: &Tenant, leaving: &UserId) -> Result<(), Error> {
+        let others = self
+            .store
+            .list_users(&tenant.id)
+            .await?
+            .iter()
+            .filter(|o| {
+                &o.id != leaving
+                    && o.role.as_deref() == Some("owner")
+                    && o.status == UserStatus::Active
+            })
+            .count();
+        if others == 0 {
+            return Err(Error::conflict(
+                "last_owner",
+                "a tenant keeps at least one active owner: make another user owner first",
+            ));
+        }
+        Ok(())
+    }
+
     /// Gives (or with `None` takes away) a user's role: `user.role_changed`. The last owner
     /// keeps the role.
     pub async fn set_role(
@@ -315,19 +340,7 @@ impl App {
     ) -> Result<User, Error> {
         let u = self.user_by_id(tenant, user).await?;
         if u.role.as_deref() == Some("owner") && role != Some(Role::Owner) {
-            let owners = self
-                .store
-                .list_users(&tenant.id)
-                .await?
-                .iter()
-                .filter(|o| o.role.as_deref() == Some("owner") && o.status == UserStatus::Active)
-                .count();
-            if owners <= 1 {
-                return Err(Error::conflict(
-                    "last_owner",
-                    "a tenant keeps at least one active owner",
-                ));
-            }
+            self.keep_an_owner(tenant, &u.id).await?;
         }
         let event = caller
             .event("user.role_changed", "user", u.id.as_str())

@@ -3,6 +3,7 @@
 
 mod approvals;
 mod audit;
+mod audit_pages;
 mod bulk;
 mod catalogue;
 mod clients;
@@ -11,6 +12,7 @@ mod exceptions;
 mod lifecycle;
 mod policy;
 mod registration;
+mod reports;
 mod signin;
 mod stepup;
 mod tenants;
@@ -24,6 +26,7 @@ pub use exceptions::*;
 pub use lifecycle::*;
 pub use policy::*;
 pub use registration::*;
+pub use reports::*;
 pub use signin::*;
 pub use stepup::*;
 pub use tenants::*;

@@ -1,0 +1,538 @@
+//! Reports for administrators, auditors and governance: passkey coverage, drift from the active
+//! policy, exceptions, fraud alerts, and how the tenant's configuration maps to NIST CSF 2.0
+//! PR.AA, NIST SP 800-63B and the OWASP Non-Human Identities Top 10. Every figure is computed
+//! from the live data when asked; nothing is cached.
+
+use super::App;
+use keyplane_core::policy::{self, Requirement, Subject};
+use keyplane_core::*;
+use keyplane_store::AuditFilter;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// Passkey coverage of one population (or of everyone, `(all)`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Coverage {
+    /// Active users.
+    pub users: u64,
+    /// Users with no active passkey the policy accepts.
+    pub users_without_compliant: u64,
+    pub users_with_one_compliant: u64,
+    pub users_with_two_or_more_compliant: u64,
+    /// Active credentials.
+    pub credentials: u64,
+    pub synced: u64,
+    pub device_bound: u64,
+    /// Credentials by authenticator model (name, or AAGUID when unknown).
+    pub models: BTreeMap<String, u64>,
+}
+
+/// The coverage report.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CoverageReport {
+    pub populations: BTreeMap<String, Coverage>,
+    /// Sign-ins in the window by the level they reached (all with passkeys, so all phishing-
+    /// resistant; the level says how strongly).
+    pub sign_ins_by_level: BTreeMap<String, u64>,
+    pub window_days: i64,
+}
+
+/// Why a credential no longer complies.
+#[derive(Clone, Debug, Serialize)]
+pub struct DriftItem {
+    pub credential: CredentialRecordId,
+    pub user: UserId,
+    pub username: String,
+    pub model: String,
+    pub rules: Vec<String>,
+    pub codes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DriftReport {
+    pub policy_version: Option<i64>,
+    pub non_compliant: u64,
+    pub by_rule: BTreeMap<String, u64>,
+    pub by_model: BTreeMap<String, u64>,
+    pub credentials: Vec<DriftItem>,
+}
+
+/// One row of the controls report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ControlRow {
+    pub framework: &'static str,
+    pub control: &'static str,
+    pub title: &'static str,
+    /// `pass`, `fail` or `not_applicable`.
+    pub status: &'static str,
+    pub evidence: String,
+}
+
+/// Users, credentials and populations of a tenant, loaded once per report.
+struct Snapshot {
+    users: Vec<User>,
+    credentials: Vec<Credential>,
+    populations: HashMap<UserId, Vec<String>>,
+}
+
+fn model_name(catalogue: &super::Catalogue, aaguid: &str) -> String {
+    catalogue
+        .name(aaguid)
+        .map(|n| n.name)
+        .unwrap_or_else(|| aaguid.to_string())
+}
+
+impl App {
+    async fn snapshot(&self, tenant: &Tenant) -> Result<Snapshot, Error> {
+        let mut populations: HashMap<UserId, Vec<String>> = HashMap::new();
+        for (u, p) in self.store.all_user_populations(&tenant.id).await? {
+            populations.entry(u).or_default().push(p);
+        }
+        Ok(Snapshot {
+            users: self.store.list_users(&tenant.id).await?,
+            credentials: self.store.list_credentials(&tenant.id, None).await?,
+            populations,
+        })
+    }
+
+    /// Coverage per population, plus sign-ins by level over the last `days` days (from the
+    /// audit log).
+    pub async fn coverage_report(
+        &self,
+        tenant: &Tenant,
+        days: i64,
+    ) -> Result<CoverageReport, Error> {
+        let snap = self.snapshot(tenant).await?;
+        let active = self.active_policy(tenant).await?;
+        let catalogue = self.catalogue().await?;
+        let waivers = self
+            .store
+            .active_exceptions(&tenant.id, self.clock.now())
+            .await?;
+        let mut by_user: HashMap<&UserId, Vec<&Credential>> = HashMap::new();
+        for c in snap
+            .credentials
+            .iter()
+            .filter(|c| c.status == CredentialStatus::Active)
+        {
+            by_user.entry(&c.user_id).or_default().push(c);
+        }
+        let none = Vec::new();
+        let mut report = CoverageReport {
+            window_days: days,
+            ..Default::default()
+        };
+        for u in snap.users.iter().filter(|u| u.status == UserStatus::Active) {
+            let pops = snap.populations.get(&u.id).unwrap_or(&none);
+            let subject = Subject {
+                populations: pops.clone(),
+            };
+            let rules: Vec<(String, String)> = waivers
+                .iter()
+                .filter(|e| e.covers(&u.id, pops))
+                .map(|e| (e.id.as_str().to_string(), e.rule.clone()))
+                .collect();
+            let creds = by_user.get(&u.id).map(Vec::as_slice).unwrap_or(&[]);
+            let compliant = creds
+                .iter()
+                .filter(|c| {
+                    let reasons = policy::authenticator_violations(
+                        &active.policy,
+                        &subject,
+                        &catalogue.facts(c, c.user_verified),
+                    );
+                    reasons
+                        .iter()
+                        .all(|r| rules.iter().any(|(_, w)| *w == r.rule))
+                })
+                .count();
+            let mut keys = vec!["(all)".to_string()];
+            keys.extend(pops.iter().cloned());
+            for key in keys {
+                let cov = report.populations.entry(key).or_default();
+                cov.users += 1;
+                match compliant {
+                    0 => cov.users_without_compliant += 1,
+                    1 => cov.users_with_one_compliant += 1,
+                    _ => cov.users_with_two_or_more_compliant += 1,
+                }
+                for c in creds {
+                    cov.credentials += 1;
+                    if c.backup_eligible {
+                        cov.synced += 1;
+                    } else {
+                        cov.device_bound += 1;
+                    }
+                    *cov.models
+                        .entry(model_name(&catalogue, &c.aaguid))
+                        .or_default() += 1;
+                }
+            }
+        }
+        let since = self.clock.now().plus_secs(-days * 86_400);
+        let mut after = 0;
+        loop {
+            let page = self
+                .store
+                .list_audit_events(
+                    &tenant.id,
+                    &AuditFilter {
+                        after_seq: after,
+                        since: Some(since),
+                        action: Some("authentication.succeeded".into()),
+                        limit: 1000,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            for e in &page {
+                let level = serde_json::from_str::<Value>(&e.details)
+                    .ok()
+                    .and_then(|d| d["aal"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| "unknown".into());
+                *report.sign_ins_by_level.entry(level).or_default() += 1;
+            }
+            match page.last() {
+                Some(last) if page.len() == 1000 => after = last.seq,
+                _ => break,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Active credentials the active policy no longer accepts (exceptions taken into account),
+    /// and why.
+    pub async fn drift_report(&self, tenant: &Tenant) -> Result<DriftReport, Error> {
+        let snap = self.snapshot(tenant).await?;
+        let active = self.active_policy(tenant).await?;
+        let catalogue = self.catalogue().await?;
+        let waivers = self
+            .store
+            .active_exceptions(&tenant.id, self.clock.now())
+            .await?;
+        let users: HashMap<&UserId, &User> = snap.users.iter().map(|u| (&u.id, u)).collect();
+        let none = Vec::new();
+        let mut report = DriftReport {
+            policy_version: active.version,
+            ..Default::default()
+        };
+        for c in snap
+            .credentials
+            .iter()
+            .filter(|c| c.status == CredentialStatus::Active)
+        {
+            let Some(u) = users
+                .get(&c.user_id)
+                .filter(|u| u.status == UserStatus::Active)
+            else {
+                continue;
+            };
+            let pops = snap.populations.get(&c.user_id).unwrap_or(&none);
+            let reasons: Vec<_> = policy::authenticator_violations(
+                &active.policy,
+                &Subject {
+                    populations: pops.clone(),
+                },
+                &catalogue.facts(c, c.user_verified),
+            )
+            .into_iter()
+            .filter(|r| {
+                !waivers
+                    .iter()
+                    .any(|e| e.covers(&c.user_id, pops) && e.rule == r.rule)
+            })
+            .collect();
+            if reasons.is_empty() {
+                continue;
+            }
+            let model = model_name(&catalogue, &c.aaguid);
+            report.non_compliant += 1;
+            *report.by_model.entry(model.clone()).or_default() += 1;
+            for r in &reasons {
+                *report.by_rule.entry(r.rule.clone()).or_default() += 1;
+            }
+            report.credentials.push(DriftItem {
+                credential: c.id.clone(),
+                user: c.user_id.clone(),
+                username: u.username.clone(),
+                model,
+                rules: reasons.iter().map(|r| r.rule.clone()).collect(),
+                codes: reasons.iter().map(|r| r.code.to_string()).collect(),
+            });
+        }
+        Ok(report)
+    }
+
+    /// Exceptions: active, expiring within `days`, and ended.
+    pub async fn exceptions_report(&self, tenant: &Tenant, days: i64) -> Result<Value, Error> {
+        let now = self.clock.now();
+        let horizon = now.plus_secs(days * 86_400);
+        let all = self.list_exceptions(tenant).await?;
+        let active: Vec<_> = all.iter().filter(|e| e.status == "active").collect();
+        let expiring: Vec<_> = active.iter().filter(|e| e.expires_at <= horizon).collect();
+        Ok(json!({
+            "active": active.len(),
+            "expiring_within_days": days,
+            "expiring": expiring.len(),
+            "expired": all.iter().filter(|e| e.status == "expired").count(),
+            "revoked": all.iter().filter(|e| e.status == "revoked").count(),
+            "exceptions": all,
+        }))
+    }
+
+    /// Fraud alerts by state and kind.
+    pub async fn fraud_report(&self, tenant: &Tenant) -> Result<Value, Error> {
+        let alerts = self.list_fraud_alerts(tenant).await?;
+        let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
+        let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
+        for a in &alerts {
+            *by_state.entry(a.status.clone()).or_default() += 1;
+            *by_kind.entry(a.kind.clone()).or_default() += 1;
+        }
+        Ok(json!({ "by_state": by_state, "by_kind": by_kind, "alerts": alerts }))
+    }
+
+    /// The tenant's configuration against NIST CSF 2.0 PR.AA, NIST SP 800-63B and the OWASP
+    /// Non-Human Identities Top 10: each row pass, fail or not applicable, with its evidence.
+    pub async fn controls_report(&self, tenant: &Tenant) -> Result<Vec<ControlRow>, Error> {
+        let active = self.active_policy(tenant).await?;
+        let p = &active.policy;
+        let coverage = self.coverage_report(tenant, 30).await?;
+        let all = coverage
+            .populations
+            .get("(all)")
+            .cloned()
+            .unwrap_or_default();
+        let drift = self.drift_report(tenant).await?;
+        let catalogue = self.catalogue().await?;
+        let compromised: u64 = self
+            .store
+            .list_credentials(&tenant.id, None)
+            .await?
+            .iter()
+            .filter(|c| c.status == CredentialStatus::Active)
+            .filter(|c| {
+                catalogue.mds_entry(&c.aaguid).is_some_and(|e| {
+                    e.statuses()
+                        .any(|s| keyplane_core::mds::COMPROMISE_STATUSES.contains(&s))
+                })
+            })
+            .count() as u64;
+        let open_alerts = self
+            .list_fraud_alerts(tenant)
+            .await?
+            .iter()
+            .filter(|a| a.status == "open")
+            .count();
+        let admin_rule = p
+            .step_up
+            .iter()
+            .find(|r| r.actions.iter().any(|a| a == "admin.*"));
+        let aal3_reachable = p.assurance.aal3.contains(&Requirement::DeviceBound)
+            && p.assurance.aal3.contains(&Requirement::TrustedAttestation)
+            && p.assurance.aal3.contains(&Requirement::UserVerified);
+        let s = &p.sessions.default;
+        let pass = |ok: bool| if ok { "pass" } else { "fail" };
+        let row = |framework, control, title, status, evidence: String| ControlRow {
+            framework,
+            control,
+            title,
+            status,
+            evidence,
+        };
+        let mut rows = vec![
+            row("NIST CSF 2.0", "PR.AA-01", "Identities and credentials for authorized users are managed",
+                pass(all.users_without_compliant == 0),
+                format!("{} active users; {} without a compliant passkey; {} with two or more", all.users, all.users_without_compliant, all.users_with_two_or_more_compliant)),
+            row("NIST CSF 2.0", "PR.AA-02", "Identities are proofed and bound to credentials",
+                pass(p.enrolment.invite_required),
+                format!("enrolment.invite_required = {}; help-desk recovery checks arrive with account recovery", p.enrolment.invite_required)),
+            row("NIST CSF 2.0", "PR.AA-03", "Users, services and hardware are authenticated",
+                pass(drift.non_compliant == 0 && compromised == 0),
+                format!("passkeys only (no passwords); {} credentials non-compliant with policy version {:?}; {} of a model with a compromise status in MDS", drift.non_compliant, active.version, compromised)),
+            row("NIST CSF 2.0", "PR.AA-04", "Identity assertions are protected, conveyed and verified",
+                "not_applicable",
+                "Keyplane issues no federation assertions yet (OpenID Connect arrives later); sessions are 256-bit tokens stored hashed".into()),
+            row("NIST CSF 2.0", "PR.AA-05", "Access permissions are defined in a policy, managed, enforced and reviewed",
+                pass(active.version.is_some() && admin_rule.is_some()),
+                format!("policy version {:?}; administrative step-up: {}; dual control on {}", active.version,
+                    admin_rule.map(|r| format!("{} within {} s", r.level.as_str(), r.max_age_secs)).unwrap_or_else(|| "none".into()),
+                    if p.governance.dual_control.is_empty() { "nothing".into() } else { p.governance.dual_control.join(", ") })),
+            row("NIST CSF 2.0", "PR.AA-06", "Physical access to assets is managed",
+                "not_applicable", "outside Keyplane's scope".into()),
+            row("NIST SP 800-63B", "AAL2", "Multi-factor: possession and user verification",
+                pass(p.assurance.aal2.contains(&Requirement::UserVerified)),
+                format!("assurance.aal2 = {:?}", p.assurance.aal2.iter().map(|r| r.as_str()).collect::<Vec<_>>())),
+            row("NIST SP 800-63B", "AAL3", "Hardware-bound, verifier-impersonation resistant authenticator",
+                pass(aal3_reachable),
+                format!("assurance.aal3 = {:?}; {} device-bound credentials", p.assurance.aal3.iter().map(|r| r.as_str()).collect::<Vec<_>>(), all.device_bound)),
+            row("NIST SP 800-63B", "Reauthentication", "AAL2 sessions: at most 24 h, 1 h idle",
+                pass(s.lifetime_secs <= 24 * 3600 && s.idle_secs <= 3600),
+                format!("sessions.lifetime_secs = {}, idle_secs = {}", s.lifetime_secs, s.idle_secs)),
+            row("OWASP NHI Top 10", "NHI-03", "Vulnerable third-party NHI (authenticator models with compromise reports)",
+                pass(compromised == 0),
+                format!("{compromised} active credentials of a model MDS reports compromised; denied statuses: {}", p.authenticators.default.deny_statuses.join(", "))),
+            row("OWASP NHI Top 10", "NHI-10", "Human use of NHI / fraud signals",
+                pass(open_alerts == 0),
+                format!("{open_alerts} open fraud alerts")),
+        ];
+        rows.extend(self.client_controls(tenant).await?);
+        Ok(rows)
+    }
+
+    /// Rows about machine clients (added with them).
+    async fn client_controls(&self, _tenant: &Tenant) -> Result<Vec<ControlRow>, Error> {
+        Ok(vec![])
+    }
+}
+
+/// The reports there are.
+pub const REPORTS: &[&str] = &["coverage", "drift", "exceptions", "fraud", "controls"];
+
+impl App {
+    /// A report by name, as JSON. `days`: the window of `coverage` (sign-ins) and `exceptions`
+    /// (expiring within).
+    pub async fn report(&self, tenant: &Tenant, name: &str, days: i64) -> Result<Value, Error> {
+        if !(1..=366).contains(&days) {
+            return Err(Error::invalid("invalid_days", "days must be 1-366"));
+        }
+        let to_json = |v: Result<Value, serde_json::Error>| {
+            v.map_err(|e| Error::internal(format!("encoding a report: {e}")))
+        };
+        match name {
+            "coverage" => to_json(serde_json::to_value(
+                self.coverage_report(tenant, days).await?,
+            )),
+            "drift" => to_json(serde_json::to_value(self.drift_report(tenant).await?)),
+            "exceptions" => self.exceptions_report(tenant, days).await,
+            "fraud" => self.fraud_report(tenant).await,
+            "controls" => to_json(serde_json::to_value(self.controls_report(tenant).await?)),
+            _ => Err(Error::not_found(
+                "report_not_found",
+                format!("no report {name:?}; there are: {}", REPORTS.join(", ")),
+            )),
+        }
+    }
+}
+
+/// A report's rows for a table or CSV: (columns, rows).
+pub fn report_rows(name: &str, report: &Value) -> (Vec<&'static str>, Vec<Value>) {
+    let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
+    match name {
+        "coverage" => (
+            vec![
+                "population",
+                "users",
+                "users_without_compliant",
+                "users_with_one_compliant",
+                "users_with_two_or_more_compliant",
+                "credentials",
+                "synced",
+                "device_bound",
+            ],
+            report["populations"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(p, c)| {
+                            let mut row = c.clone();
+                            row["population"] = json!(p);
+                            row
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+        "drift" => (
+            vec!["credential", "username", "model", "rules", "codes"],
+            list("credentials"),
+        ),
+        "exceptions" => (
+            vec![
+                "id",
+                "subject",
+                "rule",
+                "status",
+                "expires_at",
+                "requested_by",
+                "approved_by",
+            ],
+            list("exceptions"),
+        ),
+        "fraud" => (
+            vec![
+                "id",
+                "kind",
+                "status",
+                "user_id",
+                "credential_id",
+                "resolution",
+            ],
+            list("alerts"),
+        ),
+        _ => (
+            vec!["framework", "control", "status", "title", "evidence"],
+            report.as_array().cloned().unwrap_or_default(),
+        ),
+    }
+}
+
+fn csv_cell(v: Option<&Value>) -> String {
+    let text = match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| csv_cell(Some(x)))
+            .collect::<Vec<_>>()
+            .join(";"),
+        Some(Value::Object(o)) if o.contains_key("type") && o.contains_key("id") => format!(
+            "{}:{}",
+            o["type"].as_str().unwrap_or_default(),
+            o["id"].as_str().unwrap_or_default()
+        ),
+        Some(other) => other.to_string(),
+    };
+    // RFC 4180 quoting; a leading formula character is neutralised for spreadsheets.
+    let text = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// RFC 4180 CSV with a header line.
+pub fn csv(columns: &[&str], rows: &[Value]) -> String {
+    let mut out = columns.join(",");
+    out.push_str("\r\n");
+    for r in rows {
+        let cells: Vec<String> = columns.iter().map(|c| csv_cell(r.get(*c))).collect();
+        out.push_str(&cells.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_and_defuses_formulas() {
+        let rows = vec![
+            json!({"a": "plain", "b": "with, comma"}),
+            json!({"a": "say \"hi\"", "b": "=HYPERLINK(1)"}),
+            json!({"a": ["x", "y"], "b": null}),
+        ];
+        assert_eq!(
+            csv(&["a", "b"], &rows),
+            "a,b\r\nplain,\"with, comma\"\r\n\"say \"\"hi\"\"\",'=HYPERLINK(1)\r\nx;y,\r\n"
+        );
+    }
+}
