@@ -78,6 +78,19 @@ impl Clock for ManualClock {
     }
 }
 
+/// Serialises a [`Timestamp`] as RFC 3339 (for JSON shown to people and other systems).
+pub fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339())
+}
+
+/// The same for an optional time (`null` when absent).
+pub fn rfc3339_opt<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.to_rfc3339()),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,18 +107,5 @@ mod tests {
         assert_eq!(c.now(), Timestamp(10));
         c.advance_secs(2);
         assert_eq!(c.now(), Timestamp(2010));
-    }
-}
-
-/// Serialises a [`Timestamp`] as RFC 3339 (for JSON shown to people and other systems).
-pub fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.to_rfc3339())
-}
-
-/// The same for an optional time (`null` when absent).
-pub fn rfc3339_opt<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => s.serialize_str(&t.to_rfc3339()),
-        None => s.serialize_none(),
     }
 }
