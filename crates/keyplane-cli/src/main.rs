@@ -64,9 +64,9 @@ pub enum Command {
     /// Exceptions to the policy: request (granted by a second administrator), list, revoke.
     #[command(subcommand)]
     Exception(manage::ExceptionCommand),
-    /// Reports: coverage, drift, exceptions, fraud, controls.
+    /// Reports: coverage, drift, exceptions, fraud, clients, controls.
     Report {
-        /// coverage, drift, exceptions, fraud or controls.
+        /// coverage, drift, exceptions, fraud, clients or controls.
         name: String,
         /// Window in days (coverage sign-ins; exceptions expiring within).
         #[arg(long, default_value_t = 30)]

@@ -987,6 +987,164 @@ async fn a_machine_clients_request_is_not_approved_by_its_owner(backend: Backend
     server.shutdown().await;
 }
 
+/// The NHI-01 and NHI-07 rows of the controls report.
+async fn nhi_rows(server: &TestServer, tenant: &keyplane_core::Tenant) -> (Value, Value) {
+    let rows = server.app.report(tenant, "controls", 30).await.unwrap();
+    let row = |c: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["control"] == c)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {c} in {rows}"))
+    };
+    (row("NHI-01"), row("NHI-07"))
+}
+
+async fn reports_show_expiring_stale_and_orphaned_clients(backend: Backend) {
+    let (server, clock) = manual_server(backend).await;
+    let tenant = server.default_tenant().await;
+    let (_, ada_id) = member(&server, "ada", Some("admin")).await;
+    let (_, bob_id) = member(&server, "bob", Some("admin")).await;
+    let op = Caller::operator("alice");
+    let (nhi01, nhi07) = nhi_rows(&server, &tenant).await;
+    assert_eq!(
+        (nhi01["status"].as_str(), nhi07["status"].as_str()),
+        (Some("not_applicable"), Some("pass"))
+    );
+    let new = |owner: &str, scopes: &[&str], days: i64| keyplane_server::service::NewClient {
+        kind: "api_token".into(),
+        name: format!("client of {owner}"),
+        owner: UserId::parse(owner).unwrap(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        expires_days: Some(days),
+    };
+    let make = |n: keyplane_server::service::NewClient| {
+        let (server, tenant, op) = (&server, &tenant, &op);
+        async move {
+            match server.app.create_client(tenant, n, op).await.unwrap() {
+                keyplane_server::service::ClientCreation::Created { client, secret } => {
+                    (client.client.id.clone(), secret.expose().to_string())
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let (a, a_secret) = make(new(&ada_id, &["reports.read"], 90)).await;
+    let (b, _) = make(new(&bob_id, &["users.read"], 40)).await;
+    let (c, _) = make(new(&ada_id, &["users.read"], 90)).await;
+    let (d, _) = make(new(&ada_id, &["users.read"], 90)).await;
+    server
+        .app
+        .revoke_client(&tenant, &c, "not needed", &op)
+        .await
+        .unwrap();
+    // Day 20: A is used, D rotated. Day 35: B's owner leaves.
+    clock.advance_secs(20 * 86_400);
+    let (status, _) = call(
+        &server,
+        Method::GET,
+        "/api/v1/admin/reports/fraud",
+        &a_secret,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    server
+        .app
+        .rotate_client(&tenant, &d, Some(0), &op)
+        .await
+        .unwrap();
+    clock.advance_secs(15 * 86_400);
+    server
+        .app
+        .suspend_user(&tenant, &UserId::parse(&bob_id).unwrap(), "left", &op)
+        .await
+        .unwrap();
+
+    // Over HTTP, with a machine client that holds reports.read.
+    let (status, report) = call(
+        &server,
+        Method::GET,
+        "/api/v1/admin/reports/clients",
+        &a_secret,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let findings = |id: &keyplane_core::MachineClientId| {
+        report["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id.as_str())
+            .map(|r| r["findings"].clone())
+    };
+    assert_eq!(findings(&a), Some(json!(["never_rotated"])));
+    assert_eq!(
+        findings(&b),
+        Some(json!([
+            "expiring",
+            "never_rotated",
+            "unused",
+            "owner_inactive"
+        ]))
+    );
+    assert_eq!(findings(&c), None, "a revoked client is not reported");
+    assert_eq!(findings(&d), Some(json!(["unused"])));
+    assert_eq!(
+        report["findings"],
+        json!({"expiring": 1, "never_rotated": 2, "unused": 2, "owner_inactive": 1})
+    );
+    let csv = server
+        .http
+        .get(server.url("/api/v1/admin/reports/clients?format=csv"))
+        .bearer_auth(&a_secret)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.starts_with("id,name,owner_username,scopes,status,"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 4, "a header and three clients: {csv}");
+
+    // Controls: an orphaned and unused clients fail NHI-01; secrets are within 90 days (NHI-07)
+    // until the policy asks for 30.
+    let (nhi01, nhi07) = nhi_rows(&server, &tenant).await;
+    assert_eq!(nhi01["status"], "fail", "{nhi01}");
+    assert!(
+        nhi01["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("1 whose owner"),
+        "{nhi01}"
+    );
+    assert_eq!(nhi07["status"], "pass", "{nhi07}");
+    assert!(
+        nhi07["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("oldest secret 35 days"),
+        "{nhi07}"
+    );
+    server
+        .app
+        .apply_policy(
+            &tenant,
+            "version = 1\n[governance]\nclient_max_days = 30\n",
+            &op,
+        )
+        .await
+        .unwrap();
+    let (_, nhi07) = nhi_rows(&server, &tenant).await;
+    assert_eq!(nhi07["status"], "fail", "{nhi07}");
+    server.shutdown().await;
+}
+
 both_backends!(
     a_client_token_works_within_its_scopes_on_the_admin_api_only,
     expired_revoked_and_orphaned_client_tokens_get_401,
@@ -995,4 +1153,5 @@ both_backends!(
     creation_refuses_unfit_scopes_owners_and_lifetimes,
     dual_control_on_creation_gives_the_first_secret_to_the_requester,
     a_machine_clients_request_is_not_approved_by_its_owner,
+    reports_show_expiring_stale_and_orphaned_clients,
 );

@@ -184,6 +184,7 @@ async fn openapi_documents_every_route(backend: Backend) {
         ("/api/v1/admin/reports/drift", "GET"),
         ("/api/v1/admin/reports/exceptions", "GET"),
         ("/api/v1/admin/reports/fraud", "GET"),
+        ("/api/v1/admin/reports/clients", "GET"),
         ("/api/v1/admin/reports/controls", "GET"),
         ("/api/v1/admin/clients", "GET"),
         ("/api/v1/admin/clients", "POST"),

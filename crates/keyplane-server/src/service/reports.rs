@@ -1,5 +1,5 @@
 //! Reports for administrators, auditors and governance: passkey coverage, drift from the active
-//! policy, exceptions, fraud alerts, and how the tenant's configuration maps to NIST CSF 2.0
+//! policy, exceptions, fraud alerts, machine clients, and how the tenant's configuration maps to NIST CSF 2.0
 //! PR.AA, NIST SP 800-63B and the OWASP Non-Human Identities Top 10. Every figure is computed
 //! from the live data when asked; nothing is cached.
 
@@ -381,14 +381,111 @@ impl App {
         Ok(rows)
     }
 
-    /// Rows about machine clients (added with them).
-    async fn client_controls(&self, _tenant: &Tenant) -> Result<Vec<ControlRow>, Error> {
-        Ok(vec![])
+    /// Machine clients that are not revoked, with their findings, and how many have each.
+    pub async fn clients_report(&self, tenant: &Tenant) -> Result<Value, Error> {
+        let mut findings: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut clients = vec![];
+        for o in self.list_clients(tenant).await? {
+            if o.status == ClientStatus::Revoked {
+                continue;
+            }
+            for f in &o.findings {
+                *findings.entry(f).or_default() += 1;
+            }
+            let c = &o.client;
+            clients.push(json!({
+                "id": c.id,
+                "name": c.name,
+                "kind": c.kind.as_str(),
+                "owner": c.owner,
+                "owner_username": o.owner.as_ref().map(|u| &u.username),
+                "scopes": c.scopes.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+                "status": o.status.as_str(),
+                "expires_at": c.expires_at.to_rfc3339(),
+                "rotated_at": c.rotated_at.map(|t| t.to_rfc3339()),
+                "last_used_at": c.last_used_at.map(|t| t.to_rfc3339()),
+                "findings": o.findings,
+            }));
+        }
+        Ok(json!({ "findings": findings, "clients": clients }))
+    }
+
+    /// Rows about machine clients: offboarding (NHI-01) and long-lived secrets (NHI-07).
+    async fn client_controls(&self, tenant: &Tenant) -> Result<Vec<ControlRow>, Error> {
+        let now = self.clock.now();
+        let max_days = self
+            .active_policy(tenant)
+            .await?
+            .policy
+            .governance
+            .client_max_days;
+        let active: Vec<_> = self
+            .list_clients(tenant)
+            .await?
+            .into_iter()
+            .filter(|o| o.status == ClientStatus::Active)
+            .collect();
+        let with = |f: &str| active.iter().filter(|o| o.findings.contains(&f)).count();
+        let (orphaned, unused, never_rotated) = (
+            with("owner_inactive"),
+            with("unused"),
+            with("never_rotated"),
+        );
+        let secret_age_days =
+            |c: &MachineClient| (now.0 - c.rotated_at.unwrap_or(c.created_at).0) / 86_400_000;
+        let oldest = active
+            .iter()
+            .map(|o| secret_age_days(&o.client))
+            .max()
+            .unwrap_or(0);
+        let offboarding = if active.is_empty() {
+            ("not_applicable", "no active machine clients".to_string())
+        } else {
+            (
+                if orphaned == 0 && unused == 0 { "pass" } else { "fail" },
+                format!(
+                    "{} active machine clients; {orphaned} whose owner is no longer an active administrator (they no longer work: revoke them); {unused} unused for {} days",
+                    active.len(),
+                    client::STALE_AFTER_DAYS
+                ),
+            )
+        };
+        Ok(vec![
+            ControlRow {
+                framework: "OWASP NHI Top 10",
+                control: "NHI-01",
+                title: "Improper offboarding (machine clients of departed owners, unused clients)",
+                status: offboarding.0,
+                evidence: offboarding.1,
+            },
+            ControlRow {
+                framework: "OWASP NHI Top 10",
+                control: "NHI-07",
+                title: "Long-lived secrets (machine client lifetime and rotation)",
+                status: if max_days <= client::DEFAULT_LIFETIME_DAYS && oldest <= max_days {
+                    "pass"
+                } else {
+                    "fail"
+                },
+                evidence: format!(
+                    "governance.client_max_days = {max_days}; {} active machine clients; {never_rotated} with the secret from creation for {} days or more; oldest secret {oldest} days",
+                    active.len(),
+                    client::STALE_AFTER_DAYS
+                ),
+            },
+        ])
     }
 }
 
 /// The reports there are.
-pub const REPORTS: &[&str] = &["coverage", "drift", "exceptions", "fraud", "controls"];
+pub const REPORTS: &[&str] = &[
+    "coverage",
+    "drift",
+    "exceptions",
+    "fraud",
+    "clients",
+    "controls",
+];
 
 impl App {
     /// A report by name, as JSON. `days`: the window of `coverage` (sign-ins) and `exceptions`
@@ -407,6 +504,7 @@ impl App {
             "drift" => to_json(serde_json::to_value(self.drift_report(tenant).await?)),
             "exceptions" => self.exceptions_report(tenant, days).await,
             "fraud" => self.fraud_report(tenant).await,
+            "clients" => self.clients_report(tenant).await,
             "controls" => to_json(serde_json::to_value(self.controls_report(tenant).await?)),
             _ => Err(Error::not_found(
                 "report_not_found",
@@ -470,6 +568,20 @@ pub fn report_rows(name: &str, report: &Value) -> (Vec<&'static str>, Vec<Value>
                 "resolution",
             ],
             list("alerts"),
+        ),
+        "clients" => (
+            vec![
+                "id",
+                "name",
+                "owner_username",
+                "scopes",
+                "status",
+                "expires_at",
+                "rotated_at",
+                "last_used_at",
+                "findings",
+            ],
+            list("clients"),
         ),
         _ => (
             vec!["framework", "control", "status", "title", "evidence"],
