@@ -9,10 +9,12 @@
 //! - multi-statement transactions begin with a write, so SQLite never has to upgrade a read lock.
 
 mod audit;
+mod bulk;
 mod rows;
 mod sql;
 mod store;
 
 pub use audit::{AuditBatch, AuditFilter};
+pub use bulk::ImportedUser;
 pub use sql::{redact as redact_url, Backend, SqlStore};
 pub use store::{AssertionRecord, PolicyVersion, Store, StoreError};

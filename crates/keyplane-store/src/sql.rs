@@ -49,7 +49,7 @@ pub struct SqlStore {
     /// queueing writers here (in order, without sleeping) avoids its busy-retry back-off, which
     /// otherwise adds tens of milliseconds to the tail under load. For PostgreSQL, the same
     /// pool as reads.
-    writer: AnyPool,
+    pub(crate) writer: AnyPool,
     backend: Backend,
 }
 
@@ -62,18 +62,18 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-fn b(v: bool) -> i64 {
+pub(crate) fn b(v: bool) -> i64 {
     i64::from(v)
 }
 
-fn json(list: &[String]) -> String {
+pub(crate) fn json(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
 }
 
-const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_id, public_key, sign_count, aaguid, transports, \
+pub(crate) const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_id, public_key, sign_count, aaguid, transports, \
      backup_eligible, backup_state, attestation_format, attestation_type, user_verified, nickname, created_at, last_used_at, status, \
      status_reason, library_state";
-const USER_COLUMNS: &str =
+pub(crate) const USER_COLUMNS: &str =
     "id, tenant_id, username, display_name, user_handle, status, role, created_at";
 const SESSION_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, restricted";
 const SESSION_READ_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, \

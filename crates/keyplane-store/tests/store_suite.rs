@@ -3,7 +3,9 @@
 
 use keyplane_core::audit::{Actor, ChainVerifier, CheckpointKey, NewEvent};
 use keyplane_core::*;
-use keyplane_store::{AssertionRecord, AuditBatch, AuditFilter, SqlStore, Store, StoreError};
+use keyplane_store::{
+    AssertionRecord, AuditBatch, AuditFilter, ImportedUser, SqlStore, Store, StoreError,
+};
 use keyplane_testkit::{Backend, TestDatabase};
 
 struct Fixture {
@@ -810,6 +812,121 @@ async fn populations_are_replaced_per_user(backend: Backend) {
     f.done().await;
 }
 
+/// 150 users with 0 to 3 credentials and 0 to 2 populations: more rows than one multi-row
+/// `INSERT` takes, so the import spans several statements of each kind.
+fn import_batch(t: &Tenant) -> Vec<ImportedUser> {
+    (0..150u32)
+        .map(|i| {
+            let mut u = user(t, &format!("bulk{i:03}"));
+            u.role = (i % 50 == 0).then(|| "owner".to_string());
+            let credentials = (0..i % 4)
+                .map(|k| {
+                    let mut c = credential(t, &u, format!("bulk-{i}-{k}").as_bytes());
+                    c.created_at = Timestamp(10_000 + i64::from(i * 4 + k));
+                    c.backup_eligible = k % 2 == 0;
+                    c.user_verified = i % 3 != 0;
+                    c.aaguid = format!("{:08x}-0000-0000-0000-000000000000", k);
+                    c.last_used_at = (k == 1).then_some(Timestamp(20_000));
+                    if i % 7 == 0 {
+                        c.status = CredentialStatus::Revoked;
+                        c.status_reason = Some("removed_by_user".into());
+                    }
+                    c
+                })
+                .collect();
+            let populations = match i % 3 {
+                0 => vec![],
+                1 => vec!["workforce".to_string()],
+                _ => vec!["regulated".to_string(), "workforce".to_string()],
+            };
+            ImportedUser {
+                user: u,
+                populations,
+                credentials,
+            }
+        })
+        .collect()
+}
+
+async fn bulk_imports_write_what_single_writes_do_or_nothing(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.create_tenant(&a, none()).await.unwrap();
+    s.create_tenant(&b, none()).await.unwrap();
+    let batch = import_batch(&a);
+    let events: Vec<NewEvent> = (1..=3).map(event).collect();
+    s.import_users(&a.id, &batch, AuditBatch::new(Timestamp(5), &events))
+        .await
+        .unwrap();
+    let mut want_users: Vec<User> = batch.iter().map(|i| i.user.clone()).collect();
+    want_users.sort_by(|x, y| x.username.cmp(&y.username));
+    assert_eq!(s.list_users(&a.id).await.unwrap(), want_users);
+    let mut want_credentials: Vec<Credential> =
+        batch.iter().flat_map(|i| i.credentials.clone()).collect();
+    want_credentials
+        .sort_by(|x, y| (x.created_at.0, x.id.as_str()).cmp(&(y.created_at.0, y.id.as_str())));
+    assert!(want_credentials.len() > 200);
+    assert_eq!(
+        s.list_credentials(&a.id, None).await.unwrap(),
+        want_credentials
+    );
+    let mut want_memberships: Vec<(UserId, String)> = batch
+        .iter()
+        .flat_map(|i| i.populations.iter().map(|p| (i.user.id.clone(), p.clone())))
+        .collect();
+    want_memberships.sort_by(|x, y| (x.0.as_str(), &x.1).cmp(&(y.0.as_str(), &y.1)));
+    assert_eq!(
+        s.all_user_populations(&a.id).await.unwrap(),
+        want_memberships
+    );
+    let recorded = all_events(s, &a.id).await;
+    assert_eq!(
+        recorded.len(),
+        3,
+        "the batch's events, in the same transaction"
+    );
+    verify(&recorded);
+    assert!(
+        s.list_users(&b.id).await.unwrap().is_empty(),
+        "tenant scoped"
+    );
+
+    // A credential id already taken: the whole import fails, with its events.
+    let mut again = import_batch(&a);
+    again.truncate(1);
+    again[0].user = user(&a, "late");
+    again.push(ImportedUser {
+        user: user(&a, "clash"),
+        populations: vec!["workforce".into()],
+        credentials: vec![],
+    });
+    let taken = credential(&a, &again[1].user, b"bulk-1-0");
+    again[1].credentials.push(taken);
+    assert!(matches!(
+        s.import_users(&a.id, &again, AuditBatch::new(Timestamp(6), &[event(4)]))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.user_by_username(&a.id, "late").await.unwrap().is_none());
+    assert!(s.user_by_username(&a.id, "clash").await.unwrap().is_none());
+    assert_eq!(all_events(s, &a.id).await.len(), 3);
+
+    // Rows of another tenant: refused before anything is written.
+    let mut stray = import_batch(&b);
+    stray.truncate(2);
+    let foreign = credential(&a, &stray[1].user, b"stray");
+    stray[1].credentials.push(foreign);
+    assert!(matches!(
+        s.import_users(&b.id, &stray, AuditBatch::new(Timestamp(7), &[event(5)]))
+            .await,
+        Err(StoreError::Database(m)) if m.contains("another tenant")
+    ));
+    assert!(s.list_users(&b.id).await.unwrap().is_empty());
+    assert!(all_events(s, &b.id).await.is_empty());
+    f.done().await;
+}
+
 suite!(
     tenants_round_trip_and_names_and_hostnames_are_unique,
     users_are_unique_per_tenant_and_scoped,
@@ -824,4 +941,5 @@ suite!(
     checkpoints_are_stored_once,
     policy_versions_activate_and_roll_back,
     populations_are_replaced_per_user,
+    bulk_imports_write_what_single_writes_do_or_nothing,
 );
