@@ -17,4 +17,6 @@ mod store;
 pub use audit::{AuditBatch, AuditFilter};
 pub use bulk::ImportedUser;
 pub use sql::{redact as redact_url, Backend, SqlStore};
-pub use store::{AssertionRecord, PolicyVersion, Store, StoreError};
+pub use store::{
+    AssertionRecord, CredentialFacts, PolicySubject, PolicyVersion, Store, StoreError,
+};

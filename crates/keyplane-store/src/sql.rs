@@ -910,6 +910,14 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn policy_subjects(
+        &self,
+        tenant: &TenantId,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Vec<crate::PolicySubject>> {
+        crate::bulk::policy_subjects(&self.pool, tenant, progress).await
+    }
+
     async fn set_user_populations(
         &self,
         tenant: &TenantId,

@@ -24,6 +24,15 @@ impl From<Error> for ApplyError {
     }
 }
 
+/// How far a simulation has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimulationProgress {
+    /// Reading the tenant's users, memberships and credentials: rows read so far.
+    Loading { rows: u64 },
+    /// Evaluating: users done, of how many.
+    Evaluating { users: u64, of: u64 },
+}
+
 /// The policy in force: its version (`None` = the built-in policy) and content.
 pub struct ActivePolicy {
     pub version: Option<i64>,
@@ -149,58 +158,47 @@ impl App {
     }
 
     /// Evaluates a candidate policy against the tenant's live users and credentials and counts,
-    /// per population, what would change if it were applied. Changes nothing.
+    /// per population, what would change if it were applied. Changes nothing. `progress` hears
+    /// how far the loading, then the evaluation, has come.
     pub async fn simulate_policy(
         &self,
         tenant: &Tenant,
         document: &str,
-        progress: &(dyn Fn(u64) + Sync),
+        progress: &(dyn Fn(SimulationProgress) + Sync),
     ) -> Result<policy::SimulationReport, ApplyError> {
         let candidate = policy::parse(document).map_err(ApplyError::Lint)?;
         let current = self.active_policy(tenant).await?.policy;
-        let users = self
+        let subjects = self
             .store
-            .list_users(&tenant.id)
+            .policy_subjects(&tenant.id, &|rows| {
+                progress(SimulationProgress::Loading { rows })
+            })
             .await
             .map_err(Error::from)?;
-        let credentials = self
-            .store
-            .list_credentials(&tenant.id, None)
-            .await
-            .map_err(Error::from)?;
-        let memberships = self
-            .store
-            .all_user_populations(&tenant.id)
-            .await
-            .map_err(Error::from)?;
-        let mut by_user: HashMap<UserId, policy::SimUser> = users
-            .iter()
-            .filter(|u| u.status == UserStatus::Active)
-            .map(|u| {
-                (
-                    u.id.clone(),
-                    policy::SimUser {
-                        populations: vec![],
-                        credentials: vec![],
-                    },
-                )
+        let users: Vec<policy::SimUser> = subjects
+            .into_iter()
+            .map(|s| policy::SimUser {
+                populations: s.populations,
+                credentials: s
+                    .credentials
+                    .into_iter()
+                    .map(|c| {
+                        let verified = attestation_verified(&c.attestation_type);
+                        authenticator_facts(
+                            c.aaguid,
+                            c.attestation_format,
+                            verified,
+                            c.backup_eligible,
+                            c.user_verified,
+                        )
+                    })
+                    .collect(),
             })
             .collect();
-        for (user, population) in memberships {
-            if let Some(u) = by_user.get_mut(&user) {
-                u.populations.push(population);
-            }
-        }
-        for c in credentials
-            .iter()
-            .filter(|c| c.status == CredentialStatus::Active)
-        {
-            if let Some(u) = by_user.get_mut(&c.user_id) {
-                u.credentials.push(facts_of(c, c.user_verified));
-            }
-        }
-        let sim_users: Vec<policy::SimUser> = by_user.into_values().collect();
-        Ok(policy::simulate(&current, &candidate, &sim_users, progress))
+        let of = users.len() as u64;
+        Ok(policy::simulate(&current, &candidate, &users, &|users| {
+            progress(SimulationProgress::Evaluating { users, of })
+        }))
     }
 
     pub async fn policy_history(&self, tenant: &Tenant) -> Result<Vec<PolicyVersion>, Error> {
@@ -253,17 +251,35 @@ impl App {
 
 /// What the policy knows about a stored credential (and this assertion's UV flag).
 pub(crate) fn facts_of(c: &Credential, user_verified: bool) -> AuthenticatorFacts {
+    authenticator_facts(
+        c.aaguid.clone(),
+        c.attestation_format.clone(),
+        attestation_verified(&c.attestation_type),
+        c.backup_eligible,
+        user_verified,
+    )
+}
+
+/// Whether the WebAuthn library verified the attestation statement of this type.
+fn attestation_verified(attestation_type: &str) -> bool {
+    !matches!(attestation_type, "none" | "unverifiable" | "uncertain")
+}
+
+fn authenticator_facts(
+    aaguid: String,
+    attestation_format: String,
+    attestation_verified: bool,
+    backup_eligible: bool,
+    user_verified: bool,
+) -> AuthenticatorFacts {
     AuthenticatorFacts {
-        aaguid: c.aaguid.clone(),
-        attestation_format: c.attestation_format.clone(),
-        attestation_verified: !matches!(
-            c.attestation_type.as_str(),
-            "none" | "unverifiable" | "uncertain"
-        ),
+        aaguid,
+        attestation_format,
+        attestation_verified,
         // Trust anchors (FIDO MDS, configured roots) come with the rest of issue 5; until then
         // no attestation is trusted, so nothing reaches aal3 or passes `attestation = "trusted"`.
         attestation_trusted: false,
-        backup_eligible: c.backup_eligible,
+        backup_eligible,
         user_verified,
     }
 }
