@@ -5,7 +5,7 @@ use crate::commands::{open, operator, tenant_or_default};
 use crate::output::{self, Format};
 use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
-use keyplane_server::service::{ApplyError, PolicyChange};
+use keyplane_server::service::{ApplyError, PolicyChange, SimulationProgress};
 use keyplane_server::Settings;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -131,16 +131,30 @@ pub async fn run(settings: Settings, cmd: PolicyCommand) -> anyhow::Result<()> {
             let text = read(&file)?;
             let app = open(settings).await?;
             let t = tenant_or_default(&app, tenant.as_deref()).await?;
+            // On stderr, and only when it is a terminal.
             let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_message(format!(
-                "simulating {} against tenant {}",
-                file.display(),
-                t.name
-            ));
-            let report = match app
-                .simulate_policy(&t, &text, &|n| bar.set_position(n))
-                .await
-            {
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            let what = format!("simulating {} on tenant {}", file.display(), t.name);
+            bar.set_message(format!("{what}: loading"));
+            let progress = |p: SimulationProgress| match p {
+                SimulationProgress::Loading { rows } => {
+                    bar.set_message(format!("{what}: loading, {rows} rows read"))
+                }
+                SimulationProgress::Evaluating { users, of } => {
+                    if bar.length() != Some(of) {
+                        bar.set_message(what.clone());
+                        bar.set_length(of);
+                        bar.set_style(
+                            indicatif::ProgressStyle::with_template(
+                                "{msg} [{bar:30}] {pos}/{len} users",
+                            )
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                        );
+                    }
+                    bar.set_position(users)
+                }
+            };
+            let report = match app.simulate_policy(&t, &text, &progress).await {
                 Ok(r) => r,
                 Err(ApplyError::Lint(errors)) => return Err(report_lint(&file, &errors)),
                 Err(ApplyError::Other(e)) => bail!("{}", e.message),

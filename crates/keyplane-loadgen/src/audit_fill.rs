@@ -113,7 +113,28 @@ fn sign_in_event(users: &[String], i: u64) -> NewEvent {
     }))
 }
 
-async fn tenant(store: &SqlStore, name: &str) -> anyhow::Result<(Tenant, bool)> {
+/// Creates the directory of a `sqlite:` database file if it is missing.
+pub fn create_sqlite_dir(url: &str) -> anyhow::Result<()> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = path
+            .split('?')
+            .next()
+            .unwrap_or(path)
+            .trim_start_matches("//");
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The tenant named `name`, created (with its `tenant.created` event) if it does not exist;
+/// `true` if it was created.
+pub async fn tenant(store: &SqlStore, name: &str) -> anyhow::Result<(Tenant, bool)> {
     if let Some(t) = store.tenant_by_name(name).await? {
         return Ok((t, false));
     }
@@ -144,20 +165,7 @@ async fn tenant(store: &SqlStore, name: &str) -> anyhow::Result<(Tenant, bool)> 
 
 pub async fn run(args: AuditFillArgs) -> anyhow::Result<()> {
     local_database(&args.database_url)?;
-    if let Some(path) = args.database_url.strip_prefix("sqlite:") {
-        let path = path
-            .split('?')
-            .next()
-            .unwrap_or(path)
-            .trim_start_matches("//");
-        if let Some(dir) = std::path::Path::new(path)
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-    }
+    create_sqlite_dir(&args.database_url)?;
     let store = SqlStore::connect(&args.database_url, 4)
         .await
         .map_err(|e| {

@@ -66,8 +66,16 @@
 //! Appends realistic audit events (a sign-in's, about 300 bytes each) to a tenant's chain
 //! through the store's chain append, to measure `keyplane audit verify` over a long log; see
 //! `audit_fill.rs`.
+//!
+//! # `policy-fill`
+//!
+//! Fills a tenant with users, their populations and passkeys of realistic authenticator models
+//! (iCloud Keychain, Google Password Manager, YubiKey 5, Windows Hello, 1Password, ...) through
+//! the store's bulk import, to measure `keyplane policy simulate` on a large tenant; see
+//! `policy_fill.rs`.
 
 mod audit_fill;
+mod policy_fill;
 mod stats;
 
 use anyhow::{anyhow, bail, Context};
@@ -100,6 +108,9 @@ enum Command {
     /// Append realistic audit events to a tenant's chain (through the store's append), to
     /// measure `keyplane audit verify` over a long log.
     AuditFill(audit_fill::AuditFillArgs),
+    /// Fill a tenant with users, population memberships and passkeys of realistic models
+    /// (through the store's bulk import), to measure `keyplane policy simulate`.
+    PolicyFill(policy_fill::PolicyFillArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -163,6 +174,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Signin(args) => signin(args).await,
         Command::AuditFill(args) => audit_fill::run(args).await,
+        Command::PolicyFill(args) => policy_fill::run(args).await,
     }
 }
 

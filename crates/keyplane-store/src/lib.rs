@@ -11,6 +11,7 @@
 mod audit;
 mod audit_page;
 mod audit_read;
+mod bulk;
 mod pg_copy;
 mod rows;
 mod sql;
@@ -18,5 +19,8 @@ mod store;
 
 pub use audit::{AuditBatch, AuditFilter};
 pub use audit_page::AuditPage;
+pub use bulk::ImportedUser;
 pub use sql::{redact as redact_url, Backend, SqlStore};
-pub use store::{AssertionRecord, PolicyVersion, Store, StoreError};
+pub use store::{
+    AssertionRecord, CredentialFacts, PolicySubject, PolicyVersion, Store, StoreError,
+};

@@ -53,7 +53,7 @@ pub struct SqlStore {
     /// queueing writers here (in order, without sleeping) avoids its busy-retry back-off, which
     /// otherwise adds tens of milliseconds to the tail under load. For PostgreSQL, the same
     /// pool as reads.
-    writer: AnyPool,
+    pub(crate) writer: AnyPool,
     /// Audit pages for verification, through the backend's own driver.
     pages: Arc<PageReader>,
     backend: Backend,
@@ -68,11 +68,11 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-fn b(v: bool) -> i64 {
+pub(crate) fn b(v: bool) -> i64 {
     i64::from(v)
 }
 
-fn json(list: &[String]) -> String {
+pub(crate) fn json(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
 }
 
@@ -86,10 +86,10 @@ const APPROVAL_COLUMNS: &str =
 const CLIENT_COLUMNS: &str = "id, tenant_id, kind, name, owner_id, scopes, status, created_at, created_by, approval_id, \
      approved_by, expires_at, secret_hash, previous_hash, previous_expires_at, rotated_at, last_used_at, revoked_at, revoked_by, \
      revoke_reason";
-const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_id, public_key, sign_count, aaguid, transports, \
+pub(crate) const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_id, public_key, sign_count, aaguid, transports, \
      backup_eligible, backup_state, attestation_format, attestation_type, user_verified, nickname, created_at, last_used_at, status, \
      status_reason, library_state, attestation_trusted";
-const USER_COLUMNS: &str =
+pub(crate) const USER_COLUMNS: &str =
     "id, tenant_id, username, display_name, user_handle, status, role, created_at, re_enrol_reason";
 const SESSION_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, restricted, \
      idle_secs, last_seen_at";
@@ -957,6 +957,14 @@ impl Store for SqlStore {
                 ))
             })
             .collect()
+    }
+
+    async fn policy_subjects(
+        &self,
+        tenant: &TenantId,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Vec<crate::PolicySubject>> {
+        crate::bulk::policy_subjects(&self.pool, tenant, progress).await
     }
 
     async fn set_user_populations(

@@ -220,6 +220,14 @@ pub trait Store: Send + Sync + 'static {
     async fn user_populations(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<String>>;
     /// Every (user, population) pair of the tenant.
     async fn all_user_populations(&self, tenant: &TenantId) -> Result<Vec<(UserId, String)>>;
+    /// Every active user of the tenant with their populations (in name order) and the facts of
+    /// their active credentials: what a policy simulation evaluates, read in bulk (three narrow
+    /// queries, rows decoded as they arrive). `progress` is told the rows read so far.
+    async fn policy_subjects(
+        &self,
+        tenant: &TenantId,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Vec<PolicySubject>>;
     /// Replaces a user's populations, with its events.
     async fn set_user_populations(
         &self,
@@ -440,4 +448,26 @@ pub struct PolicyVersion {
     pub created_at: Timestamp,
     pub created_by: String,
     pub active: bool,
+}
+
+/// An active user as a policy simulation sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicySubject {
+    pub user_id: UserId,
+    /// In name order, as `user_populations` returns them.
+    pub populations: Vec<String>,
+    /// The user's active credentials.
+    pub credentials: Vec<CredentialFacts>,
+}
+
+/// The stored facts of a credential that policy evaluation reads (the columns of
+/// [`Credential`] with these names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialFacts {
+    pub aaguid: String,
+    pub attestation_format: String,
+    pub attestation_type: String,
+    pub attestation_trusted: bool,
+    pub backup_eligible: bool,
+    pub user_verified: bool,
 }

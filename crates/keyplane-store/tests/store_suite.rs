@@ -4,7 +4,8 @@
 use keyplane_core::audit::{Actor, ChainVerifier, CheckpointKey, NewEvent};
 use keyplane_core::*;
 use keyplane_store::{
-    AssertionRecord, AuditBatch, AuditFilter, AuditPage, SqlStore, Store, StoreError,
+    AssertionRecord, AuditBatch, AuditFilter, AuditPage, CredentialFacts, ImportedUser,
+    PolicySubject, SqlStore, Store, StoreError,
 };
 use keyplane_testkit::{Backend, TestDatabase};
 
@@ -1705,6 +1706,285 @@ async fn machine_clients_rotate_revoke_and_stay_in_their_tenant(backend: Backend
     f.done().await;
 }
 
+/// 150 users with 0 to 3 credentials and 0 to 2 populations: more rows than one multi-row
+/// `INSERT` takes, so the import spans several statements of each kind.
+fn import_batch(t: &Tenant) -> Vec<ImportedUser> {
+    (0..150u32)
+        .map(|i| {
+            let mut u = user(t, &format!("bulk{i:03}"));
+            u.role = (i % 50 == 0).then(|| "owner".to_string());
+            let credentials = (0..i % 4)
+                .map(|k| {
+                    let mut c = credential(t, &u, format!("bulk-{i}-{k}").as_bytes());
+                    c.created_at = Timestamp(10_000 + i64::from(i * 4 + k));
+                    c.backup_eligible = k % 2 == 0;
+                    c.user_verified = i % 3 != 0;
+                    c.aaguid = format!("{:08x}-0000-0000-0000-000000000000", k);
+                    c.last_used_at = (k == 1).then_some(Timestamp(20_000));
+                    if i % 7 == 0 {
+                        c.status = CredentialStatus::Revoked;
+                        c.status_reason = Some("removed_by_user".into());
+                    }
+                    c
+                })
+                .collect();
+            let populations = match i % 3 {
+                0 => vec![],
+                1 => vec!["workforce".to_string()],
+                _ => vec!["regulated".to_string(), "workforce".to_string()],
+            };
+            ImportedUser {
+                user: u,
+                populations,
+                credentials,
+            }
+        })
+        .collect()
+}
+
+async fn bulk_imports_write_what_single_writes_do_or_nothing(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.create_tenant(&a, none()).await.unwrap();
+    s.create_tenant(&b, none()).await.unwrap();
+    let batch = import_batch(&a);
+    let events: Vec<NewEvent> = (1..=3).map(event).collect();
+    s.import_users(&a.id, &batch, AuditBatch::new(Timestamp(5), &events))
+        .await
+        .unwrap();
+    let mut want_users: Vec<User> = batch.iter().map(|i| i.user.clone()).collect();
+    want_users.sort_by(|x, y| x.username.cmp(&y.username));
+    assert_eq!(s.list_users(&a.id).await.unwrap(), want_users);
+    let mut want_credentials: Vec<Credential> =
+        batch.iter().flat_map(|i| i.credentials.clone()).collect();
+    want_credentials
+        .sort_by(|x, y| (x.created_at.0, x.id.as_str()).cmp(&(y.created_at.0, y.id.as_str())));
+    assert!(want_credentials.len() > 200);
+    assert_eq!(
+        s.list_credentials(&a.id, None).await.unwrap(),
+        want_credentials
+    );
+    let mut want_memberships: Vec<(UserId, String)> = batch
+        .iter()
+        .flat_map(|i| i.populations.iter().map(|p| (i.user.id.clone(), p.clone())))
+        .collect();
+    want_memberships.sort_by(|x, y| (x.0.as_str(), &x.1).cmp(&(y.0.as_str(), &y.1)));
+    assert_eq!(
+        s.all_user_populations(&a.id).await.unwrap(),
+        want_memberships
+    );
+    let recorded = all_events(s, &a.id).await;
+    assert_eq!(
+        recorded.len(),
+        3,
+        "the batch's events, in the same transaction"
+    );
+    verify(&recorded);
+    assert!(
+        s.list_users(&b.id).await.unwrap().is_empty(),
+        "tenant scoped"
+    );
+
+    // A credential id already taken: the whole import fails, with its events.
+    let mut again = import_batch(&a);
+    again.truncate(1);
+    again[0].user = user(&a, "late");
+    again.push(ImportedUser {
+        user: user(&a, "clash"),
+        populations: vec!["workforce".into()],
+        credentials: vec![],
+    });
+    let taken = credential(&a, &again[1].user, b"bulk-1-0");
+    again[1].credentials.push(taken);
+    assert!(matches!(
+        s.import_users(&a.id, &again, AuditBatch::new(Timestamp(6), &[event(4)]))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.user_by_username(&a.id, "late").await.unwrap().is_none());
+    assert!(s.user_by_username(&a.id, "clash").await.unwrap().is_none());
+    assert_eq!(all_events(s, &a.id).await.len(), 3);
+
+    // Rows of another tenant: refused before anything is written.
+    let mut stray = import_batch(&b);
+    stray.truncate(2);
+    let foreign = credential(&a, &stray[1].user, b"stray");
+    stray[1].credentials.push(foreign);
+    assert!(matches!(
+        s.import_users(&b.id, &stray, AuditBatch::new(Timestamp(7), &[event(5)]))
+            .await,
+        Err(StoreError::Database(m)) if m.contains("another tenant")
+    ));
+    assert!(s.list_users(&b.id).await.unwrap().is_empty());
+    assert!(all_events(s, &b.id).await.is_empty());
+    f.done().await;
+}
+
+/// What `policy_subjects` must return, read the slow way: every user, then each active user's
+/// populations and credentials one user at a time.
+async fn subjects_one_by_one(s: &SqlStore, t: &TenantId) -> Vec<PolicySubject> {
+    let mut out = Vec::new();
+    for u in s.list_users(t).await.unwrap() {
+        if u.status != UserStatus::Active {
+            continue;
+        }
+        let mut credentials: Vec<CredentialFacts> = s
+            .list_credentials(t, Some(&u.id))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.status == CredentialStatus::Active)
+            .map(|c| CredentialFacts {
+                aaguid: c.aaguid,
+                attestation_format: c.attestation_format,
+                attestation_type: c.attestation_type,
+                attestation_trusted: c.attestation_trusted,
+                backup_eligible: c.backup_eligible,
+                user_verified: c.user_verified,
+            })
+            .collect();
+        credentials.sort_by(facts_order);
+        out.push(PolicySubject {
+            populations: s.user_populations(t, &u.id).await.unwrap(),
+            user_id: u.id,
+            credentials,
+        });
+    }
+    out.sort_by(|a, b| a.user_id.as_str().cmp(b.user_id.as_str()));
+    out
+}
+
+fn facts_order(a: &CredentialFacts, b: &CredentialFacts) -> std::cmp::Ordering {
+    (
+        &a.aaguid,
+        &a.attestation_format,
+        &a.attestation_type,
+        a.backup_eligible,
+        a.user_verified,
+    )
+        .cmp(&(
+            &b.aaguid,
+            &b.attestation_format,
+            &b.attestation_type,
+            b.backup_eligible,
+            b.user_verified,
+        ))
+}
+
+async fn policy_subjects_are_what_per_user_reads_give(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.create_tenant(&a, none()).await.unwrap();
+    s.create_tenant(&b, none()).await.unwrap();
+    // Written one at a time, as the services do ...
+    let mut users = Vec::new();
+    for i in 0..6u32 {
+        let mut u = user(&a, &format!("u{i}"));
+        if i == 4 {
+            u.status = UserStatus::Suspended;
+        }
+        s.create_user(&u, none()).await.unwrap();
+        let populations: Vec<String> = match i % 3 {
+            0 => vec![],
+            1 => vec!["workforce".into(), "regulated".into()],
+            _ => vec!["contractors".into()],
+        };
+        s.set_user_populations(&a.id, &u.id, &populations, none())
+            .await
+            .unwrap();
+        for k in 0..i % 4 {
+            let mut c = credential(&a, &u, format!("c-{i}-{k}").as_bytes());
+            c.aaguid = format!("{k:08x}-0000-0000-0000-00000000000{i}");
+            c.attestation_format = ["none", "packed", "tpm"][k as usize % 3].into();
+            c.attestation_type = ["none", "basic", "unverifiable"][k as usize % 3].into();
+            c.backup_eligible = k % 2 == 0;
+            c.user_verified = i % 2 == 0;
+            s.register_credential(&c, None, none()).await.unwrap();
+            if (i, k) == (3, 1) {
+                s.set_credential_status(&a.id, &c.id, CredentialStatus::Revoked, "x", none())
+                    .await
+                    .unwrap();
+            }
+            if (i, k) == (3, 2) {
+                s.set_credential_status(&a.id, &c.id, CredentialStatus::Suspended, "x", none())
+                    .await
+                    .unwrap();
+            }
+        }
+        users.push(u);
+    }
+    // ... and in bulk.
+    s.import_users(&a.id, &import_batch(&a), none())
+        .await
+        .unwrap();
+    // Another tenant's user, population and credential stay out.
+    let stranger = user(&b, "u0");
+    s.create_user(&stranger, none()).await.unwrap();
+    s.set_user_populations(&b.id, &stranger.id, &["workforce".into()], none())
+        .await
+        .unwrap();
+    s.register_credential(&credential(&b, &stranger, b"c-b"), None, none())
+        .await
+        .unwrap();
+
+    let last = std::sync::atomic::AtomicU64::new(0);
+    let mut got = s
+        .policy_subjects(&a.id, &|n| {
+            last.store(n, std::sync::atomic::Ordering::Relaxed)
+        })
+        .await
+        .unwrap();
+    for subject in &mut got {
+        subject.credentials.sort_by(facts_order);
+    }
+    got.sort_by(|x, y| x.user_id.as_str().cmp(y.user_id.as_str()));
+    let want = subjects_one_by_one(s, &a.id).await;
+    assert_eq!(
+        want.len(),
+        155,
+        "5 active users written singly, 150 imported"
+    );
+    assert_eq!(got, want);
+    assert!(
+        !got.iter().any(|g| g.user_id == users[4].id),
+        "a suspended user is not evaluated"
+    );
+    let three = got.iter().find(|g| g.user_id == users[3].id).unwrap();
+    assert_eq!(
+        three.credentials.len(),
+        1,
+        "of three, the revoked and the suspended credential are not evaluated"
+    );
+    let one = got.iter().find(|g| g.user_id == users[1].id).unwrap();
+    assert_eq!(
+        one.populations,
+        vec!["regulated", "workforce"],
+        "in name order"
+    );
+    // Rows read: active users, every membership, every active credential (a suspended user's
+    // included, then dropped).
+    let memberships = s.all_user_populations(&a.id).await.unwrap().len() as u64;
+    let active_credentials = s
+        .list_credentials(&a.id, None)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|c| c.status == CredentialStatus::Active)
+        .count() as u64;
+    assert_eq!(
+        last.load(std::sync::atomic::Ordering::Relaxed),
+        155 + memberships + active_credentials
+    );
+    assert_eq!(
+        s.policy_subjects(&b.id, &|_| {}).await.unwrap().len(),
+        1,
+        "tenant scoped"
+    );
+    f.done().await;
+}
+
 suite!(
     tenants_round_trip_and_names_and_hostnames_are_unique,
     users_are_unique_per_tenant_and_scoped,
@@ -1724,4 +2004,6 @@ suite!(
     lifecycle_changes_are_conditional_and_end_sessions,
     exceptions_and_bulk_jobs_round_trip,
     machine_clients_rotate_revoke_and_stay_in_their_tenant,
+    bulk_imports_write_what_single_writes_do_or_nothing,
+    policy_subjects_are_what_per_user_reads_give,
 );

@@ -272,6 +272,18 @@ fn meets(r: Requirement, facts: &AuthenticatorFacts) -> bool {
     }
 }
 
+/// The level a sign-in reaches, as [`assurance`] decides it but without the explanation (for
+/// counting over many credentials, as `simulate` does).
+pub fn level(policy: &Policy, facts: &AuthenticatorFacts) -> Aal {
+    if policy.assurance.aal3.iter().all(|r| meets(*r, facts)) {
+        Aal::Aal3
+    } else if policy.assurance.aal2.iter().all(|r| meets(*r, facts)) {
+        Aal::Aal2
+    } else {
+        Aal::Aal1
+    }
+}
+
 /// The level a sign-in reaches (`facts.user_verified` is this assertion's UV flag), and why.
 pub fn assurance(policy: &Policy, facts: &AuthenticatorFacts) -> (Aal, Reason) {
     let explain = |level: &str, reqs: &[Requirement]| {
@@ -285,25 +297,28 @@ pub fn assurance(policy: &Policy, facts: &AuthenticatorFacts) -> (Aal, Reason) {
             }
         )
     };
-    if policy.assurance.aal3.iter().all(|r| meets(*r, facts)) {
-        return (
-            Aal::Aal3,
-            reason(
-                "assurance.aal3",
-                "aal3",
-                explain("aal3", &policy.assurance.aal3),
-            ),
-        );
-    }
-    if policy.assurance.aal2.iter().all(|r| meets(*r, facts)) {
-        return (
-            Aal::Aal2,
-            reason(
-                "assurance.aal2",
-                "aal2",
-                explain("aal2", &policy.assurance.aal2),
-            ),
-        );
+    match level(policy, facts) {
+        Aal::Aal3 => {
+            return (
+                Aal::Aal3,
+                reason(
+                    "assurance.aal3",
+                    "aal3",
+                    explain("aal3", &policy.assurance.aal3),
+                ),
+            )
+        }
+        Aal::Aal2 => {
+            return (
+                Aal::Aal2,
+                reason(
+                    "assurance.aal2",
+                    "aal2",
+                    explain("aal2", &policy.assurance.aal2),
+                ),
+            )
+        }
+        Aal::Aal1 => {}
     }
     let missing: Vec<&str> = policy
         .assurance
@@ -587,6 +602,26 @@ max_age_secs = 600
         let (level, why) = assurance(&p, &presence_only);
         assert_eq!(level, Aal::Aal1);
         assert!(why.message.contains("user_verified"), "{why:?}");
+    }
+
+    #[test]
+    fn level_is_the_level_assurance_explains() {
+        let strict = parse(
+            "version = 1\n[assurance]\naal2 = [\"user_verified\", \"device_bound\"]\naal3 = [\"user_verified\", \"device_bound\", \"trusted_attestation\"]\n",
+        )
+        .expect("valid policy");
+        for p in [Policy::default(), regulated_policy(), strict] {
+            for bits in 0..8u8 {
+                let mut f = security_key();
+                f.user_verified = bits & 1 != 0;
+                f.backup_eligible = bits & 2 != 0;
+                f.attestation_trusted = bits & 4 != 0;
+                assert_eq!(level(&p, &f), assurance(&p, &f).0, "{f:?}");
+            }
+        }
+        let mut unverified = security_key();
+        unverified.user_verified = false;
+        assert_eq!(level(&Policy::default(), &unverified), Aal::Aal1);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! caller loads users and credentials, this only counts.
 
 use super::document::Policy;
-use super::evaluate::{assurance, authenticator_violations, AuthenticatorFacts, Subject};
+use super::evaluate::{authenticator_violations, level, AuthenticatorFacts, Subject};
 use crate::assurance::Aal;
 use std::collections::BTreeMap;
 
@@ -42,10 +42,7 @@ pub struct SimulationReport {
 }
 
 fn best(policy: &Policy, user: &SimUser) -> Option<Aal> {
-    user.credentials
-        .iter()
-        .map(|c| assurance(policy, c).0)
-        .max()
+    user.credentials.iter().map(|c| level(policy, c)).max()
 }
 
 pub fn simulate(

@@ -67,22 +67,34 @@ impl Catalogue {
 
     /// What the policy knows about a stored credential (and an assertion's UV flag).
     pub fn facts(&self, c: &Credential, user_verified: bool) -> AuthenticatorFacts {
-        let entry = self.mds.get(&c.aaguid);
-        AuthenticatorFacts {
+        self.facts_of_parts(keyplane_store::CredentialFacts {
             aaguid: c.aaguid.clone(),
             attestation_format: c.attestation_format.clone(),
+            attestation_type: c.attestation_type.clone(),
+            attestation_trusted: c.attestation_trusted,
+            backup_eligible: c.backup_eligible,
+            user_verified,
+        })
+    }
+
+    /// The same from the narrow columns a bulk read gives (policy simulation).
+    pub fn facts_of_parts(&self, c: keyplane_store::CredentialFacts) -> AuthenticatorFacts {
+        let entry = self.mds.get(&c.aaguid);
+        AuthenticatorFacts {
             attestation_verified: !matches!(
                 c.attestation_type.as_str(),
                 "none" | "unverifiable" | "uncertain"
             ),
             attestation_trusted: c.attestation_trusted,
             backup_eligible: c.backup_eligible,
-            user_verified,
+            user_verified: c.user_verified,
             model: entry.map(|e| e.description.clone()),
             mds_statuses: entry
                 .map(|e| e.statuses().map(str::to_string).collect())
                 .unwrap_or_default(),
             certification: entry.and_then(MdsEntry::certification),
+            aaguid: c.aaguid,
+            attestation_format: c.attestation_format,
         }
     }
 

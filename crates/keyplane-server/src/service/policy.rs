@@ -34,6 +34,15 @@ impl From<Error> for ApplyError {
     }
 }
 
+/// How far a simulation has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimulationProgress {
+    /// Reading the tenant's users, memberships and credentials: rows read so far.
+    Loading { rows: u64 },
+    /// Evaluating: users done, of how many.
+    Evaluating { users: u64, of: u64 },
+}
+
 /// The policy in force: its version (`None` = the built-in policy) and content.
 pub struct ActivePolicy {
     pub version: Option<i64>,
@@ -241,59 +250,39 @@ impl App {
     }
 
     /// Evaluates a candidate policy against the tenant's live users and credentials and counts,
-    /// per population, what would change if it were applied. Changes nothing.
+    /// per population, what would change if it were applied. Changes nothing. `progress` hears
+    /// how far the loading, then the evaluation, has come.
     pub async fn simulate_policy(
         &self,
         tenant: &Tenant,
         document: &str,
-        progress: &(dyn Fn(u64) + Sync),
+        progress: &(dyn Fn(SimulationProgress) + Sync),
     ) -> Result<policy::SimulationReport, ApplyError> {
         let candidate = lint_policy(document).map_err(ApplyError::Lint)?;
         let current = self.active_policy(tenant).await?.policy;
         let catalogue = self.catalogue().await?;
-        let users = self
+        let subjects = self
             .store
-            .list_users(&tenant.id)
+            .policy_subjects(&tenant.id, &|rows| {
+                progress(SimulationProgress::Loading { rows })
+            })
             .await
             .map_err(Error::from)?;
-        let credentials = self
-            .store
-            .list_credentials(&tenant.id, None)
-            .await
-            .map_err(Error::from)?;
-        let memberships = self
-            .store
-            .all_user_populations(&tenant.id)
-            .await
-            .map_err(Error::from)?;
-        let mut by_user: HashMap<UserId, policy::SimUser> = users
-            .iter()
-            .filter(|u| u.status == UserStatus::Active)
-            .map(|u| {
-                (
-                    u.id.clone(),
-                    policy::SimUser {
-                        populations: vec![],
-                        credentials: vec![],
-                    },
-                )
+        let users: Vec<policy::SimUser> = subjects
+            .into_iter()
+            .map(|s| policy::SimUser {
+                populations: s.populations,
+                credentials: s
+                    .credentials
+                    .into_iter()
+                    .map(|c| catalogue.facts_of_parts(c))
+                    .collect(),
             })
             .collect();
-        for (user, population) in memberships {
-            if let Some(u) = by_user.get_mut(&user) {
-                u.populations.push(population);
-            }
-        }
-        for c in credentials
-            .iter()
-            .filter(|c| c.status == CredentialStatus::Active)
-        {
-            if let Some(u) = by_user.get_mut(&c.user_id) {
-                u.credentials.push(catalogue.facts(c, c.user_verified));
-            }
-        }
-        let sim_users: Vec<policy::SimUser> = by_user.into_values().collect();
-        let mut report = policy::simulate(&current, &candidate, &sim_users, progress);
+        let of = users.len() as u64;
+        let mut report = policy::simulate(&current, &candidate, &users, &|users| {
+            progress(SimulationProgress::Evaluating { users, of })
+        });
         // Authenticator models by name where the catalogue knows them ("iCloud Keychain (…)").
         for impact in report.populations.values_mut() {
             impact.authenticators = std::mem::take(&mut impact.authenticators)
