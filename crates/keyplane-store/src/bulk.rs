@@ -162,7 +162,7 @@ pub(crate) async fn policy_subjects(
     // way took about twice as long as scanning the table. PostgreSQL removes a cast of a column
     // to its own type and plans with its statistics as usual.
     let mut rows = sqlx::query(
-        "SELECT id FROM users WHERE CAST(tenant_id AS TEXT) = $1 AND status = 'active'",
+        "SELECT id, username FROM users WHERE CAST(tenant_id AS TEXT) = $1 AND status = 'active'",
     )
     .bind(tenant.as_str())
     .fetch(pool);
@@ -171,6 +171,7 @@ pub(crate) async fn policy_subjects(
         index.insert(id.clone(), subjects.len());
         subjects.push(PolicySubject {
             user_id: UserId::from_trusted(id),
+            username: row.try_get(1).map_err(db)?,
             populations: Vec::new(),
             credentials: Vec::new(),
         });
@@ -193,7 +194,7 @@ pub(crate) async fn policy_subjects(
     }
     drop(rows);
     let mut rows = sqlx::query(
-        "SELECT user_id, aaguid, attestation_format, attestation_type, backup_eligible, user_verified, attestation_trusted \
+        "SELECT user_id, aaguid, attestation_format, attestation_type, backup_eligible, user_verified, attestation_trusted, id \
          FROM credentials WHERE CAST(tenant_id AS TEXT) = $1 AND status = 'active'",
     )
     .bind(tenant.as_str())
@@ -203,6 +204,7 @@ pub(crate) async fn policy_subjects(
         // Credentials of users who are not active are not evaluated.
         if let Some(&i) = index.get(user) {
             subjects[i].credentials.push(CredentialFacts {
+                id: CredentialRecordId::from_trusted(row.try_get(7).map_err(db)?),
                 aaguid: row.try_get(1).map_err(db)?,
                 attestation_format: row.try_get(2).map_err(db)?,
                 attestation_type: row.try_get(3).map_err(db)?,

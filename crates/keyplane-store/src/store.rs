@@ -454,6 +454,7 @@ pub struct PolicyVersion {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicySubject {
     pub user_id: UserId,
+    pub username: String,
     /// In name order, as `user_populations` returns them.
     pub populations: Vec<String>,
     /// The user's active credentials.
@@ -464,6 +465,7 @@ pub struct PolicySubject {
 /// [`Credential`] with these names).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CredentialFacts {
+    pub id: CredentialRecordId,
     pub aaguid: String,
     pub attestation_format: String,
     pub attestation_type: String,

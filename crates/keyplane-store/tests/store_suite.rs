@@ -1836,6 +1836,7 @@ async fn subjects_one_by_one(s: &SqlStore, t: &TenantId) -> Vec<PolicySubject> {
             .into_iter()
             .filter(|c| c.status == CredentialStatus::Active)
             .map(|c| CredentialFacts {
+                id: c.id,
                 aaguid: c.aaguid,
                 attestation_format: c.attestation_format,
                 attestation_type: c.attestation_type,
@@ -1848,6 +1849,7 @@ async fn subjects_one_by_one(s: &SqlStore, t: &TenantId) -> Vec<PolicySubject> {
         out.push(PolicySubject {
             populations: s.user_populations(t, &u.id).await.unwrap(),
             user_id: u.id,
+            username: u.username,
             credentials,
         });
     }

@@ -68,6 +68,7 @@ impl Catalogue {
     /// What the policy knows about a stored credential (and an assertion's UV flag).
     pub fn facts(&self, c: &Credential, user_verified: bool) -> AuthenticatorFacts {
         self.facts_of_parts(keyplane_store::CredentialFacts {
+            id: c.id.clone(),
             aaguid: c.aaguid.clone(),
             attestation_format: c.attestation_format.clone(),
             attestation_type: c.attestation_type.clone(),

@@ -9,7 +9,7 @@ use keyplane_core::*;
 use keyplane_store::AuditFilter;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Passkey coverage of one population (or of everyone, `(all)`).
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -69,13 +69,6 @@ pub struct ControlRow {
     pub evidence: String,
 }
 
-/// Users, credentials and populations of a tenant, loaded once per report.
-struct Snapshot {
-    users: Vec<User>,
-    credentials: Vec<Credential>,
-    populations: HashMap<UserId, Vec<String>>,
-}
-
 fn model_name(catalogue: &super::Catalogue, aaguid: &str) -> String {
     catalogue
         .name(aaguid)
@@ -84,16 +77,10 @@ fn model_name(catalogue: &super::Catalogue, aaguid: &str) -> String {
 }
 
 impl App {
-    async fn snapshot(&self, tenant: &Tenant) -> Result<Snapshot, Error> {
-        let mut populations: HashMap<UserId, Vec<String>> = HashMap::new();
-        for (u, p) in self.store.all_user_populations(&tenant.id).await? {
-            populations.entry(u).or_default().push(p);
-        }
-        Ok(Snapshot {
-            users: self.store.list_users(&tenant.id).await?,
-            credentials: self.store.list_credentials(&tenant.id, None).await?,
-            populations,
-        })
+    /// Active users with their populations and active credentials: the narrow bulk read that
+    /// policy simulation uses, so reports over a large tenant stay fast.
+    async fn subjects(&self, tenant: &Tenant) -> Result<Vec<keyplane_store::PolicySubject>, Error> {
+        Ok(self.store.policy_subjects(&tenant.id, &|_| {}).await?)
     }
 
     /// Coverage per population, plus sign-ins by level over the last `days` days (from the
@@ -103,70 +90,56 @@ impl App {
         tenant: &Tenant,
         days: i64,
     ) -> Result<CoverageReport, Error> {
-        let snap = self.snapshot(tenant).await?;
+        let subjects = self.subjects(tenant).await?;
         let active = self.active_policy(tenant).await?;
         let catalogue = self.catalogue().await?;
         let waivers = self
             .store
             .active_exceptions(&tenant.id, self.clock.now())
             .await?;
-        let mut by_user: HashMap<&UserId, Vec<&Credential>> = HashMap::new();
-        for c in snap
-            .credentials
-            .iter()
-            .filter(|c| c.status == CredentialStatus::Active)
-        {
-            by_user.entry(&c.user_id).or_default().push(c);
-        }
-        let none = Vec::new();
         let mut report = CoverageReport {
             window_days: days,
             ..Default::default()
         };
-        for u in snap.users.iter().filter(|u| u.status == UserStatus::Active) {
-            let pops = snap.populations.get(&u.id).unwrap_or(&none);
+        for u in subjects {
+            let pops = &u.populations;
             let subject = Subject {
                 populations: pops.clone(),
             };
-            let rules: Vec<(String, String)> = waivers
+            let rules: Vec<&str> = waivers
                 .iter()
-                .filter(|e| e.covers(&u.id, pops))
-                .map(|e| (e.id.as_str().to_string(), e.rule.clone()))
+                .filter(|e| e.covers(&u.user_id, pops))
+                .map(|e| e.rule.as_str())
                 .collect();
-            let creds = by_user.get(&u.id).map(Vec::as_slice).unwrap_or(&[]);
-            let compliant = creds
-                .iter()
-                .filter(|c| {
-                    let reasons = policy::authenticator_violations(
-                        &active.policy,
-                        &subject,
-                        &catalogue.facts(c, c.user_verified),
-                    );
-                    reasons
-                        .iter()
-                        .all(|r| rules.iter().any(|(_, w)| *w == r.rule))
-                })
-                .count();
-            let mut keys = vec!["(all)".to_string()];
-            keys.extend(pops.iter().cloned());
-            for key in keys {
-                let cov = report.populations.entry(key).or_default();
+            let mut compliant = 0;
+            let mut models: Vec<String> = Vec::with_capacity(u.credentials.len());
+            let mut synced = 0u64;
+            for c in &u.credentials {
+                synced += u64::from(c.backup_eligible);
+                models.push(model_name(&catalogue, &c.aaguid));
+                let reasons = policy::authenticator_violations(
+                    &active.policy,
+                    &subject,
+                    &catalogue.facts_of_parts(c.clone()),
+                );
+                if reasons.iter().all(|r| rules.contains(&r.rule.as_str())) {
+                    compliant += 1;
+                }
+            }
+            let n = u.credentials.len() as u64;
+            for key in std::iter::once("(all)").chain(pops.iter().map(String::as_str)) {
+                let cov = report.populations.entry(key.to_string()).or_default();
                 cov.users += 1;
                 match compliant {
                     0 => cov.users_without_compliant += 1,
                     1 => cov.users_with_one_compliant += 1,
                     _ => cov.users_with_two_or_more_compliant += 1,
                 }
-                for c in creds {
-                    cov.credentials += 1;
-                    if c.backup_eligible {
-                        cov.synced += 1;
-                    } else {
-                        cov.device_bound += 1;
-                    }
-                    *cov.models
-                        .entry(model_name(&catalogue, &c.aaguid))
-                        .or_default() += 1;
+                cov.credentials += n;
+                cov.synced += synced;
+                cov.device_bound += n - synced;
+                for m in &models {
+                    *cov.models.entry(m.clone()).or_default() += 1;
                 }
             }
         }
@@ -204,62 +177,52 @@ impl App {
     /// Active credentials the active policy no longer accepts (exceptions taken into account),
     /// and why.
     pub async fn drift_report(&self, tenant: &Tenant) -> Result<DriftReport, Error> {
-        let snap = self.snapshot(tenant).await?;
+        let subjects = self.subjects(tenant).await?;
         let active = self.active_policy(tenant).await?;
         let catalogue = self.catalogue().await?;
         let waivers = self
             .store
             .active_exceptions(&tenant.id, self.clock.now())
             .await?;
-        let users: HashMap<&UserId, &User> = snap.users.iter().map(|u| (&u.id, u)).collect();
-        let none = Vec::new();
         let mut report = DriftReport {
             policy_version: active.version,
             ..Default::default()
         };
-        for c in snap
-            .credentials
-            .iter()
-            .filter(|c| c.status == CredentialStatus::Active)
-        {
-            let Some(u) = users
-                .get(&c.user_id)
-                .filter(|u| u.status == UserStatus::Active)
-            else {
-                continue;
+        for u in subjects {
+            let subject = Subject {
+                populations: u.populations.clone(),
             };
-            let pops = snap.populations.get(&c.user_id).unwrap_or(&none);
-            let reasons: Vec<_> = policy::authenticator_violations(
-                &active.policy,
-                &Subject {
-                    populations: pops.clone(),
-                },
-                &catalogue.facts(c, c.user_verified),
-            )
-            .into_iter()
-            .filter(|r| {
-                !waivers
-                    .iter()
-                    .any(|e| e.covers(&c.user_id, pops) && e.rule == r.rule)
-            })
-            .collect();
-            if reasons.is_empty() {
-                continue;
+            for c in u.credentials {
+                let reasons: Vec<_> = policy::authenticator_violations(
+                    &active.policy,
+                    &subject,
+                    &catalogue.facts_of_parts(c.clone()),
+                )
+                .into_iter()
+                .filter(|r| {
+                    !waivers
+                        .iter()
+                        .any(|e| e.covers(&u.user_id, &u.populations) && e.rule == r.rule)
+                })
+                .collect();
+                if reasons.is_empty() {
+                    continue;
+                }
+                let model = model_name(&catalogue, &c.aaguid);
+                report.non_compliant += 1;
+                *report.by_model.entry(model.clone()).or_default() += 1;
+                for r in &reasons {
+                    *report.by_rule.entry(r.rule.clone()).or_default() += 1;
+                }
+                report.credentials.push(DriftItem {
+                    credential: c.id,
+                    user: u.user_id.clone(),
+                    username: u.username.clone(),
+                    model,
+                    rules: reasons.iter().map(|r| r.rule.clone()).collect(),
+                    codes: reasons.iter().map(|r| r.code.to_string()).collect(),
+                });
             }
-            let model = model_name(&catalogue, &c.aaguid);
-            report.non_compliant += 1;
-            *report.by_model.entry(model.clone()).or_default() += 1;
-            for r in &reasons {
-                *report.by_rule.entry(r.rule.clone()).or_default() += 1;
-            }
-            report.credentials.push(DriftItem {
-                credential: c.id.clone(),
-                user: c.user_id.clone(),
-                username: u.username.clone(),
-                model,
-                rules: reasons.iter().map(|r| r.rule.clone()).collect(),
-                codes: reasons.iter().map(|r| r.code.to_string()).collect(),
-            });
         }
         Ok(report)
     }
@@ -307,11 +270,10 @@ impl App {
         let drift = self.drift_report(tenant).await?;
         let catalogue = self.catalogue().await?;
         let compromised: u64 = self
-            .store
-            .list_credentials(&tenant.id, None)
+            .subjects(tenant)
             .await?
             .iter()
-            .filter(|c| c.status == CredentialStatus::Active)
+            .flat_map(|u| &u.credentials)
             .filter(|c| {
                 catalogue.mds_entry(&c.aaguid).is_some_and(|e| {
                     e.statuses()
