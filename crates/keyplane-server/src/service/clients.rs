@@ -285,10 +285,15 @@ impl App {
     /// Every machine client of the tenant, newest first, as of now.
     pub async fn list_clients(&self, tenant: &Tenant) -> Result<Vec<ClientOverview>, Error> {
         let now = self.clock.now();
-        let users = self.store.list_users(&tenant.id).await?;
+        // Owners are looked up one by one (a tenant has few clients and may have many users).
+        let mut owners: std::collections::HashMap<UserId, Option<User>> = Default::default();
         let mut out = vec![];
         for c in self.store.list_clients(&tenant.id).await? {
-            let owner = users.iter().find(|u| u.id == c.owner).cloned();
+            if !owners.contains_key(&c.owner) {
+                let u = self.store.user_by_id(&tenant.id, &c.owner).await?;
+                owners.insert(c.owner.clone(), u);
+            }
+            let owner = owners[&c.owner].clone();
             out.push(Self::overview(c, owner, now));
         }
         Ok(out)

@@ -22,6 +22,8 @@ pub struct Coverage {
     pub users_with_two_or_more_compliant: u64,
     /// Active credentials.
     pub credentials: u64,
+    /// Active credentials the active policy no longer accepts (exceptions considered).
+    pub non_compliant: u64,
     pub synced: u64,
     pub device_bound: u64,
     /// Credentials by authenticator model (name, or AAGUID when unknown).
@@ -90,7 +92,18 @@ impl App {
         tenant: &Tenant,
         days: i64,
     ) -> Result<CoverageReport, Error> {
-        let subjects = self.subjects(tenant).await?;
+        let (subjects, sign_ins) =
+            tokio::try_join!(self.subjects(tenant), self.sign_ins_by_level(tenant, days))?;
+        self.coverage_of(tenant, &subjects, sign_ins, days).await
+    }
+
+    async fn coverage_of(
+        &self,
+        tenant: &Tenant,
+        subjects: &[keyplane_store::PolicySubject],
+        sign_ins: BTreeMap<String, u64>,
+        days: i64,
+    ) -> Result<CoverageReport, Error> {
         let active = self.active_policy(tenant).await?;
         let catalogue = self.catalogue().await?;
         let waivers = self
@@ -99,8 +112,16 @@ impl App {
             .await?;
         let mut report = CoverageReport {
             window_days: days,
+            sign_ins_by_level: sign_ins,
             ..Default::default()
         };
+        let mut memo = Violations::default();
+        let mut names: std::collections::HashMap<&str, String> = Default::default();
+        for c in subjects.iter().flat_map(|u| &u.credentials) {
+            if !names.contains_key(c.aaguid.as_str()) {
+                names.insert(&c.aaguid, model_name(&catalogue, &c.aaguid));
+            }
+        }
         for u in subjects {
             let pops = &u.populations;
             let subject = Subject {
@@ -112,17 +133,13 @@ impl App {
                 .map(|e| e.rule.as_str())
                 .collect();
             let mut compliant = 0;
-            let mut models: Vec<String> = Vec::with_capacity(u.credentials.len());
+            let mut models: Vec<&str> = Vec::with_capacity(u.credentials.len());
             let mut synced = 0u64;
             for c in &u.credentials {
                 synced += u64::from(c.backup_eligible);
-                models.push(model_name(&catalogue, &c.aaguid));
-                let reasons = policy::authenticator_violations(
-                    &active.policy,
-                    &subject,
-                    &catalogue.facts_of_parts(c.clone()),
-                );
-                if reasons.iter().all(|r| rules.contains(&r.rule.as_str())) {
+                models.push(names[c.aaguid.as_str()].as_str());
+                let reasons = memo.of(&active.policy, &catalogue, &subject, c);
+                if reasons.iter().all(|r| rules.contains(&r.as_str())) {
                     compliant += 1;
                 }
             }
@@ -136,13 +153,29 @@ impl App {
                     _ => cov.users_with_two_or_more_compliant += 1,
                 }
                 cov.credentials += n;
+                cov.non_compliant += n - compliant as u64;
                 cov.synced += synced;
                 cov.device_bound += n - synced;
                 for m in &models {
-                    *cov.models.entry(m.clone()).or_default() += 1;
+                    match cov.models.get_mut(*m) {
+                        Some(n) => *n += 1,
+                        None => {
+                            cov.models.insert(m.to_string(), 1);
+                        }
+                    }
                 }
             }
         }
+        Ok(report)
+    }
+
+    /// Sign-ins in the last `days` days by the level they reached (from the audit log).
+    async fn sign_ins_by_level(
+        &self,
+        tenant: &Tenant,
+        days: i64,
+    ) -> Result<BTreeMap<String, u64>, Error> {
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
         let since = self.clock.now().plus_secs(-days * 86_400);
         let mut after = 0;
         loop {
@@ -164,20 +197,28 @@ impl App {
                     .ok()
                     .and_then(|d| d["aal"].as_str().map(str::to_string))
                     .unwrap_or_else(|| "unknown".into());
-                *report.sign_ins_by_level.entry(level).or_default() += 1;
+                *out.entry(level).or_default() += 1;
             }
             match page.last() {
                 Some(last) if page.len() == 1000 => after = last.seq,
                 _ => break,
             }
         }
-        Ok(report)
+        Ok(out)
     }
 
     /// Active credentials the active policy no longer accepts (exceptions taken into account),
     /// and why.
     pub async fn drift_report(&self, tenant: &Tenant) -> Result<DriftReport, Error> {
         let subjects = self.subjects(tenant).await?;
+        self.drift_of(tenant, subjects).await
+    }
+
+    async fn drift_of(
+        &self,
+        tenant: &Tenant,
+        subjects: Vec<keyplane_store::PolicySubject>,
+    ) -> Result<DriftReport, Error> {
         let active = self.active_policy(tenant).await?;
         let catalogue = self.catalogue().await?;
         let waivers = self
@@ -188,39 +229,38 @@ impl App {
             policy_version: active.version,
             ..Default::default()
         };
+        let mut memo = Violations::default();
         for u in subjects {
             let subject = Subject {
                 populations: u.populations.clone(),
             };
             for c in u.credentials {
-                let reasons: Vec<_> = policy::authenticator_violations(
-                    &active.policy,
-                    &subject,
-                    &catalogue.facts_of_parts(c.clone()),
-                )
-                .into_iter()
-                .filter(|r| {
-                    !waivers
-                        .iter()
-                        .any(|e| e.covers(&u.user_id, &u.populations) && e.rule == r.rule)
-                })
-                .collect();
+                let reasons: Vec<(String, &'static str)> = memo
+                    .detailed(&active.policy, &catalogue, &subject, &c)
+                    .iter()
+                    .filter(|(rule, _)| {
+                        !waivers
+                            .iter()
+                            .any(|e| e.covers(&u.user_id, &u.populations) && e.rule == *rule)
+                    })
+                    .cloned()
+                    .collect();
                 if reasons.is_empty() {
                     continue;
                 }
                 let model = model_name(&catalogue, &c.aaguid);
                 report.non_compliant += 1;
                 *report.by_model.entry(model.clone()).or_default() += 1;
-                for r in &reasons {
-                    *report.by_rule.entry(r.rule.clone()).or_default() += 1;
+                for (rule, _) in &reasons {
+                    *report.by_rule.entry(rule.clone()).or_default() += 1;
                 }
                 report.credentials.push(DriftItem {
                     credential: c.id,
                     user: u.user_id.clone(),
                     username: u.username.clone(),
                     model,
-                    rules: reasons.iter().map(|r| r.rule.clone()).collect(),
-                    codes: reasons.iter().map(|r| r.code.to_string()).collect(),
+                    rules: reasons.iter().map(|(r, _)| r.clone()).collect(),
+                    codes: reasons.iter().map(|(_, c)| c.to_string()).collect(),
                 });
             }
         }
@@ -261,17 +301,10 @@ impl App {
     pub async fn controls_report(&self, tenant: &Tenant) -> Result<Vec<ControlRow>, Error> {
         let active = self.active_policy(tenant).await?;
         let p = &active.policy;
-        let coverage = self.coverage_report(tenant, 30).await?;
-        let all = coverage
-            .populations
-            .get("(all)")
-            .cloned()
-            .unwrap_or_default();
-        let drift = self.drift_report(tenant).await?;
+        let (subjects, sign_ins) =
+            tokio::try_join!(self.subjects(tenant), self.sign_ins_by_level(tenant, 30))?;
         let catalogue = self.catalogue().await?;
-        let compromised: u64 = self
-            .subjects(tenant)
-            .await?
+        let compromised: u64 = subjects
             .iter()
             .flat_map(|u| &u.credentials)
             .filter(|c| {
@@ -281,6 +314,13 @@ impl App {
                 })
             })
             .count() as u64;
+        let coverage = self.coverage_of(tenant, &subjects, sign_ins, 30).await?;
+        let all = coverage
+            .populations
+            .get("(all)")
+            .cloned()
+            .unwrap_or_default();
+        drop(subjects);
         let open_alerts = self
             .list_fraud_alerts(tenant)
             .await?
@@ -311,8 +351,8 @@ impl App {
                 pass(p.enrolment.invite_required),
                 format!("enrolment.invite_required = {}; help-desk recovery checks arrive with account recovery", p.enrolment.invite_required)),
             row("NIST CSF 2.0", "PR.AA-03", "Users, services and hardware are authenticated",
-                pass(drift.non_compliant == 0 && compromised == 0),
-                format!("passkeys only (no passwords); {} credentials non-compliant with policy version {:?}; {} of a model with a compromise status in MDS", drift.non_compliant, active.version, compromised)),
+                pass(all.non_compliant == 0 && compromised == 0),
+                format!("passkeys only (no passwords); {} credentials non-compliant with policy version {:?}; {} of a model with a compromise status in MDS", all.non_compliant, active.version, compromised)),
             row("NIST CSF 2.0", "PR.AA-04", "Identity assertions are protected, conveyed and verified",
                 "not_applicable",
                 "Keyplane issues no federation assertions yet (OpenID Connect arrives later); sessions are 256-bit tokens stored hashed".into()),
@@ -608,5 +648,53 @@ mod tests {
             csv(&["a", "b"], &rows),
             "a,b\r\nplain,\"with, comma\"\r\n\"say \"\"hi\"\"\",'=HYPERLINK(1)\r\nx;y,\r\n"
         );
+    }
+}
+
+/// Violations by (populations, credential facts): a tenant has few distinct combinations, so each
+/// is evaluated once per report however many credentials share it.
+#[derive(Default)]
+struct Violations {
+    seen: std::collections::HashMap<String, Vec<(String, &'static str)>>,
+}
+
+impl Violations {
+    fn detailed(
+        &mut self,
+        policy: &keyplane_core::policy::Policy,
+        catalogue: &super::Catalogue,
+        subject: &Subject,
+        c: &keyplane_store::CredentialFacts,
+    ) -> &[(String, &'static str)] {
+        let key = format!(
+            "{}|{}|{}|{}|{}|{}|{}",
+            subject.populations.join(","),
+            c.aaguid,
+            c.attestation_format,
+            c.attestation_type,
+            c.attestation_trusted,
+            c.backup_eligible,
+            c.user_verified
+        );
+        self.seen.entry(key).or_insert_with(|| {
+            policy::authenticator_violations(policy, subject, &catalogue.facts_of_parts(c.clone()))
+                .into_iter()
+                .map(|r| (r.rule, r.code))
+                .collect()
+        })
+    }
+
+    /// The rule paths only.
+    fn of(
+        &mut self,
+        policy: &keyplane_core::policy::Policy,
+        catalogue: &super::Catalogue,
+        subject: &Subject,
+        c: &keyplane_store::CredentialFacts,
+    ) -> Vec<String> {
+        self.detailed(policy, catalogue, subject, c)
+            .iter()
+            .map(|(r, _)| r.clone())
+            .collect()
     }
 }
