@@ -362,7 +362,6 @@ impl App {
     }
 
     /// Ends a session, recording `session.ended`.
-    /// Ends a session, recording `session.ended`.
     pub async fn logout(
         &self,
         tenant: &Tenant,
