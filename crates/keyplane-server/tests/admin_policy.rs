@@ -4,47 +4,18 @@
 
 mod common;
 
-use common::both_backends;
+use common::{both_backends, call, member};
 use keyplane_core::audit::Caller;
 use keyplane_core::time::ManualClock;
 use keyplane_core::{Clock, SystemClock};
 use keyplane_store::{AuditFilter, Store};
-use keyplane_testkit::{Backend, SoftAuthenticator, TestServer};
+use keyplane_testkit::{Backend, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 const DUAL: &str = "version = 1\npopulations = [\"regulated\"]\n[governance]\ndual_control = [\"policy.apply\", \"policy.rollback\"]\napproval_ttl_secs = 3600\n";
 const STRICT: &str = "version = 1\npopulations = [\"regulated\"]\n[governance]\ndual_control = [\"policy.apply\", \"policy.rollback\"]\n[authenticators.regulated]\nsynced = \"deny\"\n";
-
-/// A signed-in user with `role`: their bearer token.
-async fn member(server: &TestServer, username: &str, role: Option<&str>) -> String {
-    let tenant = server.default_tenant().await;
-    let invitation = server
-        .app
-        .invite(&tenant, username, None, role, &Caller::operator("test"))
-        .await
-        .unwrap();
-    let mut auth = SoftAuthenticator::new(&server.origin(), true, true);
-    server.enrol(&mut auth, invitation.token.expose()).await;
-    server.sign_in(&mut auth, Some(username)).await["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-async fn call(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let r = server
-        .request(method, path, None, Some(token), body.as_ref())
-        .await;
-    (r.status, r.body)
-}
 
 async fn active_version(server: &TestServer) -> Option<i64> {
     let tenant = server.default_tenant().await;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::both_backends;
+use common::{both_backends, call};
 use keyplane_core::admin::Role;
 use keyplane_core::audit::{AuditEvent, Caller};
 use keyplane_core::time::ManualClock;
@@ -32,19 +32,6 @@ async fn member(server: &TestServer, username: &str, role: Option<&str>) -> (Str
         session["token"].as_str().unwrap().to_string(),
         invitation.user.id.to_string(),
     )
-}
-
-async fn call(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let r = server
-        .request(method, path, None, Some(token), body.as_ref())
-        .await;
-    (r.status, r.body)
 }
 
 fn code(body: &Value) -> Option<&str> {

@@ -4,7 +4,11 @@
 
 mod common;
 
-use common::both_backends;
+use common::{both_backends, call};
+
+async fn member(server: &TestServer, username: &str, role: &str) -> String {
+    common::member(server, username, Some(role)).await
+}
 use keyplane_core::audit::Caller;
 use keyplane_core::time::ManualClock;
 use keyplane_core::{Clock, CredentialStatus, SystemClock};
@@ -13,40 +17,6 @@ use keyplane_testkit::{Backend, SoftAuthenticator, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
-
-async fn member(server: &TestServer, username: &str, role: &str) -> String {
-    let tenant = server.default_tenant().await;
-    let invitation = server
-        .app
-        .invite(
-            &tenant,
-            username,
-            None,
-            Some(role),
-            &Caller::operator("test"),
-        )
-        .await
-        .unwrap();
-    let mut auth = SoftAuthenticator::new(&server.origin(), true, true);
-    server.enrol(&mut auth, invitation.token.expose()).await;
-    server.sign_in(&mut auth, Some(username)).await["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-async fn call(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let r = server
-        .request(method, path, None, Some(token), body.as_ref())
-        .await;
-    (r.status, r.body)
-}
 
 async fn events(server: &TestServer, action: &str) -> Vec<Value> {
     let tenant = server.default_tenant().await;

@@ -66,3 +66,41 @@ pub async fn session_token_hashes(server: &TestServer) -> Vec<Vec<u8>> {
         .map(|r| r.try_get::<Vec<u8>, _>("token_hash").expect("hash"))
         .collect()
 }
+
+/// Invites `username` with `role`, enrols a passkey and signs in: the bearer token.
+#[allow(dead_code)]
+pub async fn member(server: &TestServer, username: &str, role: Option<&str>) -> String {
+    let tenant = server.default_tenant().await;
+    let invitation = server
+        .app
+        .invite(
+            &tenant,
+            username,
+            None,
+            role,
+            &keyplane_core::audit::Caller::operator("test"),
+        )
+        .await
+        .unwrap();
+    let mut auth = keyplane_testkit::SoftAuthenticator::new(&server.origin(), true, true);
+    server.enrol(&mut auth, invitation.token.expose()).await;
+    server.sign_in(&mut auth, Some(username)).await["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// One request with a bearer token: (status, JSON body).
+#[allow(dead_code)]
+pub async fn call(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let r = server
+        .request(method, path, None, Some(token), body.as_ref())
+        .await;
+    (r.status, r.body)
+}
