@@ -1021,13 +1021,7 @@ impl Store for SqlStore {
         .await
         .map_err(db)?;
         if r.rows_affected() == 1 && end_sessions {
-            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND credential_id = $3 AND revoked_at IS NULL")
-                .bind(audit.at.0)
-                .bind(tenant.as_str())
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            end_sessions_of_credential(&mut tx, tenant, id.as_str(), audit.at.0).await?;
         }
         finish(tx, tenant, r.rows_affected() == 1, audit).await
     }
@@ -1057,13 +1051,7 @@ impl Store for SqlStore {
         .map_err(db)?;
         if r.rows_affected() == 1 {
             if to != UserStatus::Active {
-                sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND user_id = $3 AND revoked_at IS NULL")
-                    .bind(audit.at.0)
-                    .bind(tenant.as_str())
-                    .bind(user.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
+                end_sessions_of_user(&mut tx, tenant, user.as_str(), audit.at.0).await?;
             }
             if revoke_credentials {
                 sqlx::query("UPDATE credentials SET status = 'revoked', status_reason = 'user_deprovisioned' WHERE tenant_id = $1 AND user_id = $2 AND status <> 'revoked'")
@@ -1112,13 +1100,7 @@ impl Store for SqlStore {
                 .await
                 .map_err(db)?;
         if r.rows_affected() == 1 && reason.is_some() {
-            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND user_id = $3 AND revoked_at IS NULL")
-                .bind(audit.at.0)
-                .bind(tenant.as_str())
-                .bind(user.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            end_sessions_of_user(&mut tx, tenant, user.as_str(), audit.at.0).await?;
         }
         finish(tx, tenant, r.rows_affected() == 1, audit).await
     }
@@ -1139,13 +1121,7 @@ impl Store for SqlStore {
             .await
             .map_err(db)?;
         if r.rows_affected() == 1 {
-            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND credential_id = $3 AND revoked_at IS NULL")
-                .bind(audit.at.0)
-                .bind(tenant.as_str())
-                .bind(credential.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            end_sessions_of_credential(&mut tx, tenant, credential.as_str(), audit.at.0).await?;
             let q = format!("INSERT INTO fraud_alerts ({FRAUD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
             sqlx::query(AssertSqlSafe(q))
                 .bind(alert.id.as_str())
@@ -1402,13 +1378,7 @@ impl Store for SqlStore {
             .map_err(db)?;
             if r.rows_affected() == 1 {
                 if *to != CredentialStatus::Active {
-                    sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND credential_id = $3 AND revoked_at IS NULL")
-                        .bind(at.0)
-                        .bind(tenant.as_str())
-                        .bind(id.as_str())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db)?;
+                    end_sessions_of_credential(&mut tx, tenant, id.as_str(), at.0).await?;
                 }
                 if let Some(e) = events.get(i) {
                     recorded.push(e.clone());
@@ -1786,6 +1756,40 @@ impl Store for SqlStore {
         let b: i64 = row.try_get("b").map_err(db)?;
         Ok(a.max(b))
     }
+}
+
+/// Ends (revokes) every live session opened with a credential, inside the caller's transaction.
+async fn end_sessions_of_credential(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &TenantId,
+    credential: &str,
+    at: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND credential_id = $3 AND revoked_at IS NULL")
+        .bind(at)
+        .bind(tenant.as_str())
+        .bind(credential)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Ends every live session of a user, inside the caller's transaction.
+async fn end_sessions_of_user(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &TenantId,
+    user: &str,
+    at: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND user_id = $3 AND revoked_at IS NULL")
+        .bind(at)
+        .bind(tenant.as_str())
+        .bind(user)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
 }
 
 /// Commits the change with its events if it applied, or rolls it back (writing no event).
