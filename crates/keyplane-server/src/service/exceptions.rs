@@ -202,21 +202,28 @@ impl App {
         Ok(())
     }
 
-    /// (exception id, rule) of the exceptions in force for this user now.
-    pub(crate) async fn waivers(
+    /// Applies the exceptions in force for this user (or their populations) to a decision:
+    /// the rules they name are waived, and the ids relied on are returned to be cited. An
+    /// allowed decision needs no exception, so the common case reads nothing.
+    pub(crate) async fn apply_exceptions(
         &self,
         tenant: &Tenant,
         user: &UserId,
         populations: &[String],
-    ) -> Result<Vec<(String, String)>, Error> {
-        Ok(self
+        decision: keyplane_core::policy::Decision,
+    ) -> Result<(keyplane_core::policy::Decision, Vec<String>), Error> {
+        if decision.verdict == keyplane_core::policy::Verdict::Allow {
+            return Ok((decision, vec![]));
+        }
+        let waivers: Vec<(String, String)> = self
             .store
             .active_exceptions(&tenant.id, self.clock.now())
             .await?
             .into_iter()
             .filter(|e| e.covers(user, populations))
             .map(|e| (e.id.as_str().to_string(), e.rule))
-            .collect())
+            .collect();
+        Ok(keyplane_core::policy::waive(decision, &waivers))
     }
 
     /// Housekeeping: announces exceptions expiring within `governance.exception_notice_days`

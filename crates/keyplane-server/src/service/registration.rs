@@ -231,10 +231,9 @@ impl App {
             active_passkeys,
         );
         // Exceptions granted to this user (or their populations) waive the rules they name.
-        let (decision, cited) = keyplane_core::policy::waive(
-            decision,
-            &self.waivers(tenant, &user.id, &subject.populations).await?,
-        );
+        let (decision, cited) = self
+            .apply_exceptions(tenant, &user.id, &subject.populations, decision)
+            .await?;
         if decision.verdict != keyplane_core::policy::Verdict::Allow {
             let reasons: Vec<String> = decision
                 .reasons

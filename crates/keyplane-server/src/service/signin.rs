@@ -171,10 +171,9 @@ impl App {
         let subject = self.subject(tenant, &user.id).await?;
         let compliance = keyplane_core::policy::sign_in(&active.policy, &subject, &facts);
         // Exceptions granted to this user (or their populations) waive the rules they name.
-        let (compliance, cited) = keyplane_core::policy::waive(
-            compliance,
-            &self.waivers(tenant, &user.id, &subject.populations).await?,
-        );
+        let (compliance, cited) = self
+            .apply_exceptions(tenant, &user.id, &subject.populations, compliance)
+            .await?;
         let restricted = (compliance.verdict
             == keyplane_core::policy::Verdict::ReEnrolmentRequired)
             .then(|| {
