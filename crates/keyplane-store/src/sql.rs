@@ -1005,7 +1005,7 @@ impl Store for SqlStore {
         audit: AuditBatch<'_>,
     ) -> Result<bool> {
         let mut tx = self.writer.begin().await.map_err(db)?;
-        let allowed: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let allowed = one_of(from.iter().map(|s| s.as_str()));
         let r = sqlx::query(
             "UPDATE credentials SET status = $1, status_reason = $2 WHERE tenant_id = $3 AND id = $4 \
              AND (status = $5 OR status = $6 OR status = $7)",
@@ -1014,9 +1014,9 @@ impl Store for SqlStore {
         .bind(reason)
         .bind(tenant.as_str())
         .bind(id.as_str())
-        .bind(allowed.first().copied().unwrap_or(""))
-        .bind(allowed.get(1).copied().unwrap_or(""))
-        .bind(allowed.get(2).copied().unwrap_or(""))
+        .bind(allowed[0])
+        .bind(allowed[1])
+        .bind(allowed[2])
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -1036,16 +1036,16 @@ impl Store for SqlStore {
         audit: AuditBatch<'_>,
     ) -> Result<bool> {
         let mut tx = self.writer.begin().await.map_err(db)?;
-        let allowed: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let allowed = one_of(from.iter().map(|s| s.as_str()));
         let r = sqlx::query(
             "UPDATE users SET status = $1 WHERE tenant_id = $2 AND id = $3 AND (status = $4 OR status = $5 OR status = $6)",
         )
         .bind(to.as_str())
         .bind(tenant.as_str())
         .bind(user.as_str())
-        .bind(allowed.first().copied().unwrap_or(""))
-        .bind(allowed.get(1).copied().unwrap_or(""))
-        .bind(allowed.get(2).copied().unwrap_or(""))
+        .bind(allowed[0])
+        .bind(allowed[1])
+        .bind(allowed[2])
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -1359,7 +1359,7 @@ impl Store for SqlStore {
         at: Timestamp,
     ) -> Result<u64> {
         let mut tx = self.writer.begin().await.map_err(db)?;
-        let allowed: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let allowed = one_of(from.iter().map(|s| s.as_str()));
         let mut recorded: Vec<NewEvent> = Vec::with_capacity(changes.len() + extra.len());
         for (i, (id, to)) in changes.iter().enumerate() {
             let r = sqlx::query(
@@ -1370,9 +1370,9 @@ impl Store for SqlStore {
             .bind(reason)
             .bind(tenant.as_str())
             .bind(id.as_str())
-            .bind(allowed.first().copied().unwrap_or(""))
-            .bind(allowed.get(1).copied().unwrap_or(""))
-            .bind(allowed.get(2).copied().unwrap_or(""))
+            .bind(allowed[0])
+            .bind(allowed[1])
+            .bind(allowed[2])
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -1756,6 +1756,17 @@ impl Store for SqlStore {
         let b: i64 = row.try_get("b").map_err(db)?;
         Ok(a.max(b))
     }
+}
+
+/// The statuses a conditional move accepts, for `(status = $a OR status = $b OR status = $c)`:
+/// every status type has at most three values; unused places hold a value no row has.
+fn one_of<'a>(statuses: impl Iterator<Item = &'a str>) -> [&'a str; 3] {
+    let mut out = [""; 3];
+    for (i, s) in statuses.enumerate() {
+        assert!(i < 3, "a conditional move names at most three statuses");
+        out[i] = s;
+    }
+    out
 }
 
 /// Ends (revokes) every live session opened with a credential, inside the caller's transaction.
