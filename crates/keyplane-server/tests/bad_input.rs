@@ -350,6 +350,21 @@ async fn admin_requests_with_bad_input_get_coded_4xx_and_change_nothing(backend:
         .unwrap()
         .unwrap()
         .id;
+    // A user of another tenant: their id is unknown here.
+    let other = server.create_tenant("other", "other.test").await;
+    let stranger = server
+        .app
+        .invite(
+            &other,
+            "stranger",
+            None,
+            None,
+            &keyplane_core::audit::Caller::operator("test"),
+        )
+        .await
+        .unwrap()
+        .user
+        .id;
     let before = (
         row_counts(&server).await,
         server.store_credentials(&tenant).await,
@@ -373,6 +388,20 @@ async fn admin_requests_with_bad_input_get_coded_4xx_and_change_nothing(backend:
     };
     let n_events = events(&server).await;
     let cases: Vec<(reqwest::Method, String, Option<&str>, StatusCode, &str)> = vec![
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/admin/users/{stranger}/suspend"),
+            Some(r#"{"reason": "cross-tenant"}"#),
+            StatusCode::NOT_FOUND,
+            "user_not_found",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/admin/users/{stranger}"),
+            None,
+            StatusCode::NOT_FOUND,
+            "user_not_found",
+        ),
         (
             reqwest::Method::POST,
             "/api/v1/admin/policy/apply".into(),
