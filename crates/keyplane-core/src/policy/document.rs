@@ -124,6 +124,25 @@ pub struct SessionRules {
     pub idle_secs: i64,
 }
 
+/// Recovery codes (issue 7, path 2): whether a population may hold them, and how many a
+/// generation gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryRules {
+    /// Denied by default: a code is a bearer secret, weaker than a passkey, so a population gets
+    /// them only when its policy says so.
+    pub codes_allowed: bool,
+    pub codes_count: u32,
+}
+
+impl Default for RecoveryRules {
+    fn default() -> Self {
+        RecoveryRules {
+            codes_allowed: false,
+            codes_count: 10,
+        }
+    }
+}
+
 /// A tenant's policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -135,6 +154,7 @@ pub struct Policy {
     pub assurance: AssuranceRules,
     pub step_up: Vec<StepUpRule>,
     pub sessions: Scoped<SessionRules>,
+    pub recovery: Scoped<RecoveryRules>,
     pub governance: Governance,
 }
 
@@ -245,6 +265,10 @@ impl Default for Policy {
             }],
             sessions: Scoped {
                 default: SessionRules::default(),
+                by_population: vec![],
+            },
+            recovery: Scoped {
+                default: RecoveryRules::default(),
                 by_population: vec![],
             },
             governance: Governance::default(),

@@ -263,6 +263,7 @@ const AUTHENTICATOR_KEYS: &[&str] = &[
     "user_verification",
 ];
 const SESSION_KEYS: &[&str] = &["lifetime_secs", "idle_secs"];
+const RECOVERY_KEYS: &[&str] = &["codes", "codes_count"];
 
 fn authenticator_rules(
     l: &mut Linter,
@@ -336,6 +337,18 @@ fn session_rules(l: &mut Linter, t: &Table, path: &str, base: &SessionRules) -> 
     }
     if let Some(n) = l.int(t, path, "idle_secs", 60, 90 * 24 * 3600) {
         r.idle_secs = n;
+    }
+    r
+}
+
+fn recovery_rules(l: &mut Linter, t: &Table, path: &str, base: &RecoveryRules) -> RecoveryRules {
+    let mut r = base.clone();
+    if let Some(c) = l.choice(t, path, "codes", &["allow", "deny"]) {
+        r.codes_allowed = c == "allow";
+    }
+    if let Some(n) = l.int(t, path, "codes_count", 4, 20) {
+        // In range 4..=20 by the check above, so the conversion cannot fail.
+        r.codes_count = n as u32;
     }
     r
 }
@@ -500,6 +513,7 @@ pub fn parse(text: &str) -> Result<Policy, Vec<LintError>> {
             "assurance",
             "step_up",
             "sessions",
+            "recovery",
             "governance",
         ],
     );
@@ -624,6 +638,15 @@ pub fn parse(text: &str) -> Result<Policy, Vec<LintError>> {
             l.error(None, &path, "idle_secs is longer than lifetime_secs");
         }
     }
+    policy.recovery = scoped(
+        &mut l,
+        root,
+        "recovery",
+        RECOVERY_KEYS,
+        &pops,
+        RecoveryRules::default(),
+        recovery_rules,
+    );
     if let Some(t) = l.table(root, "", "assurance") {
         l.unknown_keys(t, "assurance", &["aal2", "aal3"]);
         policy.assurance.aal2 = requirements(&mut l, t, "aal2", &policy.assurance.aal2);
@@ -819,6 +842,42 @@ max_age_secs = 600
         let errors =
             parse("version = 1\n[governance]\nclient_max_days = \"ninety\"\n").unwrap_err();
         assert_eq!(errors[0].message, "expected an integer");
+    }
+
+    #[test]
+    fn recovery_codes_are_denied_unless_a_population_allows_them() {
+        let p = parse("version = 1\n").unwrap();
+        assert!(!p.recovery.default.codes_allowed, "safe default");
+        assert_eq!(p.recovery.default.codes_count, 10);
+        let p = parse(
+            "version = 1\npopulations = [\"regulated\", \"workforce\"]\n[recovery]\ncodes = \"allow\"\ncodes_count = 12\n[recovery.regulated]\ncodes = \"deny\"\n",
+        )
+        .expect("valid");
+        let (reg, path) = p.recovery.for_populations("recovery", &["regulated".into()]);
+        assert_eq!(path, "recovery.regulated");
+        assert!(!reg.codes_allowed);
+        assert_eq!(reg.codes_count, 12, "inherits the default's count");
+        let (wf, _) = p.recovery.for_populations("recovery", &["workforce".into()]);
+        assert!(wf.codes_allowed);
+    }
+
+    #[test]
+    fn recovery_rules_are_linted() {
+        let bad = "version = 1\npopulations = [\"regulated\"]\n[recovery]\ncodes = \"maybe\"\ncodes_count = 3\nlinks = true\n[recovery.regulated]\ncodes_count = 21\n[recovery.interns]\ncodes = \"allow\"\n";
+        let errors = parse(bad).unwrap_err();
+        let at: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.path.as_str())).collect();
+        assert_eq!(
+            at,
+            vec![
+                (4, "recovery.codes"),
+                (5, "recovery.codes_count"),
+                (6, "recovery.links"),
+                (8, "recovery.regulated.codes_count"),
+                (9, "recovery.interns"),
+            ],
+            "{errors:#?}"
+        );
+        assert!(errors[1].message.contains("4 to 20"), "{errors:#?}");
     }
 
     #[test]
