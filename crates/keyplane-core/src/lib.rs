@@ -12,6 +12,7 @@ pub mod ids;
 pub mod mds;
 pub mod model;
 pub mod policy;
+pub mod recovery_code;
 pub mod secret;
 pub mod time;
 
@@ -23,5 +24,6 @@ pub use ids::{
     MachineClientId, SessionId, TenantId, UserId,
 };
 pub use model::*;
+pub use recovery_code::RecoveryCode;
 pub use secret::{Secret, TokenHash};
 pub use time::{Clock, SystemClock, Timestamp};
