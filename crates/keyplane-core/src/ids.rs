@@ -45,6 +45,10 @@ id_type!(
     TenantId
 );
 id_type!(
+    /// One recovery code (its stored hash), never the code itself.
+    RecoveryCodeId
+);
+id_type!(
     /// A user account inside a tenant.
     UserId
 );

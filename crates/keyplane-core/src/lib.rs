@@ -21,7 +21,7 @@ pub use client::{ClientKind, ClientStatus, MachineClient};
 pub use error::{Error, ErrorKind};
 pub use ids::{
     ApprovalId, BulkJobId, CeremonyId, CredentialRecordId, EnrolmentId, ExceptionId, FraudAlertId,
-    MachineClientId, SessionId, TenantId, UserId,
+    MachineClientId, RecoveryCodeId, SessionId, TenantId, UserId,
 };
 pub use model::*;
 pub use recovery_code::RecoveryCode;

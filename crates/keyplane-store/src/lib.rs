@@ -22,5 +22,6 @@ pub use audit_page::AuditPage;
 pub use bulk::ImportedUser;
 pub use sql::{redact as redact_url, Backend, SqlStore};
 pub use store::{
-    AssertionRecord, CredentialFacts, PolicySubject, PolicyVersion, Store, StoreError,
+    AssertionRecord, CredentialFacts, PolicySubject, PolicyVersion, RecoveryCodesStatus, Store,
+    StoreError,
 };

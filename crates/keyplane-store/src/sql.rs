@@ -7,7 +7,9 @@ use crate::audit::{self, AuditBatch, AuditFilter, EVENT_COLUMNS};
 use crate::audit_page::AuditPage;
 use crate::audit_read::PageReader;
 use crate::rows;
-use crate::store::{AssertionRecord, PolicyVersion, Result, Store, StoreError};
+use crate::store::{
+    AssertionRecord, PolicyVersion, RecoveryCodesStatus, Result, Store, StoreError,
+};
 use async_trait::async_trait;
 use keyplane_core::audit::{AuditEvent, Checkpoint, NewEvent};
 use keyplane_core::mds::{MdsBlobInfo, MdsEntry};
@@ -667,26 +669,7 @@ impl Store for SqlStore {
             .map_err(db)?;
             return finish(tx, tenant, elevated.rows_affected() == 1, audit).await;
         }
-        let s = r.session;
-        let amr: Vec<String> = s.amr.iter().map(|a| a.as_str().to_string()).collect();
-        let q = format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
-        sqlx::query(AssertSqlSafe(q))
-            .bind(s.id.as_str())
-            .bind(s.tenant_id.as_str())
-            .bind(s.user_id.as_str())
-            .bind(s.token_hash.0.clone())
-            .bind(s.aal.as_str())
-            .bind(json(&amr))
-            .bind(s.auth_time.0)
-            .bind(s.credential_id.as_ref().map(|c| c.as_str().to_string()))
-            .bind(s.created_at.0)
-            .bind(s.expires_at.0)
-            .bind(s.restricted.clone())
-            .bind(s.idle_secs)
-            .bind(s.last_seen_at.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        insert_session(&mut tx, r.session).await?;
         audit::append(&mut tx, tenant, audit).await?;
         tx.commit().await.map_err(db)?;
         Ok(true)
@@ -733,6 +716,113 @@ impl Store for SqlStore {
             .await
             .map_err(db)?;
         finish(tx, tenant, r.rows_affected() == 1, audit).await
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        codes: &[(RecoveryCodeId, String)],
+        audit: AuditBatch<'_>,
+    ) -> Result<u64> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let removed = sqlx::query(
+            "DELETE FROM recovery_codes WHERE tenant_id = $1 AND user_id = $2 AND used_at IS NULL",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        for (id, hash) in codes {
+            sqlx::query(
+                "INSERT INTO recovery_codes (id, tenant_id, user_id, hash, created_at, used_at) VALUES ($1, $2, $3, $4, $5, NULL)",
+            )
+            .bind(id.as_str())
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .bind(hash.as_str())
+            .bind(audit.at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        audit::append(&mut tx, tenant, audit).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(removed)
+    }
+
+    async fn unused_recovery_codes(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Vec<(RecoveryCodeId, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, hash FROM recovery_codes WHERE tenant_id = $1 AND user_id = $2 AND used_at IS NULL ORDER BY id",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    RecoveryCodeId::from_trusted(r.try_get("id").map_err(db)?),
+                    r.try_get("hash").map_err(db)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn recovery_codes_status(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<RecoveryCodesStatus> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) - COUNT(used_at) AS remaining, MAX(CASE WHEN used_at IS NULL THEN created_at END) AS generated_at FROM recovery_codes WHERE tenant_id = $1 AND user_id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        let remaining: i64 = r.try_get("remaining").map_err(db)?;
+        let generated_at: Option<i64> = r.try_get("generated_at").map_err(db)?;
+        Ok(RecoveryCodesStatus {
+            remaining: u64::try_from(remaining).unwrap_or(0),
+            generated_at: generated_at.map(Timestamp),
+        })
+    }
+
+    async fn redeem_recovery_code(
+        &self,
+        tenant: &TenantId,
+        code: &RecoveryCodeId,
+        session: &Session,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let used = sqlx::query(
+            "UPDATE recovery_codes SET used_at = $1 WHERE tenant_id = $2 AND id = $3 AND user_id = $4 AND used_at IS NULL",
+        )
+        .bind(audit.at.0)
+        .bind(tenant.as_str())
+        .bind(code.as_str())
+        .bind(session.user_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if used.rows_affected() != 1 {
+            tx.rollback().await.map_err(db)?;
+            return Ok(false);
+        }
+        insert_session(&mut tx, session).await?;
+        audit::append(&mut tx, tenant, audit).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
     }
 
     async fn append_events(&self, tenant: &TenantId, audit: AuditBatch<'_>) -> Result<()> {
@@ -1804,6 +1894,29 @@ async fn end_sessions_of_user(
 }
 
 /// Commits the change with its events if it applied, or rolls it back (writing no event).
+async fn insert_session(tx: &mut sqlx::Transaction<'_, sqlx::Any>, s: &Session) -> Result<()> {
+    let amr: Vec<String> = s.amr.iter().map(|a| a.as_str().to_string()).collect();
+    let q = format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
+    sqlx::query(AssertSqlSafe(q))
+        .bind(s.id.as_str())
+        .bind(s.tenant_id.as_str())
+        .bind(s.user_id.as_str())
+        .bind(s.token_hash.0.clone())
+        .bind(s.aal.as_str())
+        .bind(json(&amr))
+        .bind(s.auth_time.0)
+        .bind(s.credential_id.as_ref().map(|c| c.as_str().to_string()))
+        .bind(s.created_at.0)
+        .bind(s.expires_at.0)
+        .bind(s.restricted.clone())
+        .bind(s.idle_secs)
+        .bind(s.last_seen_at.0)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
 async fn finish(
     mut tx: sqlx::Transaction<'_, sqlx::Any>,
     tenant: &TenantId,

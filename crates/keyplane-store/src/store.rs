@@ -44,6 +44,14 @@ pub struct AssertionRecord<'a> {
     pub step_up: Option<Aal>,
 }
 
+/// A user's recovery codes as the API may show them: how many are left, and when they were made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryCodesStatus {
+    pub remaining: u64,
+    /// When the unused codes were generated; `None` when none are left.
+    pub generated_at: Option<Timestamp>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> crate::Backend;
@@ -150,6 +158,38 @@ pub trait Store: Send + Sync + 'static {
         &self,
         tenant: &TenantId,
         record: &AssertionRecord<'_>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+
+    // Recovery codes
+    /// Replaces all of the user's unused recovery codes with `codes` (id, Argon2id PHC string),
+    /// with `audit`, in one transaction. Empty `codes` invalidates them. Returns how many unused
+    /// codes were invalidated.
+    async fn replace_recovery_codes(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        codes: &[(RecoveryCodeId, String)],
+        audit: AuditBatch<'_>,
+    ) -> Result<u64>;
+    /// The user's unused codes (id, PHC string), to verify a presented code against.
+    async fn unused_recovery_codes(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Vec<(RecoveryCodeId, String)>>;
+    async fn recovery_codes_status(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<RecoveryCodesStatus>;
+    /// Uses one code and opens `session` (restricted), with `audit`, atomically. False (nothing
+    /// changed) if the code was used, or replaced, concurrently.
+    async fn redeem_recovery_code(
+        &self,
+        tenant: &TenantId,
+        code: &RecoveryCodeId,
+        session: &Session,
         audit: AuditBatch<'_>,
     ) -> Result<bool>;
 

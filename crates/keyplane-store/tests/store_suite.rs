@@ -5,7 +5,7 @@ use keyplane_core::audit::{Actor, ChainVerifier, CheckpointKey, NewEvent};
 use keyplane_core::*;
 use keyplane_store::{
     AssertionRecord, AuditBatch, AuditFilter, AuditPage, CredentialFacts, ImportedUser,
-    PolicySubject, SqlStore, Store, StoreError,
+    PolicySubject, RecoveryCodesStatus, SqlStore, Store, StoreError,
 };
 use keyplane_testkit::{Backend, TestDatabase};
 
@@ -142,7 +142,7 @@ macro_rules! suite {
 async fn tenants_round_trip_and_names_and_hostnames_are_unique(backend: Backend) {
     let f = fixture(backend).await;
     let s = &f.store;
-    assert_eq!(s.migration_level().await.unwrap(), 9);
+    assert_eq!(s.migration_level().await.unwrap(), 10);
     let acme = tenant("acme");
     s.create_tenant(&acme, none()).await.unwrap();
     assert_eq!(s.tenant_by_name("acme").await.unwrap().unwrap(), acme);
@@ -1987,7 +1987,213 @@ async fn policy_subjects_are_what_per_user_reads_give(backend: Backend) {
     f.done().await;
 }
 
+fn codes(n: usize, tag: &str) -> Vec<(RecoveryCodeId, String)> {
+    (0..n)
+        .map(|i| {
+            (
+                RecoveryCodeId::generate(),
+                format!("$argon2id$stand-in-{tag}-{i}"),
+            )
+        })
+        .collect()
+}
+
+async fn recovery_codes_are_single_use_replaced_together_and_open_a_restricted_session(
+    backend: Backend,
+) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let t = tenant("acme");
+    let other = tenant("globex");
+    s.create_tenant(&t, none()).await.unwrap();
+    s.create_tenant(&other, none()).await.unwrap();
+    let alice = user(&t, "alice");
+    s.create_user(&alice, none()).await.unwrap();
+    assert_eq!(
+        s.recovery_codes_status(&t.id, &alice.id).await.unwrap(),
+        RecoveryCodesStatus {
+            remaining: 0,
+            generated_at: None
+        }
+    );
+
+    let generated = [NewEvent::new(
+        Actor::system("test"),
+        "recovery.codes_generated",
+        "user",
+        alice.id.as_str(),
+    )];
+    let first = codes(3, "a");
+    let (seq, _) = s.audit_head(&t.id).await.unwrap();
+    assert_eq!(
+        s.replace_recovery_codes(
+            &t.id,
+            &alice.id,
+            &first,
+            AuditBatch::new(Timestamp(5_000), &generated)
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.audit_head(&t.id).await.unwrap().0,
+        seq + 1,
+        "the event is in the same write"
+    );
+    let mut stored = s.unused_recovery_codes(&t.id, &alice.id).await.unwrap();
+    stored.sort();
+    let mut expected = first.clone();
+    expected.sort();
+    assert_eq!(stored, expected);
+    assert!(
+        s.unused_recovery_codes(&other.id, &alice.id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "tenant-scoped"
+    );
+
+    let mut restricted = session(&t, &alice, "recovery-token");
+    restricted.restricted = Some("recovery code used: register a new passkey".into());
+    let used = [NewEvent::new(
+        Actor::system("test"),
+        "recovery.code_used",
+        "user",
+        alice.id.as_str(),
+    )];
+    assert!(
+        !s.redeem_recovery_code(
+            &other.id,
+            &first[0].0,
+            &restricted,
+            AuditBatch::new(Timestamp(6_000), &used)
+        )
+        .await
+        .unwrap(),
+        "another tenant cannot use the code"
+    );
+    assert!(s
+        .session_by_token(&t.id, &restricted.token_hash)
+        .await
+        .unwrap()
+        .is_none());
+    let (seq, _) = s.audit_head(&t.id).await.unwrap();
+    assert!(s
+        .redeem_recovery_code(
+            &t.id,
+            &first[0].0,
+            &restricted,
+            AuditBatch::new(Timestamp(6_000), &used)
+        )
+        .await
+        .unwrap());
+    assert_eq!(s.audit_head(&t.id).await.unwrap().0, seq + 1);
+    let opened = s
+        .session_by_token(&t.id, &restricted.token_hash)
+        .await
+        .unwrap()
+        .expect("opened");
+    assert_eq!(opened.restricted, restricted.restricted);
+    assert_eq!(
+        s.recovery_codes_status(&t.id, &alice.id).await.unwrap(),
+        RecoveryCodesStatus {
+            remaining: 2,
+            generated_at: Some(Timestamp(5_000))
+        }
+    );
+
+    let again = session(&t, &alice, "second-token");
+    assert!(
+        !s.redeem_recovery_code(
+            &t.id,
+            &first[0].0,
+            &again,
+            AuditBatch::new(Timestamp(7_000), &used)
+        )
+        .await
+        .unwrap(),
+        "a used code is used up"
+    );
+    assert!(
+        s.session_by_token(&t.id, &again.token_hash)
+            .await
+            .unwrap()
+            .is_none(),
+        "no session, nothing changed"
+    );
+    assert_eq!(
+        s.audit_head(&t.id).await.unwrap().0,
+        seq + 1,
+        "no event either"
+    );
+
+    let second = codes(4, "b");
+    assert_eq!(
+        s.replace_recovery_codes(
+            &t.id,
+            &alice.id,
+            &second,
+            AuditBatch::new(Timestamp(8_000), &generated)
+        )
+        .await
+        .unwrap(),
+        2,
+        "the two unused codes are invalidated"
+    );
+    assert!(
+        !s.redeem_recovery_code(
+            &t.id,
+            &first[1].0,
+            &again,
+            AuditBatch::new(Timestamp(9_000), &used)
+        )
+        .await
+        .unwrap(),
+        "a replaced code no longer works"
+    );
+    assert_eq!(
+        s.unused_recovery_codes(&t.id, &alice.id)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(
+        s.replace_recovery_codes(
+            &t.id,
+            &alice.id,
+            &[],
+            AuditBatch::new(Timestamp(9_000), &[])
+        )
+        .await
+        .unwrap(),
+        4
+    );
+    assert_eq!(
+        s.recovery_codes_status(&t.id, &alice.id).await.unwrap(),
+        RecoveryCodesStatus {
+            remaining: 0,
+            generated_at: None
+        },
+        "nothing left to show"
+    );
+    assert!(
+        !s.redeem_recovery_code(
+            &t.id,
+            &second[0].0,
+            &again,
+            AuditBatch::new(Timestamp(9_500), &used)
+        )
+        .await
+        .unwrap(),
+        "an invalidated code no longer works"
+    );
+    f.done().await;
+}
+
 suite!(
+    recovery_codes_are_single_use_replaced_together_and_open_a_restricted_session,
     tenants_round_trip_and_names_and_hostnames_are_unique,
     users_are_unique_per_tenant_and_scoped,
     ceremonies_are_taken_once_for_their_tenant_and_purpose,

@@ -853,11 +853,15 @@ max_age_secs = 600
             "version = 1\npopulations = [\"regulated\", \"workforce\"]\n[recovery]\ncodes = \"allow\"\ncodes_count = 12\n[recovery.regulated]\ncodes = \"deny\"\n",
         )
         .expect("valid");
-        let (reg, path) = p.recovery.for_populations("recovery", &["regulated".into()]);
+        let (reg, path) = p
+            .recovery
+            .for_populations("recovery", &["regulated".into()]);
         assert_eq!(path, "recovery.regulated");
         assert!(!reg.codes_allowed);
         assert_eq!(reg.codes_count, 12, "inherits the default's count");
-        let (wf, _) = p.recovery.for_populations("recovery", &["workforce".into()]);
+        let (wf, _) = p
+            .recovery
+            .for_populations("recovery", &["workforce".into()]);
         assert!(wf.codes_allowed);
     }
 
