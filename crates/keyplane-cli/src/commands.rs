@@ -96,6 +96,15 @@ pub enum UserCommand {
     Deprovision(UserActionArgs),
     /// End the user's sessions; their next sign-in may only register a compliant passkey.
     ReEnrol(UserActionArgs),
+    /// Invalidate all of a user's unused recovery codes (audited: recovery.codes_revoked).
+    RecoveryCodes {
+        username: String,
+        /// Required: revoking is the only action so far.
+        #[arg(long, required = true)]
+        revoke: bool,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Give a user a role (owner, admin, helpdesk, auditor) or, with --none, take it away.
     SetRole {
         username: String,
@@ -252,6 +261,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::User(UserCommand::RecoveryCodes {
+            username,
+            revoke: _,
+            tenant,
+        }) => crate::manage::revoke_recovery_codes(settings, &username, tenant.as_deref()).await,
         Command::User(UserCommand::SetRole {
             username,
             role,

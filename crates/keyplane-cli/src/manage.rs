@@ -58,6 +58,23 @@ pub async fn user_action(
     Ok(())
 }
 
+/// `keyplane user recovery-codes USERNAME --revoke`.
+pub async fn revoke_recovery_codes(
+    settings: Settings,
+    username: &str,
+    tenant: Option<&str>,
+) -> anyhow::Result<()> {
+    let app = open(settings).await?;
+    let t = tenant_or_default(&app, tenant).await?;
+    let id = user_id(&app, &t, username).await?;
+    let n = app
+        .revoke_recovery_codes(&t, &id, &operator())
+        .await
+        .map_err(fail)?;
+    println!("revoked {n} unused recovery code(s) of {username}");
+    Ok(())
+}
+
 pub async fn set_role(
     settings: Settings,
     username: &str,

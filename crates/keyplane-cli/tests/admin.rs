@@ -683,3 +683,68 @@ fn an_exception_needs_a_second_operator_and_can_be_revoked() {
     assert_eq!(open, serde_json::json!([]), "refused requests open nothing");
     assert_audit_intact(d);
 }
+
+/// Puts `n` unused stand-in recovery codes (and one used one) for `username` straight into the
+/// database: nothing in Keyplane generates them yet.
+fn seed_recovery_codes(data: &Path, username: &str, n: usize) {
+    let url = format!("sqlite://{}", data.join("keyplane.db").display());
+    let username = username.to_string();
+    tokio::runtime::Runtime::new().unwrap().block_on(async move {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        let row = sqlx::query("SELECT id, tenant_id FROM users WHERE username = $1")
+            .bind(&username)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let (user, tenant): (String, String) = (
+            sqlx::Row::get(&row, "id"),
+            sqlx::Row::get(&row, "tenant_id"),
+        );
+        for i in 0..=n {
+            sqlx::query("INSERT INTO recovery_codes (id, tenant_id, user_id, hash, created_at, used_at) VALUES ($1, $2, $3, $4, 1, $5)")
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(&tenant)
+                .bind(&user)
+                .bind(format!("$argon2id$stand-in-{i}"))
+                .bind(if i == n { Some(2_i64) } else { None })
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+    });
+}
+
+#[test]
+fn an_operator_revokes_a_users_unused_recovery_codes_and_it_is_audited() {
+    let dir = bootstrapped();
+    let d = dir.path();
+    ok(d, &["admin", "invite", "carol"]);
+    seed_recovery_codes(d, "carol", 3);
+    let out = ok(d, &["user", "recovery-codes", "carol", "--revoke"]);
+    assert!(
+        out.contains("revoked 3 unused recovery code(s) of carol"),
+        "{out}"
+    );
+    let out = ok(d, &["user", "recovery-codes", "carol", "--revoke"]);
+    assert!(
+        out.contains("revoked 0 unused"),
+        "the used one is history: {out}"
+    );
+    let revoked = events(d, "recovery.codes_revoked");
+    assert_eq!(revoked.len(), 2);
+    assert_eq!(revoked[0]["details"]["count"], 3);
+    assert_eq!(revoked[1]["details"]["count"], 0);
+    assert_eq!(revoked[0]["actor"]["id"], "cli:operator");
+    assert_eq!(revoked[0]["target"]["id"], user(d, "carol")["id"]);
+    let err = fails(d, &["user", "recovery-codes", "carol"]);
+    assert!(err.contains("--revoke"), "{err}");
+    let err = fails(d, &["user", "recovery-codes", "nobody", "--revoke"]);
+    assert!(err.contains("no user"), "{err}");
+    assert_audit_intact(d);
+}

@@ -11,6 +11,7 @@ mod credentials;
 mod exceptions;
 mod lifecycle;
 mod policy;
+mod recovery;
 mod registration;
 mod reports;
 mod signin;
