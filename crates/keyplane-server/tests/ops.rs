@@ -142,6 +142,8 @@ async fn openapi_documents_every_route(backend: Backend) {
         ("/api/v1/authentication/verify", "POST"),
         ("/api/v1/me", "GET"),
         ("/api/v1/me/credentials", "GET"),
+        ("/api/v1/me/recovery-codes", "GET"),
+        ("/api/v1/me/recovery-codes", "POST"),
         ("/api/v1/me/credentials/{id}", "GET"),
         ("/api/v1/me/credentials/{id}", "PATCH"),
         ("/api/v1/me/credentials/{id}", "DELETE"),

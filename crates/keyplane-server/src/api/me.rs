@@ -95,3 +95,32 @@ pub async fn logout(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl I
     );
     Ok((StatusCode::NO_CONTENT, headers))
 }
+
+/// `POST /api/v1/me/recovery-codes`: fresh codes, shown this once (`Cache-Control: no-store`).
+pub async fn generate_recovery_codes(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+) -> ApiResult<impl IntoResponse> {
+    let g = app
+        .generate_recovery_codes(&auth.tenant, &auth.session, &auth.caller())
+        .await?;
+    let codes: Vec<String> = g.codes.iter().map(|c| c.expose_grouped()).collect();
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({ "codes": codes, "generated_at": g.generated_at.to_rfc3339() })),
+    ))
+}
+
+/// `GET /api/v1/me/recovery-codes`: how many are left, never the codes.
+pub async fn recovery_codes_status(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+) -> ApiResult<impl IntoResponse> {
+    let s = app
+        .recovery_codes_status(&auth.tenant, &auth.user.id)
+        .await?;
+    Ok(Json(json!({
+        "remaining": s.remaining,
+        "generated_at": s.generated_at.map(|t| t.to_rfc3339()),
+    })))
+}

@@ -62,6 +62,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/me", get(me::me))
         .route("/api/v1/me/credentials", get(me::list_credentials))
         .route(
+            "/api/v1/me/recovery-codes",
+            get(me::recovery_codes_status).post(me::generate_recovery_codes),
+        )
+        .route(
             "/api/v1/me/credentials/{id}",
             get(me::get_credential).patch(me::rename_credential).delete(me::delete_credential),
         )
