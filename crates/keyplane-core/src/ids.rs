@@ -107,3 +107,7 @@ mod tests {
         assert_eq!(id.as_str(), "6f9619ff-8b86-d011-b42d-00c04fc964ff");
     }
 }
+id_type!(
+    /// A help-desk recovery case (issue 7, path 3).
+    RecoveryCaseId
+);

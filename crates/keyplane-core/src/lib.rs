@@ -12,6 +12,7 @@ pub mod ids;
 pub mod mds;
 pub mod model;
 pub mod policy;
+pub mod recovery_case;
 pub mod recovery_code;
 pub mod secret;
 pub mod time;
@@ -21,7 +22,7 @@ pub use client::{ClientKind, ClientStatus, MachineClient};
 pub use error::{Error, ErrorKind};
 pub use ids::{
     ApprovalId, BulkJobId, CeremonyId, CredentialRecordId, EnrolmentId, ExceptionId, FraudAlertId,
-    MachineClientId, RecoveryCodeId, SessionId, TenantId, UserId,
+    MachineClientId, RecoveryCaseId, RecoveryCodeId, SessionId, TenantId, UserId,
 };
 pub use model::*;
 pub use recovery_code::RecoveryCode;

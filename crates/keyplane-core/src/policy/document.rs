@@ -124,14 +124,39 @@ pub struct SessionRules {
     pub idle_secs: i64,
 }
 
-/// Recovery codes (issue 7, path 2): whether a population may hold them, and how many a
-/// generation gives.
+/// Account recovery (issue 7) for a population: recovery codes (path 2) and help-desk cases
+/// (path 3, always available; how strict is policy).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecoveryRules {
     /// Denied by default: a code is a bearer secret, weaker than a passkey, so a population gets
     /// them only when its policy says so.
     pub codes_allowed: bool,
     pub codes_count: u32,
+    /// The identity checks a help-desk agent must record as passed (with evidence) before a
+    /// case can move on.
+    pub case_checks: Vec<String>,
+    /// A second administrator (not the agent who verified) must approve the case.
+    pub case_approval: bool,
+    /// After verification (and approval), the account's holders may cancel for this long.
+    pub cooling_off_secs: i64,
+    /// How long a recovery link works once sent.
+    pub link_ttl_secs: i64,
+    /// A case not completed within this long of opening expires.
+    pub case_ttl_secs: i64,
+    /// What happens to the account's other passkeys when the recovery completes.
+    pub revoke_old_credentials: bool,
+    /// Fraud signals: more than this many cases for one account within `fraud_window_secs`
+    /// raise a hold.
+    pub fraud_max_cases: u32,
+    pub fraud_window_secs: i64,
+    /// A case opened within this long of a sign-in with a passkey registered in that same
+    /// window (a new device elsewhere) raises a hold; 0 = off.
+    pub fraud_new_device_secs: i64,
+    /// More than this many cases opened from one network (IPv4 /24, IPv6 /48) within
+    /// `fraud_window_secs` raise a hold on each further one.
+    pub fraud_max_per_network: u32,
+    /// A case for an account holding an administrative role always needs a fraud review.
+    pub fraud_hold_admins: bool,
 }
 
 impl Default for RecoveryRules {
@@ -139,6 +164,17 @@ impl Default for RecoveryRules {
         RecoveryRules {
             codes_allowed: false,
             codes_count: 10,
+            case_checks: vec!["identity_document".into()],
+            case_approval: false,
+            cooling_off_secs: 24 * 3600,
+            link_ttl_secs: 15 * 60,
+            case_ttl_secs: 7 * 24 * 3600,
+            revoke_old_credentials: true,
+            fraud_max_cases: 2,
+            fraud_window_secs: 7 * 24 * 3600,
+            fraud_new_device_secs: 24 * 3600,
+            fraud_max_per_network: 5,
+            fraud_hold_admins: true,
         }
     }
 }

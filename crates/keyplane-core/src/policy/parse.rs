@@ -263,7 +263,21 @@ const AUTHENTICATOR_KEYS: &[&str] = &[
     "user_verification",
 ];
 const SESSION_KEYS: &[&str] = &["lifetime_secs", "idle_secs"];
-const RECOVERY_KEYS: &[&str] = &["codes", "codes_count"];
+const RECOVERY_KEYS: &[&str] = &[
+    "codes",
+    "codes_count",
+    "case_checks",
+    "case_approval",
+    "cooling_off_secs",
+    "link_ttl_secs",
+    "case_ttl_secs",
+    "old_credentials",
+    "fraud_max_cases",
+    "fraud_window_secs",
+    "fraud_new_device_secs",
+    "fraud_max_per_network",
+    "fraud_hold_admins",
+];
 
 fn authenticator_rules(
     l: &mut Linter,
@@ -349,6 +363,44 @@ fn recovery_rules(l: &mut Linter, t: &Table, path: &str, base: &RecoveryRules) -
     if let Some(n) = l.int(t, path, "codes_count", 4, 20) {
         // In range 4..=20 by the check above, so the conversion cannot fail.
         r.codes_count = n as u32;
+    }
+    if let Some(checks) = l.strings(t, path, "case_checks", |s| {
+        let ok = (1..=40).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        (!ok).then(|| "a check name is 1-40 characters of a-z, 0-9 and _".to_string())
+    }) {
+        r.case_checks = checks;
+    }
+    if let Some(b) = l.bool(t, path, "case_approval") {
+        r.case_approval = b;
+    }
+    if let Some(n) = l.int(t, path, "cooling_off_secs", 0, 30 * 24 * 3600) {
+        r.cooling_off_secs = n;
+    }
+    if let Some(n) = l.int(t, path, "link_ttl_secs", 60, 24 * 3600) {
+        r.link_ttl_secs = n;
+    }
+    if let Some(n) = l.int(t, path, "case_ttl_secs", 3600, 90 * 24 * 3600) {
+        r.case_ttl_secs = n;
+    }
+    if let Some(c) = l.choice(t, path, "old_credentials", &["revoke", "keep"]) {
+        r.revoke_old_credentials = c == "revoke";
+    }
+    if let Some(n) = l.int(t, path, "fraud_max_cases", 1, 100) {
+        r.fraud_max_cases = n as u32;
+    }
+    if let Some(n) = l.int(t, path, "fraud_window_secs", 3600, 90 * 24 * 3600) {
+        r.fraud_window_secs = n;
+    }
+    if let Some(n) = l.int(t, path, "fraud_new_device_secs", 0, 30 * 24 * 3600) {
+        r.fraud_new_device_secs = n;
+    }
+    if let Some(n) = l.int(t, path, "fraud_max_per_network", 1, 10_000) {
+        r.fraud_max_per_network = n as u32;
+    }
+    if let Some(b) = l.bool(t, path, "fraud_hold_admins") {
+        r.fraud_hold_admins = b;
     }
     r
 }
@@ -863,6 +915,42 @@ max_age_secs = 600
             .recovery
             .for_populations("recovery", &["workforce".into()]);
         assert!(wf.codes_allowed);
+    }
+
+    #[test]
+    fn recovery_case_rules_have_safe_defaults_and_per_population_overrides() {
+        let p = parse("version = 1\n").unwrap();
+        let d = &p.recovery.default;
+        assert_eq!(d.case_checks, vec!["identity_document".to_string()]);
+        assert_eq!(d.cooling_off_secs, 86_400);
+        assert!(d.revoke_old_credentials && d.fraud_hold_admins && !d.case_approval);
+        let p = parse(
+            "version = 1\npopulations = [\"regulated\"]\n[recovery]\ncooling_off_secs = 0\n[recovery.regulated]\ncase_checks = [\"identity_document\", \"manager_callback\"]\ncase_approval = true\ncooling_off_secs = 86400\nold_credentials = \"keep\"\nfraud_max_cases = 1\n",
+        )
+        .unwrap();
+        assert_eq!(p.recovery.default.cooling_off_secs, 0);
+        let (r, path) = p
+            .recovery
+            .for_populations("recovery", &["regulated".into()]);
+        assert_eq!(path, "recovery.regulated");
+        assert_eq!(r.case_checks.len(), 2);
+        assert!(r.case_approval && !r.revoke_old_credentials);
+        assert_eq!((r.cooling_off_secs, r.fraud_max_cases), (86_400, 1));
+        let errors = parse(
+            "version = 1\n[recovery]\ncase_checks = [\"ID card\"]\ncooling_off_secs = -1\nold_credentials = \"burn\"\nlink_ttl_secs = 5\n",
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "recovery.case_checks",
+                "recovery.cooling_off_secs",
+                "recovery.old_credentials",
+                "recovery.link_ttl_secs"
+            ],
+            "{errors:?}"
+        );
     }
 
     #[test]
