@@ -224,6 +224,9 @@ pub struct Session {
     pub idle_secs: i64,
     /// When the session was last used (kept to the minute).
     pub last_seen_at: Timestamp,
+    /// Opened by a recovery path (`code:<id>`, `case:<id>`) rather than a passkey: it is also
+    /// `restricted`, and it ends when it has registered a passkey.
+    pub recovery: Option<String>,
 }
 
 impl Session {

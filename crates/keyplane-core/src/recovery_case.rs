@@ -100,8 +100,8 @@ pub struct HoldReview {
 }
 
 /// A help-desk recovery case. The policy's rules for the user's populations are copied in when
-/// it opens, so a policy change does not move a case mid-way.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// it opens, so a policy change does not move a case mid-way. Stored as JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecoveryCase {
     pub id: RecoveryCaseId,
     pub tenant_id: TenantId,

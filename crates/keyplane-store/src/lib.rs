@@ -22,6 +22,6 @@ pub use audit_page::AuditPage;
 pub use bulk::ImportedUser;
 pub use sql::{redact as redact_url, Backend, SqlStore};
 pub use store::{
-    AssertionRecord, CredentialFacts, PolicySubject, PolicyVersion, RecoveryCodesStatus, Store,
-    StoreError,
+    AssertionRecord, CaseFilter, CredentialFacts, PolicySubject, PolicyVersion,
+    RecoveryCodesStatus, RecoveryFinish, Store, StoreError,
 };

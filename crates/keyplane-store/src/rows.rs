@@ -125,6 +125,7 @@ pub fn session(row: &AnyRow) -> Result<Session> {
         created_at: Timestamp(col(row, "created_at")?),
         expires_at: Timestamp(col(row, "expires_at")?),
         restricted: col(row, "restricted")?,
+        recovery: col(row, "recovery")?,
         idle_secs: col(row, "idle_secs")?,
         last_seen_at: Timestamp(col(row, "last_seen_at")?),
         elevated: match (
@@ -285,4 +286,8 @@ pub fn bulk_job(row: &AnyRow) -> Result<BulkJob> {
         created_at: Timestamp(col(row, "created_at")?),
         finished_at: col::<Option<i64>>(row, "finished_at")?.map(Timestamp),
     })
+}
+
+pub fn recovery_case(row: &AnyRow) -> Result<keyplane_core::recovery_case::RecoveryCase> {
+    serde_json::from_str(&col::<String>(row, "body")?).map_err(|_| corrupt("recovery case"))
 }

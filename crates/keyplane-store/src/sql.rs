@@ -8,11 +8,13 @@ use crate::audit_page::AuditPage;
 use crate::audit_read::PageReader;
 use crate::rows;
 use crate::store::{
-    AssertionRecord, PolicyVersion, RecoveryCodesStatus, Result, Store, StoreError,
+    AssertionRecord, CaseFilter, PolicyVersion, RecoveryCodesStatus, RecoveryFinish, Result, Store,
+    StoreError,
 };
 use async_trait::async_trait;
 use keyplane_core::audit::{AuditEvent, Checkpoint, NewEvent};
 use keyplane_core::mds::{MdsBlobInfo, MdsEntry};
+use keyplane_core::recovery_case::{self, RecoveryCase};
 use keyplane_core::*;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 // Dynamic SQL below is assembled only from the constant column lists in this file.
@@ -94,9 +96,9 @@ pub(crate) const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_
 pub(crate) const USER_COLUMNS: &str =
     "id, tenant_id, username, display_name, user_handle, status, role, created_at, re_enrol_reason";
 const SESSION_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, restricted, \
-     idle_secs, last_seen_at";
+     idle_secs, last_seen_at, recovery";
 const SESSION_READ_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, \
-     restricted, elevated_aal, elevated_at, idle_secs, last_seen_at";
+     restricted, elevated_aal, elevated_at, idle_secs, last_seen_at, recovery";
 
 impl SqlStore {
     /// Connects, applies pending migrations, and for SQLite turns on WAL, foreign keys and a
@@ -511,31 +513,7 @@ impl Store for SqlStore {
                 return Err(StoreError::Conflict("enrolment already used".into()));
             }
         }
-        let q = format!("INSERT INTO credentials ({CREDENTIAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)");
-        sqlx::query(AssertSqlSafe(q))
-            .bind(c.id.as_str())
-            .bind(c.tenant_id.as_str())
-            .bind(c.user_id.as_str())
-            .bind(c.credential_id.clone())
-            .bind(c.public_key.clone())
-            .bind(i64::from(c.sign_count))
-            .bind(&c.aaguid)
-            .bind(json(&c.transports))
-            .bind(b(c.backup_eligible))
-            .bind(b(c.backup_state))
-            .bind(&c.attestation_format)
-            .bind(&c.attestation_type)
-            .bind(b(c.user_verified))
-            .bind(&c.nickname)
-            .bind(c.created_at.0)
-            .bind(c.last_used_at.map(|t| t.0))
-            .bind(c.status.as_str())
-            .bind(c.status_reason.clone())
-            .bind(&c.library_state)
-            .bind(b(c.attestation_trusted))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        insert_credential(&mut tx, c).await?;
         audit::append(&mut tx, &c.tenant_id, audit).await?;
         tx.commit().await.map_err(db)
     }
@@ -823,6 +801,193 @@ impl Store for SqlStore {
         audit::append(&mut tx, tenant, audit).await?;
         tx.commit().await.map_err(db)?;
         Ok(true)
+    }
+
+    async fn insert_recovery_case(&self, c: &RecoveryCase, audit: AuditBatch<'_>) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO recovery_cases (id, tenant_id, user_id, state, network, link_hash, created_at, expires_at, version, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(c.id.as_str())
+        .bind(c.tenant_id.as_str())
+        .bind(c.user_id.as_str())
+        .bind(c.state.as_str())
+        .bind(c.opened_from.as_deref().and_then(recovery_case::network_of))
+        .bind(c.link_hash.clone())
+        .bind(c.created_at.0)
+        .bind(c.expires_at.0)
+        .bind(c.version)
+        .bind(case_json(c)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        audit::append(&mut tx, &c.tenant_id, audit).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn recovery_case(
+        &self,
+        tenant: &TenantId,
+        id: &RecoveryCaseId,
+    ) -> Result<Option<RecoveryCase>> {
+        sqlx::query("SELECT body FROM recovery_cases WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(rows::recovery_case)
+            .transpose()
+    }
+
+    async fn recovery_case_by_link(
+        &self,
+        tenant: &TenantId,
+        link_hash: &[u8],
+    ) -> Result<Option<RecoveryCase>> {
+        sqlx::query("SELECT body FROM recovery_cases WHERE tenant_id = $1 AND link_hash = $2")
+            .bind(tenant.as_str())
+            .bind(link_hash.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(rows::recovery_case)
+            .transpose()
+    }
+
+    async fn list_recovery_cases(
+        &self,
+        tenant: &TenantId,
+        f: &CaseFilter,
+    ) -> Result<Vec<RecoveryCase>> {
+        // Placeholders are numbered in the order the optional filters are added.
+        let mut sql = String::from("SELECT body FROM recovery_cases WHERE tenant_id = $1");
+        let mut n = 1;
+        if f.user.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND user_id = ${n}"));
+        }
+        if f.state.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND state = ${n}"));
+        }
+        if f.open_only {
+            sql.push_str(" AND state NOT IN ('completed', 'denied', 'cancelled', 'expired')");
+        }
+        sql.push_str(&format!(" ORDER BY created_at DESC, id LIMIT ${}", n + 1));
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant.as_str());
+        if let Some(u) = &f.user {
+            q = q.bind(u.as_str());
+        }
+        if let Some(st) = f.state {
+            q = q.bind(st.as_str());
+        }
+        q.bind(if f.limit > 0 { f.limit } else { 100 })
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(rows::recovery_case)
+            .collect()
+    }
+
+    async fn count_recovery_cases(
+        &self,
+        tenant: &TenantId,
+        user: Option<&UserId>,
+        network: Option<&str>,
+        since: Timestamp,
+    ) -> Result<u64> {
+        let (column, value) = match (user, network) {
+            (Some(u), _) => ("user_id", u.as_str()),
+            (None, Some(n)) => ("network", n),
+            (None, None) => return Ok(0),
+        };
+        let q = format!(
+            "SELECT COUNT(*) AS n FROM recovery_cases WHERE tenant_id = $1 AND {column} = $2 AND created_at >= $3"
+        );
+        let n: i64 = sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .bind(value)
+            .bind(since.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?
+            .try_get("n")
+            .map_err(db)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn update_recovery_case(
+        &self,
+        c: &RecoveryCase,
+        session: Option<&Session>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let applied = write_case(&mut tx, c).await?;
+        if applied {
+            if let Some(s) = session {
+                insert_session(&mut tx, s).await?;
+            }
+        }
+        finish(tx, &c.tenant_id, applied, audit).await
+    }
+
+    async fn register_recovered_credential(
+        &self,
+        c: &Credential,
+        r: RecoveryFinish<'_>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let at = audit.at.0;
+        let tenant = &c.tenant_id;
+        // The recovery session ends with this registration; one that already ended (or is
+        // another user's) registers nothing.
+        let ended = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND id = $3 AND user_id = $4 \
+             AND recovery IS NOT NULL AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(tenant.as_str())
+        .bind(r.session.as_str())
+        .bind(c.user_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if ended.rows_affected() != 1 {
+            return finish(tx, tenant, false, audit).await;
+        }
+        if let Some(case) = r.case {
+            if !write_case(&mut tx, case).await? {
+                return finish(tx, tenant, false, audit).await;
+            }
+        }
+        if r.revoke_others {
+            sqlx::query(
+                "UPDATE credentials SET status = 'revoked', status_reason = 'replaced_by_recovery' \
+                 WHERE tenant_id = $1 AND user_id = $2 AND status <> 'revoked'",
+            )
+            .bind(tenant.as_str())
+            .bind(c.user_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            end_sessions_of_user(&mut tx, tenant, c.user_id.as_str(), at).await?;
+        }
+        insert_credential(&mut tx, c).await?;
+        // Whatever re-enrolment an administrator asked for is met by the new passkey.
+        sqlx::query("UPDATE users SET re_enrol_reason = NULL WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(c.user_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        finish(tx, tenant, true, audit).await
     }
 
     async fn append_events(&self, tenant: &TenantId, audit: AuditBatch<'_>) -> Result<()> {
@@ -1893,10 +2058,67 @@ async fn end_sessions_of_user(
     Ok(())
 }
 
+/// Inserts a passkey, inside the caller's transaction.
+async fn insert_credential(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    c: &Credential,
+) -> Result<()> {
+    let q = format!("INSERT INTO credentials ({CREDENTIAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)");
+    sqlx::query(AssertSqlSafe(q))
+        .bind(c.id.as_str())
+        .bind(c.tenant_id.as_str())
+        .bind(c.user_id.as_str())
+        .bind(c.credential_id.clone())
+        .bind(c.public_key.clone())
+        .bind(i64::from(c.sign_count))
+        .bind(&c.aaguid)
+        .bind(json(&c.transports))
+        .bind(b(c.backup_eligible))
+        .bind(b(c.backup_state))
+        .bind(&c.attestation_format)
+        .bind(&c.attestation_type)
+        .bind(b(c.user_verified))
+        .bind(&c.nickname)
+        .bind(c.created_at.0)
+        .bind(c.last_used_at.map(|t| t.0))
+        .bind(c.status.as_str())
+        .bind(c.status_reason.clone())
+        .bind(&c.library_state)
+        .bind(b(c.attestation_trusted))
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+fn case_json(c: &RecoveryCase) -> Result<String> {
+    serde_json::to_string(c).map_err(|e| StoreError::Database(format!("recovery case: {e}")))
+}
+
+/// Writes a recovery case over its previous version, inside the caller's transaction: false
+/// when another change came first.
+async fn write_case(tx: &mut sqlx::Transaction<'_, sqlx::Any>, c: &RecoveryCase) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE recovery_cases SET state = $1, link_hash = $2, version = $3, body = $4 \
+         WHERE tenant_id = $5 AND id = $6 AND version = $7",
+    )
+    .bind(c.state.as_str())
+    .bind(c.link_hash.clone())
+    .bind(c.version)
+    .bind(case_json(c)?)
+    .bind(c.tenant_id.as_str())
+    .bind(c.id.as_str())
+    .bind(c.version - 1)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Commits the change with its events if it applied, or rolls it back (writing no event).
 async fn insert_session(tx: &mut sqlx::Transaction<'_, sqlx::Any>, s: &Session) -> Result<()> {
     let amr: Vec<String> = s.amr.iter().map(|a| a.as_str().to_string()).collect();
-    let q = format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
+    let q = format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)");
     sqlx::query(AssertSqlSafe(q))
         .bind(s.id.as_str())
         .bind(s.tenant_id.as_str())
@@ -1911,6 +2133,7 @@ async fn insert_session(tx: &mut sqlx::Transaction<'_, sqlx::Any>, s: &Session) 
         .bind(s.restricted.clone())
         .bind(s.idle_secs)
         .bind(s.last_seen_at.0)
+        .bind(s.recovery.clone())
         .execute(&mut **tx)
         .await
         .map_err(db)?;

@@ -52,6 +52,27 @@ pub struct RecoveryCodesStatus {
     pub generated_at: Option<Timestamp>,
 }
 
+/// Which recovery cases to list.
+#[derive(Clone, Debug, Default)]
+pub struct CaseFilter {
+    pub user: Option<UserId>,
+    pub state: Option<keyplane_core::recovery_case::CaseState>,
+    /// Only cases not completed, denied, cancelled or expired.
+    pub open_only: bool,
+    pub limit: i64,
+}
+
+/// What registering a passkey from a recovery session also does, in the same transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct RecoveryFinish<'a> {
+    /// The recovery session, which ends.
+    pub session: &'a SessionId,
+    /// The case that completes with this registration (written over its previous version).
+    pub case: Option<&'a keyplane_core::recovery_case::RecoveryCase>,
+    /// Revoke every other passkey of the user (and end their sessions).
+    pub revoke_others: bool,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> crate::Backend;
@@ -190,6 +211,57 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         code: &RecoveryCodeId,
         session: &Session,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+
+    // Recovery cases
+    async fn insert_recovery_case(
+        &self,
+        case: &keyplane_core::recovery_case::RecoveryCase,
+        audit: AuditBatch<'_>,
+    ) -> Result<()>;
+    async fn recovery_case(
+        &self,
+        tenant: &TenantId,
+        id: &RecoveryCaseId,
+    ) -> Result<Option<keyplane_core::recovery_case::RecoveryCase>>;
+    /// The case whose current recovery link has this token hash.
+    async fn recovery_case_by_link(
+        &self,
+        tenant: &TenantId,
+        link_hash: &[u8],
+    ) -> Result<Option<keyplane_core::recovery_case::RecoveryCase>>;
+    /// Newest first.
+    async fn list_recovery_cases(
+        &self,
+        tenant: &TenantId,
+        filter: &CaseFilter,
+    ) -> Result<Vec<keyplane_core::recovery_case::RecoveryCase>>;
+    /// How many cases were opened since `since` for `user`, or from `network` (at least one of
+    /// the two), for the fraud signals.
+    async fn count_recovery_cases(
+        &self,
+        tenant: &TenantId,
+        user: Option<&UserId>,
+        network: Option<&str>,
+        since: Timestamp,
+    ) -> Result<u64>;
+    /// Writes `case` over the stored version `case.version - 1`, with `session` opened (a used
+    /// recovery link) and `audit`, in one transaction. False, and nothing changed, when another
+    /// change was written first.
+    async fn update_recovery_case(
+        &self,
+        case: &keyplane_core::recovery_case::RecoveryCase,
+        session: Option<&Session>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    /// Registers a passkey from a recovery session: the credential, the session's end, the
+    /// case's completion and the other passkeys' revocation, with `audit`, in one transaction.
+    /// False (nothing changed) when the case moved meanwhile or the session already ended.
+    async fn register_recovered_credential(
+        &self,
+        credential: &Credential,
+        finish: RecoveryFinish<'_>,
         audit: AuditBatch<'_>,
     ) -> Result<bool>;
 

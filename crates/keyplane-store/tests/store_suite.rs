@@ -2,10 +2,11 @@
 //! atomicity guarantees, run against a real SQLite file and a real PostgreSQL database.
 
 use keyplane_core::audit::{Actor, ChainVerifier, CheckpointKey, NewEvent};
+use keyplane_core::recovery_case::{self, RecoveryCase};
 use keyplane_core::*;
 use keyplane_store::{
-    AssertionRecord, AuditBatch, AuditFilter, AuditPage, CredentialFacts, ImportedUser,
-    PolicySubject, RecoveryCodesStatus, SqlStore, Store, StoreError,
+    AssertionRecord, AuditBatch, AuditFilter, AuditPage, CaseFilter, CredentialFacts, ImportedUser,
+    PolicySubject, RecoveryCodesStatus, RecoveryFinish, SqlStore, Store, StoreError,
 };
 use keyplane_testkit::{Backend, TestDatabase};
 
@@ -126,6 +127,7 @@ fn session(t: &Tenant, u: &User, token: &str) -> Session {
         restricted: None,
         idle_secs: 600,
         last_seen_at: Timestamp(4_000),
+        recovery: None,
     }
 }
 
@@ -2192,7 +2194,304 @@ async fn recovery_codes_are_single_use_replaced_together_and_open_a_restricted_s
     f.done().await;
 }
 
+fn case_for(t: &Tenant, u: &User, from: &str, at: i64) -> recovery_case::RecoveryCase {
+    let checks = vec!["identity_document".to_string()];
+    recovery_case::RecoveryCase::open(
+        &t.id,
+        &u.id,
+        "user",
+        Some(from.into()),
+        &recovery_case::CaseRules {
+            checks: &checks,
+            approval: false,
+            cooling_off_secs: 0,
+            link_ttl_secs: 900,
+            case_ttl_secs: 86_400,
+            revoke_old_credentials: true,
+        },
+        vec![],
+        Timestamp(at),
+    )
+}
+
+async fn recovery_cases_change_only_over_the_version_they_were_read_at(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let (t, other) = (tenant("rc"), tenant("rc-other"));
+    s.create_tenant(&t, none()).await.unwrap();
+    s.create_tenant(&other, none()).await.unwrap();
+    let alice = user(&t, "alice");
+    let bob = user(&t, "bob");
+    s.create_user(&alice, none()).await.unwrap();
+    s.create_user(&bob, none()).await.unwrap();
+    let opened = [NewEvent::new(
+        Actor::system("t"),
+        "recovery.case_opened",
+        "user",
+        "x",
+    )];
+    let c1 = case_for(&t, &alice, "192.0.2.1", 10_000);
+    let (seq, _) = s.audit_head(&t.id).await.unwrap();
+    s.insert_recovery_case(&c1, AuditBatch::new(Timestamp(10_000), &opened))
+        .await
+        .unwrap();
+    assert_eq!(s.audit_head(&t.id).await.unwrap().0, seq + 1);
+    s.insert_recovery_case(&case_for(&t, &alice, "192.0.2.200", 20_000), none())
+        .await
+        .unwrap();
+    s.insert_recovery_case(&case_for(&t, &bob, "198.51.100.9", 30_000), none())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.recovery_case(&t.id, &c1.id).await.unwrap().as_ref(),
+        Some(&c1)
+    );
+    assert!(
+        s.recovery_case(&other.id, &c1.id).await.unwrap().is_none(),
+        "tenant-scoped"
+    );
+    // Counting, for the fraud signals.
+    assert_eq!(
+        s.count_recovery_cases(&t.id, Some(&alice.id), None, Timestamp(0))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.count_recovery_cases(&t.id, Some(&alice.id), None, Timestamp(15_000))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.count_recovery_cases(&t.id, None, Some("192.0.2.0/24"), Timestamp(0))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.count_recovery_cases(&t.id, None, Some("198.51.100.0/24"), Timestamp(0))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.count_recovery_cases(&t.id, None, None, Timestamp(0))
+            .await
+            .unwrap(),
+        0
+    );
+    // Listing: newest first, by user, by state, open only.
+    let all = s
+        .list_recovery_cases(&t.id, &CaseFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all[0].created_at > all[1].created_at && all[1].created_at > all[2].created_at);
+    let alices = CaseFilter {
+        user: Some(alice.id.clone()),
+        ..CaseFilter::default()
+    };
+    assert_eq!(
+        s.list_recovery_cases(&t.id, &alices).await.unwrap().len(),
+        2
+    );
+
+    // Two agents take the same case at once: one change wins, the other writes nothing.
+    let a = c1.start_verification("agent-a", Timestamp(11_000)).unwrap();
+    let b = c1.start_verification("agent-b", Timestamp(11_000)).unwrap();
+    let took = [NewEvent::new(
+        Actor::system("t"),
+        "recovery.case_verifying",
+        "user",
+        "x",
+    )];
+    let (seq, _) = s.audit_head(&t.id).await.unwrap();
+    let (ra, rb) = tokio::join!(
+        s.update_recovery_case(&a, None, AuditBatch::new(Timestamp(11_000), &took)),
+        s.update_recovery_case(&b, None, AuditBatch::new(Timestamp(11_000), &took)),
+    );
+    assert_eq!(
+        [ra.unwrap(), rb.unwrap()].iter().filter(|w| **w).count(),
+        1,
+        "exactly one agent takes the case"
+    );
+    assert_eq!(s.audit_head(&t.id).await.unwrap().0, seq + 1, "one event");
+    let stored = s.recovery_case(&t.id, &c1.id).await.unwrap().unwrap();
+    assert_eq!(stored.version, 1);
+    assert!(stored.agent == Some("agent-a".into()) || stored.agent == Some("agent-b".into()));
+    let verifying = CaseFilter {
+        state: Some(recovery_case::CaseState::Verifying),
+        ..CaseFilter::default()
+    };
+    assert_eq!(
+        s.list_recovery_cases(&t.id, &verifying)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A used link opens its session in the same write.
+    let agent = stored.agent.clone().unwrap();
+    let ready = stored
+        .record_check(
+            &agent,
+            "identity_document",
+            true,
+            "passport",
+            Timestamp(12_000),
+        )
+        .unwrap()
+        .verified(&agent, Timestamp(12_000))
+        .unwrap()
+        .issue_link(vec![7; 32], Timestamp(12_000))
+        .unwrap();
+    // Writing a version two ahead of the stored one is refused.
+    assert!(!s.update_recovery_case(&ready, None, none()).await.unwrap());
+    let mut step = stored.clone();
+    for next in [stored
+        .record_check(
+            &agent,
+            "identity_document",
+            true,
+            "passport",
+            Timestamp(12_000),
+        )
+        .unwrap()]
+    {
+        assert!(s.update_recovery_case(&next, None, none()).await.unwrap());
+        step = next;
+    }
+    let ready = step.verified(&agent, Timestamp(12_000)).unwrap();
+    assert!(s.update_recovery_case(&ready, None, none()).await.unwrap());
+    let linked = ready.issue_link(vec![7; 32], Timestamp(12_000)).unwrap();
+    assert!(s.update_recovery_case(&linked, None, none()).await.unwrap());
+    assert_eq!(
+        s.recovery_case_by_link(&t.id, &[7; 32])
+            .await
+            .unwrap()
+            .map(|c| c.id),
+        Some(c1.id.clone())
+    );
+    assert!(s
+        .recovery_case_by_link(&other.id, &[7; 32])
+        .await
+        .unwrap()
+        .is_none());
+    let used = linked.use_link(Timestamp(13_000)).unwrap();
+    let mut rs = session(&t, &alice, "recovery-link-session");
+    rs.restricted = Some("recovery".into());
+    rs.recovery = Some(format!("case:{}", c1.id));
+    assert!(s
+        .update_recovery_case(&used, Some(&rs), none())
+        .await
+        .unwrap());
+    assert_eq!(
+        s.session_by_token(&t.id, &rs.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .recovery,
+        rs.recovery
+    );
+
+    // Registering from the recovery session: credential in, session ended, case completed,
+    // old passkeys revoked — or, when the case moved meanwhile, nothing at all.
+    let old = credential(&t, &alice, b"old-key");
+    s.register_credential(&old, None, none()).await.unwrap();
+    let newer = credential(&t, &alice, b"new-key");
+    let done = used.complete(Timestamp(14_000)).unwrap();
+    let stale = RecoveryCase {
+        version: done.version + 5,
+        ..done.clone()
+    };
+    let finished = [NewEvent::new(
+        Actor::system("t"),
+        "recovery.case_completed",
+        "user",
+        "x",
+    )];
+    let (seq, _) = s.audit_head(&t.id).await.unwrap();
+    let refused = s
+        .register_recovered_credential(
+            &newer,
+            RecoveryFinish {
+                session: &rs.id,
+                case: Some(&stale),
+                revoke_others: true,
+            },
+            AuditBatch::new(Timestamp(14_000), &finished),
+        )
+        .await
+        .unwrap();
+    assert!(!refused);
+    assert_eq!(
+        s.audit_head(&t.id).await.unwrap().0,
+        seq,
+        "nothing recorded"
+    );
+    assert!(
+        s.session_by_token(&t.id, &rs.token_hash)
+            .await
+            .unwrap()
+            .is_some(),
+        "session kept"
+    );
+    assert_eq!(
+        s.list_credentials(&t.id, Some(&alice.id))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(s
+        .register_recovered_credential(
+            &newer,
+            RecoveryFinish {
+                session: &rs.id,
+                case: Some(&done),
+                revoke_others: true
+            },
+            AuditBatch::new(Timestamp(14_000), &finished),
+        )
+        .await
+        .unwrap());
+    assert_eq!(s.audit_head(&t.id).await.unwrap().0, seq + 1);
+    assert!(
+        s.session_by_token(&t.id, &rs.token_hash)
+            .await
+            .unwrap()
+            .is_none(),
+        "session ended"
+    );
+    let creds = s.list_credentials(&t.id, Some(&alice.id)).await.unwrap();
+    let status = |id: &CredentialRecordId| creds.iter().find(|c| &c.id == id).unwrap().status;
+    assert_eq!(status(&old.id), CredentialStatus::Revoked);
+    assert_eq!(status(&newer.id), CredentialStatus::Active);
+    assert_eq!(
+        s.recovery_case(&t.id, &c1.id).await.unwrap().unwrap().state,
+        recovery_case::CaseState::Completed
+    );
+    // The session is used up: a second registration from it does nothing.
+    let third = credential(&t, &alice, b"third-key");
+    assert!(!s
+        .register_recovered_credential(
+            &third,
+            RecoveryFinish {
+                session: &rs.id,
+                case: None,
+                revoke_others: false
+            },
+            none(),
+        )
+        .await
+        .unwrap());
+    f.done().await;
+}
+
 suite!(
+    recovery_cases_change_only_over_the_version_they_were_read_at,
     recovery_codes_are_single_use_replaced_together_and_open_a_restricted_session,
     tenants_round_trip_and_names_and_hostnames_are_unique,
     users_are_unique_per_tenant_and_scoped,

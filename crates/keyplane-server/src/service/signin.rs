@@ -222,6 +222,7 @@ impl App {
             restricted: restricted.clone(),
             idle_secs: session_rules.idle_secs,
             last_seen_at: now,
+            recovery: None,
         };
         let event = caller
             .event_as(
