@@ -53,6 +53,12 @@ pub struct RateLimitSettings {
     /// Username-first sign-in starts per username and tenant per minute, whether or not the
     /// account exists; 0 = no limit.
     pub per_account_per_minute: u32,
+    /// Recovery attempts (redeeming a recovery code or a recovery link, opening a help-desk
+    /// case) per client address and tenant per hour; 0 = no limit.
+    pub recovery_per_address_per_hour: u32,
+    /// Recovery attempts per username and tenant per hour, whether or not the account exists;
+    /// 0 = no limit.
+    pub recovery_per_account_per_hour: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -60,6 +66,8 @@ impl Default for RateLimitSettings {
         RateLimitSettings {
             per_address_per_minute: 300,
             per_account_per_minute: 20,
+            recovery_per_address_per_hour: 30,
+            recovery_per_account_per_hour: 10,
         }
     }
 }

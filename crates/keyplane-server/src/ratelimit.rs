@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const WINDOW: Duration = Duration::from_secs(60);
+const MINUTE: Duration = Duration::from_secs(60);
 /// Bound on memory: beyond this many keys, finished windows are dropped.
 const MAX_KEYS: usize = 100_000;
 
 pub struct RateLimiter {
     per_minute: u32,
+    window: Duration,
     what: &'static str,
     windows: Mutex<HashMap<String, (Instant, u32)>>,
 }
@@ -20,8 +21,14 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// `what` names the limit in the error message ("requests from this address").
     pub fn new(per_minute: u32, what: &'static str) -> Self {
+        Self::per_window(per_minute, MINUTE, what)
+    }
+
+    /// `limit` requests per `window` (recovery attempts are counted per hour).
+    pub fn per_window(limit: u32, window: Duration, what: &'static str) -> Self {
         RateLimiter {
-            per_minute,
+            per_minute: limit,
+            window,
             what,
             windows: Mutex::new(HashMap::new()),
         }
@@ -36,15 +43,16 @@ impl RateLimiter {
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         if windows.len() >= MAX_KEYS {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+            windows.retain(|_, (start, _)| now.duration_since(*start) < self.window);
         }
         let (start, count) = windows.entry(key.to_string()).or_insert((now, 0));
-        if now.duration_since(*start) >= WINDOW {
+        if now.duration_since(*start) >= self.window {
             *start = now;
             *count = 0;
         }
         if *count >= self.per_minute {
-            let retry = WINDOW
+            let retry = self
+                .window
                 .saturating_sub(now.duration_since(*start))
                 .as_secs()
                 .max(1);

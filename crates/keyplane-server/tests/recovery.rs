@@ -1,12 +1,14 @@
 //! Recovery codes over HTTP, on both backends: generated only where the policy allows them,
-//! shown once, kept only as Argon2id hashes, replaced together. (Redeeming is not offered yet.)
+//! shown once, kept only as Argon2id hashes, replaced together; redeemed once each for a
+//! recovery session that may only register a passkey and ends when it has, with one answer for
+//! every failure.
 
 mod common;
 
 use common::both_backends;
 use keyplane_core::audit::Caller;
 use keyplane_store::AuditFilter;
-use keyplane_testkit::{Backend, TestServer};
+use keyplane_testkit::{Backend, SoftAuthenticator, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -207,7 +209,259 @@ async fn recovery_codes_need_a_session(backend: Backend) {
     server.shutdown().await;
 }
 
+const REDEEM: &str = "/api/v1/recovery/codes/redeem";
+
+/// Registers a passkey with `auth` on the session `bearer`: the verify reply.
+async fn add_passkey(
+    server: &TestServer,
+    auth: &mut SoftAuthenticator,
+    bearer: &str,
+) -> keyplane_testkit::Reply {
+    let options = server
+        .request(
+            Method::POST,
+            "/api/v1/registration/options",
+            None,
+            Some(bearer),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(options.status, StatusCode::OK, "{:?}", options.body);
+    let credential = auth.register(&options.body["publicKey"]).await.unwrap();
+    server
+        .request(
+            Method::POST,
+            "/api/v1/registration/verify",
+            None,
+            Some(bearer),
+            Some(&json!({ "ceremony": options.body["ceremony"], "credential": credential })),
+        )
+        .await
+}
+
+async fn events(server: &TestServer, action: &str) -> Vec<keyplane_core::audit::AuditEvent> {
+    let tenant = server.default_tenant().await;
+    server
+        .app
+        .store
+        .list_audit_events(
+            &tenant.id,
+            &AuditFilter {
+                action: Some(action.into()),
+                limit: 100,
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
+async fn a_recovery_code_opens_one_restricted_session_that_ends_with_a_new_passkey(
+    backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
+    with_policy(&server, "version = 1\n[recovery]\ncodes = \"allow\"\n").await;
+    let (_lost, bearer) = server.user_with_passkey("alice").await;
+    let reply = server
+        .request(Method::POST, CODES, None, Some(&bearer), Some(&json!({})))
+        .await;
+    let codes: Vec<String> = reply.body["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+
+    // Typed loosely (lower case, spaces instead of dashes): still the code.
+    let loose = codes[3].to_lowercase().replace('-', " ");
+    let opened = server
+        .post(REDEEM, &json!({ "username": "Alice", "code": loose }))
+        .await;
+    assert_eq!(opened.status, StatusCode::OK, "{:?}", opened.body);
+    assert_eq!(opened.headers.get("cache-control").unwrap(), "no-store");
+    assert_eq!(opened.body["restricted"], true);
+    assert_eq!(opened.body["recovery"], true);
+    assert_eq!(opened.body["aal"], "aal1");
+    let recovery = opened.body["token"].as_str().unwrap().to_string();
+
+    // The recovery session reads its account but does nothing else than register a passkey.
+    let me = server
+        .request(Method::GET, "/api/v1/me", None, Some(&recovery), None)
+        .await;
+    assert_eq!(me.status, StatusCode::OK);
+    let refused = server
+        .request(Method::POST, CODES, None, Some(&recovery), Some(&json!({})))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.body["error"]["code"], "re_enrolment_required");
+
+    // A code is used once.
+    let again = server
+        .post(REDEEM, &json!({ "username": "alice", "code": codes[3] }))
+        .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(again.body["error"]["code"], "recovery_code_invalid");
+
+    let mut fresh = SoftAuthenticator::new(&server.origin(), true, true);
+    let registered = add_passkey(&server, &mut fresh, &recovery).await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{:?}",
+        registered.body
+    );
+    // ... and then the recovery session is over.
+    let me = server
+        .request(Method::GET, "/api/v1/me", None, Some(&recovery), None)
+        .await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED, "{:?}", me.body);
+    // The new passkey signs in normally; the code path kept the other passkey (a code does
+    // not say the old one is lost).
+    let signed_in = server.sign_in(&mut fresh, Some("alice")).await;
+    assert_eq!(signed_in["restricted"], false);
+    let tenant = server.default_tenant().await;
+    let creds = server.store_credentials(&tenant).await;
+    assert_eq!(
+        creds
+            .iter()
+            .filter(|c| c.status == keyplane_core::CredentialStatus::Active)
+            .count(),
+        2
+    );
+    let status = server
+        .request(
+            Method::GET,
+            CODES,
+            None,
+            Some(signed_in["token"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status.body["remaining"], 9);
+
+    let used = events(&server, "recovery.code_used").await;
+    assert_eq!(used.len(), 1);
+    assert_eq!(used[0].actor_type, "user");
+    let details: serde_json::Value = serde_json::from_str(&used[0].details).unwrap();
+    assert_eq!(details["remaining"], 9);
+    assert!(!used[0].details.contains(&codes[3]), "never the code");
+    let failed = events(&server, "recovery.code_failed").await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].reasons, vec!["wrong_code".to_string()]);
+    server.shutdown().await;
+}
+
+async fn every_failed_redemption_gets_the_same_answer_and_changes_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    with_policy(
+        &server,
+        "version = 1\npopulations = [\"regulated\"]\n[recovery]\ncodes = \"allow\"\n[recovery.regulated]\ncodes = \"deny\"\n",
+    )
+    .await;
+    let mut codes = std::collections::HashMap::new();
+    for name in ["alice", "bob", "carol"] {
+        let (_a, bearer) = server.user_with_passkey(name).await;
+        let reply = server
+            .request(Method::POST, CODES, None, Some(&bearer), Some(&json!({})))
+            .await;
+        codes.insert(name, reply.body["codes"][0].as_str().unwrap().to_string());
+    }
+    let tenant = server.default_tenant().await;
+    let bob = server
+        .app
+        .store
+        .user_by_username(&tenant.id, "bob")
+        .await
+        .unwrap()
+        .unwrap();
+    server
+        .app
+        .suspend_user(&tenant, &bob.id, "left", &Caller::operator("test"))
+        .await
+        .unwrap();
+    put_in(&server, "carol", &["regulated"]).await;
+    let before = common::row_counts(&server).await;
+    let attempts = [
+        ("nobody", codes["alice"].clone(), "unknown_account"),
+        ("alice", codes["bob"].clone(), "wrong_code"),
+        ("alice", "not-a-code".to_string(), "malformed_code"),
+        ("bob", codes["bob"].clone(), "account_inactive"),
+        ("carol", codes["carol"].clone(), "recovery_codes_denied"),
+    ];
+    let mut answers = Vec::new();
+    for (user, code, _) in &attempts {
+        let r = server
+            .post(REDEEM, &json!({ "username": user, "code": code }))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{user}: {:?}", r.body);
+        answers.push(r.body["error"].clone());
+    }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "one answer for every failure: {answers:?}"
+    );
+    assert_eq!(common::row_counts(&server).await, before, "nothing changed");
+    let failed = events(&server, "recovery.code_failed").await;
+    let mut reasons: Vec<String> = failed.iter().map(|e| e.reasons[0].clone()).collect();
+    reasons.sort();
+    let mut expected: Vec<String> = attempts.iter().map(|a| a.2.to_string()).collect();
+    expected.sort();
+    assert_eq!(reasons, expected, "the log keeps the real reasons");
+    // Bad bodies are refused before any of that.
+    for bad in [
+        json!({ "username": "alice" }),
+        json!({ "username": "alice", "code": "x", "extra": 1 }),
+    ] {
+        let r = server.post(REDEEM, &bad).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {:?}", r.body);
+    }
+    server.shutdown().await;
+}
+
+async fn recovery_attempts_are_limited_per_account_and_per_address(backend: Backend) {
+    let server = TestServer::builder(backend)
+        .settings(|s| {
+            s.rate_limits.recovery_per_account_per_hour = 2;
+            s.rate_limits.recovery_per_address_per_hour = 7;
+        })
+        .start()
+        .await;
+    // Per account, whether or not it exists.
+    for user in ["ghost", "alice"] {
+        for _ in 0..2 {
+            let r = server
+                .post(REDEEM, &json!({ "username": user, "code": "x" }))
+                .await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        }
+        let r = server
+            .post(REDEEM, &json!({ "username": user, "code": "x" }))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{user}: {:?}",
+            r.body
+        );
+        assert_eq!(r.body["error"]["code"], "rate_limited");
+    }
+    // Per address: six attempts (refused ones too) were counted above; one more, then the
+    // address is done whatever the account.
+    let r = server
+        .post(REDEEM, &json!({ "username": "bob", "code": "x" }))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = server
+        .post(REDEEM, &json!({ "username": "carol", "code": "x" }))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    server.shutdown().await;
+}
+
 both_backends!(
+    a_recovery_code_opens_one_restricted_session_that_ends_with_a_new_passkey,
+    every_failed_redemption_gets_the_same_answer_and_changes_nothing,
+    recovery_attempts_are_limited_per_account_and_per_address,
     recovery_codes_are_denied_by_the_default_policy_and_per_population,
     generated_codes_are_shown_once_kept_only_as_argon2id_hashes_and_replaced_together,
     recovery_codes_need_a_session,

@@ -10,7 +10,7 @@ pub mod test_data;
 
 pub use authenticator::SoftAuthenticator;
 pub use database::{postgres_admin_url, TestDatabase};
-pub use server::{TestServer, TestServerBuilder};
+pub use server::{Reply, TestServer, TestServerBuilder};
 
 /// The backends the shared suites run against.
 pub use keyplane_store::Backend;

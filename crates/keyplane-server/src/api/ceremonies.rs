@@ -131,30 +131,40 @@ pub async fn authentication_verify(
             &Caller::new(Actor::anonymous(), ctx),
         )
         .await?;
-    let csrf = signed_in.token.derive("csrf");
-    // The cookies live as long as the session (its lifetime follows the policy).
-    let max_age = ((signed_in.session.expires_at.0 - signed_in.session.created_at.0) / 1000).max(0);
+    let (headers, mut body) = session_response(
+        &tenant,
+        &signed_in.session,
+        &signed_in.token,
+        &signed_in.user,
+    );
+    body["credential"] = json!(signed_in.credential);
+    Ok((headers, Json(body)))
+}
+
+/// The cookies and body that hand a new session to its client: `Set-Cookie` for the session
+/// and its CSRF token (living as long as the session), `no-store`, and the token once.
+pub fn session_response(
+    tenant: &Tenant,
+    session: &keyplane_core::Session,
+    token: &Secret,
+    user: &keyplane_core::User,
+) -> (HeaderMap, serde_json::Value) {
+    let csrf = token.derive("csrf");
+    let max_age = ((session.expires_at.0 - session.created_at.0) / 1000).max(0);
     let mut headers = HeaderMap::new();
     for c in [
-        session_cookie(
-            &tenant,
-            SESSION_COOKIE,
-            signed_in.token.expose(),
-            max_age,
-            true,
-        ),
-        session_cookie(&tenant, CSRF_COOKIE, &csrf, max_age, false),
+        session_cookie(tenant, SESSION_COOKIE, token.expose(), max_age, true),
+        session_cookie(tenant, CSRF_COOKIE, &csrf, max_age, false),
     ] {
         headers.append(header::SET_COOKIE, c);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let mut body = session_json(&signed_in.session);
-    body["token"] = json!(signed_in.token.expose());
+    let mut body = session_json(session);
+    body["token"] = json!(token.expose());
     body["token_type"] = json!("Bearer");
     body["csrf_token"] = json!(csrf);
-    body["user"] = user_json(&signed_in.user);
-    body["credential"] = json!(signed_in.credential);
-    Ok((headers, Json(body)))
+    body["user"] = user_json(user);
+    (headers, body)
 }
 
 /// Cookies are `Secure` unless the tenant is served over plain HTTP, which tenant validation

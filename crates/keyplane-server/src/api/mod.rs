@@ -10,6 +10,7 @@ pub mod manage;
 pub mod me;
 pub mod ops;
 pub mod pages;
+pub mod recovery;
 pub mod stepup;
 pub mod types;
 
@@ -70,6 +71,29 @@ pub fn router(app: Arc<App>) -> Router {
             get(me::get_credential).patch(me::rename_credential).delete(me::delete_credential),
         )
         .route("/api/v1/logout", post(me::logout))
+        .route(
+            "/api/v1/recovery/codes/redeem",
+            post(recovery::redeem_code),
+        )
+        .route(
+            "/api/v1/recovery/links/redeem",
+            post(recovery::redeem_link),
+        )
+        .route("/api/v1/recovery/cases", post(recovery::request_case))
+        .route("/api/v1/me/recovery-cases", get(recovery::my_cases))
+        .route(
+            "/api/v1/me/recovery-cases/{id}/cancel",
+            post(recovery::cancel_my_case),
+        )
+        .route(
+            "/api/v1/admin/recovery-cases",
+            get(recovery::list_cases).post(recovery::open_case),
+        )
+        .route("/api/v1/admin/recovery-cases/{id}", get(recovery::get_case))
+        .route(
+            "/api/v1/admin/recovery-cases/{id}/{action}",
+            post(recovery::case_action),
+        )
         .route("/api/v1/audit/events", get(audit::events))
         .route("/api/v1/admin/policy", get(admin::policy))
         .route("/api/v1/admin/policy/versions", get(admin::versions))

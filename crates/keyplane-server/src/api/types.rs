@@ -85,5 +85,6 @@ pub fn session_json(s: &Session) -> Value {
         "elevated": s.elevated.map(|(aal, at)| json!({ "aal": aal.as_str(), "at": at.to_rfc3339() })),
         "restricted": s.restricted.is_some(),
         "re_enrolment_reason": s.restricted,
+        "recovery": s.recovery.is_some(),
     })
 }

@@ -19,6 +19,7 @@ pub const APPROVABLE: &[&str] = &[
     "credentials.bulk_revoke",
     "exception.grant",
     "clients.create",
+    "recovery.approve",
 ];
 
 impl App {
@@ -272,6 +273,14 @@ impl App {
                 self.reactivate_policy_now(tenant, version, approver, Some(approval))
                     .await?;
                 Ok(json!({ "version": version }))
+            }
+            "recovery.approve" => {
+                let id = approval.payload["case"]
+                    .as_str()
+                    .and_then(keyplane_core::RecoveryCaseId::parse)
+                    .ok_or_else(|| Error::internal("recovery.approve approval without a case"))?;
+                let case = self.approve_case(tenant, &id, approver).await?;
+                Ok(json!({ "case": case.id, "state": case.state.as_str() }))
             }
             "exception.grant" => {
                 let e = self.grant_exception(tenant, approval, approver).await?;

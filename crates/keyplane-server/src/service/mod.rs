@@ -5,6 +5,7 @@ mod approvals;
 mod audit;
 mod audit_pages;
 mod bulk;
+mod cases;
 mod catalogue;
 mod clients;
 mod credentials;
@@ -21,11 +22,13 @@ mod tenants;
 pub use approvals::*;
 pub use audit::*;
 pub use bulk::*;
+pub use cases::*;
 pub use catalogue::*;
 pub use clients::*;
 pub use exceptions::*;
 pub use lifecycle::*;
 pub use policy::*;
+pub use recovery::*;
 pub use registration::*;
 pub use reports::*;
 pub use signin::*;
@@ -52,6 +55,9 @@ pub struct App {
     pub address_limiter: crate::ratelimit::RateLimiter,
     /// Username-first sign-in starts per username (`rate_limits.per_account_per_minute`).
     account_limiter: crate::ratelimit::RateLimiter,
+    /// Recovery attempts per client address and per username (per hour).
+    recovery_address_limiter: crate::ratelimit::RateLimiter,
+    recovery_account_limiter: crate::ratelimit::RateLimiter,
 }
 
 impl App {
@@ -71,6 +77,17 @@ impl App {
             settings.rate_limits.per_account_per_minute,
             "sign-in attempts for this account",
         );
+        let hour = Duration::from_secs(3600);
+        let recovery_address_limiter = crate::ratelimit::RateLimiter::per_window(
+            settings.rate_limits.recovery_per_address_per_hour,
+            hour,
+            "recovery attempts from this address",
+        );
+        let recovery_account_limiter = crate::ratelimit::RateLimiter::per_window(
+            settings.rate_limits.recovery_per_account_per_hour,
+            hour,
+            "recovery attempts for this account",
+        );
         Ok(Arc::new(App {
             store,
             clock,
@@ -81,6 +98,8 @@ impl App {
             catalogue_cache: catalogue::CatalogueCache::default(),
             address_limiter,
             account_limiter,
+            recovery_address_limiter,
+            recovery_account_limiter,
         }))
     }
 
@@ -115,6 +134,9 @@ pub fn spawn_janitor(app: Arc<App>) -> tokio::task::JoinHandle<()> {
                     for t in tenants {
                         if let Err(e) = app.exception_housekeeping(&t).await {
                             tracing::warn!(tenant = %t.name, error = %e, "could not announce or expire exceptions");
+                        }
+                        if let Err(e) = app.advance_recovery_cases(&t).await {
+                            tracing::warn!(tenant = %t.name, error = %e, "could not move recovery cases on");
                         }
                     }
                 }

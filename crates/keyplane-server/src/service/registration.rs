@@ -218,11 +218,25 @@ impl App {
             status_reason: None,
             library_state: registered.library_state,
         };
+        // A recovery session registers the passkey that ends it; a help-desk case may revoke the
+        // account's other passkeys with it (so they do not count against the maximum).
+        let recovery = match session.and_then(|s| s.recovery.as_deref()) {
+            None => None,
+            Some(path) => Some(self.recovery_completion(tenant, path, now).await?),
+        };
+        let revoke_others = recovery
+            .as_ref()
+            .and_then(|r| r.as_ref())
+            .is_some_and(|c| c.revoke_old_credentials);
         // The tenant's policy decides whether this authenticator may be registered by this user.
-        let active_passkeys = existing
-            .iter()
-            .filter(|c| c.status == CredentialStatus::Active)
-            .count() as u32;
+        let active_passkeys = if revoke_others {
+            0
+        } else {
+            existing
+                .iter()
+                .filter(|c| c.status == CredentialStatus::Active)
+                .count() as u32
+        };
         let decision = keyplane_core::policy::registration(
             &active.policy,
             &subject,
@@ -272,6 +286,44 @@ impl App {
                 "transports": record.transports,
                 "credential_id": b64url(&record.credential_id),
             }));
+        if let (Some(case), Some(session)) = (recovery, session) {
+            let mut events = vec![event];
+            if let Some(c) = &case {
+                events.push(
+                    caller
+                        .event_as(
+                            Actor::user(&user.id),
+                            "recovery.case_completed",
+                            "recovery_case",
+                            c.id.as_str(),
+                        )
+                        .details(json!({
+                            "user_id": user.id,
+                            "credential": record.id,
+                            "old_credentials": if c.revoke_old_credentials { "revoked" } else { "kept" },
+                            "revoked": if c.revoke_old_credentials {
+                                existing.iter().filter(|x| x.status != CredentialStatus::Revoked).map(|x| x.id.as_str()).collect::<Vec<_>>()
+                            } else { vec![] },
+                        })),
+                );
+            }
+            let finish = keyplane_store::RecoveryFinish {
+                session: &session.id,
+                case: case.as_ref(),
+                revoke_others,
+            };
+            if !self
+                .store
+                .register_recovered_credential(&record, finish, AuditBatch::new(now, &events))
+                .await?
+            {
+                return Err(Error::conflict(
+                    "recovery_session_used",
+                    "this recovery session has already registered a passkey, or its case changed meanwhile",
+                ));
+            }
+            return Ok(record);
+        }
         self.store
             .register_credential(
                 &record,
