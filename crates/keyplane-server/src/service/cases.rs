@@ -186,7 +186,13 @@ impl App {
             .policy
             .recovery
             .for_populations("recovery", &subject.populations);
-        let from = caller.context.client_ip.clone();
+        // The network signal is about who asks: a public request's address, not the help
+        // desk's own when an agent opens a case for a caller.
+        let from = if opened_by == "user" {
+            caller.context.client_ip.clone()
+        } else {
+            None
+        };
         let holds = self
             .fraud_signals(tenant, user, from.as_deref(), rules, now)
             .await?;
@@ -277,8 +283,13 @@ impl App {
             .await?;
         if rules.fraud_new_device_secs > 0 {
             let window = now.plus_secs(-rules.fraud_new_device_secs);
+            // A passkey added recently (not the account's first) that has signed in recently:
+            // someone may have a foothold on a new device while "recovering" the account.
             if let Some(c) = creds.iter().find(|c| {
                 c.status == CredentialStatus::Active
+                    && creds
+                        .iter()
+                        .any(|o| o.id != c.id && o.created_at <= c.created_at)
                     && c.created_at >= window
                     && c.last_used_at.is_some_and(|t| t >= window)
             }) {
