@@ -458,7 +458,80 @@ async fn recovery_attempts_are_limited_per_account_and_per_address(backend: Back
     server.shutdown().await;
 }
 
+async fn sensitive_acts_wait_out_the_lock_after_a_recovery(backend: Backend) {
+    let clock = std::sync::Arc::new(keyplane_core::time::ManualClock::new(
+        keyplane_core::Clock::now(&keyplane_core::SystemClock),
+    ));
+    let server = TestServer::builder(backend)
+        .clock(clock.clone())
+        .start()
+        .await;
+    with_policy(
+        &server,
+        "version = 1\n[[step_up]]\nid = \"codes\"\nactions = [\"recovery.codes.generate\"]\nlevel = \"aal2\"\nmax_age_secs = 900\n[recovery]\ncodes = \"allow\"\nsensitive_lock_secs = 3600\n",
+    )
+    .await;
+    let (_lost, bearer) = server.user_with_passkey("alice").await;
+    let reply = server
+        .request(Method::POST, CODES, None, Some(&bearer), Some(&json!({})))
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "no recovery yet: {:?}",
+        reply.body
+    );
+    let code = reply.body["codes"][0].as_str().unwrap().to_string();
+    let opened = server
+        .post(REDEEM, &json!({ "username": "alice", "code": code }))
+        .await;
+    let mut fresh = SoftAuthenticator::new(&server.origin(), true, true);
+    let registered = add_passkey(&server, &mut fresh, opened.body["token"].as_str().unwrap()).await;
+    assert_eq!(registered.status, StatusCode::CREATED);
+    let session = server.sign_in(&mut fresh, Some("alice")).await;
+    let token = session["token"].as_str().unwrap();
+    let locked = server
+        .request(Method::POST, CODES, None, Some(token), Some(&json!({})))
+        .await;
+    assert_eq!(locked.status, StatusCode::FORBIDDEN, "{:?}", locked.body);
+    assert_eq!(locked.body["error"]["code"], "recently_recovered");
+    assert!(locked.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("recovery.sensitive_lock_secs"));
+    // Acts no step-up rule names are not locked.
+    let me = server
+        .request(
+            Method::GET,
+            "/api/v1/me/credentials",
+            None,
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(me.status, StatusCode::OK);
+    clock.advance_secs(3600);
+    let session = server.sign_in(&mut fresh, Some("alice")).await;
+    let again = server
+        .request(
+            Method::POST,
+            CODES,
+            None,
+            Some(session["token"].as_str().unwrap()),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "the lock is over: {:?}",
+        again.body
+    );
+    server.shutdown().await;
+}
+
 both_backends!(
+    sensitive_acts_wait_out_the_lock_after_a_recovery,
     a_recovery_code_opens_one_restricted_session_that_ends_with_a_new_passkey,
     every_failed_redemption_gets_the_same_answer_and_changes_nothing,
     recovery_attempts_are_limited_per_account_and_per_address,

@@ -937,6 +937,33 @@ impl Store for SqlStore {
         finish(tx, &c.tenant_id, applied, audit).await
     }
 
+    async fn last_recovery(&self, tenant: &TenantId, user: &UserId) -> Result<Option<Timestamp>> {
+        let code: Option<i64> = sqlx::query(
+            "SELECT MAX(used_at) AS at FROM recovery_codes WHERE tenant_id = $1 AND user_id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?
+        .try_get("at")
+        .map_err(db)?;
+        let case = sqlx::query(
+            "SELECT body FROM recovery_cases WHERE tenant_id = $1 AND user_id = $2 AND state = 'completed' \
+             ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(rows::recovery_case)
+        .transpose()?
+        .map(|c| c.updated_at);
+        Ok(code.map(Timestamp).max(case))
+    }
+
     async fn register_recovered_credential(
         &self,
         c: &Credential,

@@ -265,6 +265,10 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditBatch<'_>,
     ) -> Result<bool>;
 
+    /// When the user last recovered the account: the latest recovery code used or recovery
+    /// case completed.
+    async fn last_recovery(&self, tenant: &TenantId, user: &UserId) -> Result<Option<Timestamp>>;
+
     // Sessions
     async fn session_by_token(
         &self,

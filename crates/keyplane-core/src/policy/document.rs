@@ -145,6 +145,10 @@ pub struct RecoveryRules {
     pub case_ttl_secs: i64,
     /// What happens to the account's other passkeys when the recovery completes.
     pub revoke_old_credentials: bool,
+    /// For this long after a recovery (a code used, a case completed), the account's sensitive
+    /// acts — those a step-up rule names — are refused: re-verification by time, so that whoever
+    /// recovered cannot at once change what protects the account. 0 = off.
+    pub sensitive_lock_secs: i64,
     /// Fraud signals: more than this many cases for one account within `fraud_window_secs`
     /// raise a hold.
     pub fraud_max_cases: u32,
@@ -170,6 +174,7 @@ impl Default for RecoveryRules {
             link_ttl_secs: 15 * 60,
             case_ttl_secs: 7 * 24 * 3600,
             revoke_old_credentials: true,
+            sensitive_lock_secs: 0,
             fraud_max_cases: 2,
             fraud_window_secs: 7 * 24 * 3600,
             fraud_new_device_secs: 24 * 3600,

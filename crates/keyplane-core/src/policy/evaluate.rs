@@ -416,6 +416,14 @@ pub fn model_matches(pattern: &str, model: &str) -> bool {
     }
 }
 
+/// Whether a step-up rule names `action`: what the policy calls a sensitive act.
+pub fn is_sensitive(policy: &Policy, action: &str) -> bool {
+    policy
+        .step_up
+        .iter()
+        .any(|r| r.actions.iter().any(|p| action_matches(p, action)))
+}
+
 fn action_matches(pattern: &str, action: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => action.starts_with(prefix),

@@ -272,6 +272,7 @@ const RECOVERY_KEYS: &[&str] = &[
     "link_ttl_secs",
     "case_ttl_secs",
     "old_credentials",
+    "sensitive_lock_secs",
     "fraud_max_cases",
     "fraud_window_secs",
     "fraud_new_device_secs",
@@ -386,6 +387,9 @@ fn recovery_rules(l: &mut Linter, t: &Table, path: &str, base: &RecoveryRules) -
     }
     if let Some(c) = l.choice(t, path, "old_credentials", &["revoke", "keep"]) {
         r.revoke_old_credentials = c == "revoke";
+    }
+    if let Some(n) = l.int(t, path, "sensitive_lock_secs", 0, 30 * 24 * 3600) {
+        r.sensitive_lock_secs = n;
     }
     if let Some(n) = l.int(t, path, "fraud_max_cases", 1, 100) {
         r.fraud_max_cases = n as u32;

@@ -32,6 +32,8 @@ impl App {
     ) -> Result<(), Error> {
         let active = self.active_policy(tenant).await?;
         let now = self.clock.now();
+        self.check_recovery_lock(tenant, &active.policy, session, action, now)
+            .await?;
         let base = policy::step_up(&active.policy, action, session.aal, session.auth_time, now);
         if base.verdict == Verdict::Allow {
             return Ok(());
@@ -233,5 +235,51 @@ impl App {
             ));
         }
         Ok(level)
+    }
+}
+
+impl App {
+    /// Refuses a sensitive act (one a step-up rule names) while the account is within the
+    /// policy's `sensitive_lock_secs` of a recovery: `403 recently_recovered` with the time the
+    /// lock ends. One query, only for sensitive acts, only when the policy sets a lock.
+    async fn check_recovery_lock(
+        &self,
+        tenant: &Tenant,
+        p: &keyplane_core::policy::Policy,
+        session: &Session,
+        action: &str,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let locks = std::iter::once(&p.recovery.default)
+            .chain(p.recovery.by_population.iter().map(|(_, r)| r));
+        if locks.into_iter().all(|r| r.sensitive_lock_secs == 0) || !policy::is_sensitive(p, action)
+        {
+            return Ok(());
+        }
+        let subject = self.subject(tenant, &session.user_id).await?;
+        let (rules, path) = p.recovery.for_populations("recovery", &subject.populations);
+        if rules.sensitive_lock_secs == 0 {
+            return Ok(());
+        }
+        let Some(at) = self
+            .store
+            .last_recovery(&tenant.id, &session.user_id)
+            .await?
+        else {
+            return Ok(());
+        };
+        let until = at.plus_secs(rules.sensitive_lock_secs);
+        if now < until {
+            return Err(Error::forbidden(
+                "recently_recovered",
+                format!(
+                    "the account was recovered at {}; {action} is possible again from {} ({path}.sensitive_lock_secs)",
+                    at.to_rfc3339(),
+                    until.to_rfc3339()
+                ),
+            )
+            .with("until", until.to_rfc3339()));
+        }
+        Ok(())
     }
 }
