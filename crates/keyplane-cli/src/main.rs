@@ -3,6 +3,7 @@
 
 mod approval;
 mod audit;
+mod cases;
 mod clients;
 mod commands;
 mod config;
@@ -58,6 +59,10 @@ pub enum Command {
     /// The tamper-evident audit log: verify, checkpoint, export, keys.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Help-desk recovery cases: list, show, open, take, check, verified, review, send-link,
+    /// deny, cancel.
+    #[command(subcommand)]
+    Case(cases::CaseCommand),
     /// Fraud alerts (e.g. cloned authenticators): list, resolve.
     #[command(subcommand)]
     Fraud(manage::FraudCommand),

@@ -748,3 +748,105 @@ fn an_operator_revokes_a_users_unused_recovery_codes_and_it_is_audited() {
     assert!(err.contains("no user"), "{err}");
     assert_audit_intact(d);
 }
+
+#[test]
+fn a_recovery_case_is_handled_from_the_command_line_under_dual_control() {
+    let dir = bootstrapped();
+    let d = dir.path();
+    ok(d, &["admin", "invite", "carol"]);
+    let policy = d.join("recovery.toml");
+    std::fs::write(
+        &policy,
+        "version = 1\n[recovery]\ncase_checks = [\"identity_document\", \"manager_callback\"]\ncase_approval = true\ncooling_off_secs = 0\n",
+    )
+    .unwrap();
+    ok(d, &["policy", "apply", policy.to_str().unwrap()]);
+    let out = ok(d, &["case", "open", "carol"]);
+    assert!(
+        out.contains("checks: identity_document, manager_callback"),
+        "{out}"
+    );
+    let listed = json(&ok(d, &["case", "list", "--open", "--format", "json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    let id = listed[0]["id"].as_str().unwrap().to_string();
+    let err = fails(d, &["case", "open", "carol"]);
+    assert!(err.contains("case_open"), "{err}");
+
+    let (ok_, out, err) = run_as(d, "alice", &["case", "take", &id]);
+    assert!(ok_, "{err}");
+    assert!(out.contains("is verifying"), "{out}");
+    let (ok_, _, err) = run_as(
+        d,
+        "bob",
+        &[
+            "case",
+            "check",
+            &id,
+            "identity_document",
+            "--evidence",
+            "passport",
+        ],
+    );
+    assert!(!ok_ && err.contains("not_case_agent"), "{err}");
+    let (ok_, out, err) = run_as(
+        d,
+        "alice",
+        &[
+            "case",
+            "check",
+            &id,
+            "identity_document",
+            "--evidence",
+            "passport seen",
+        ],
+    );
+    assert!(ok_, "{err}");
+    assert!(out.contains("checks to go: manager_callback"), "{out}");
+    let (ok_, _, err) = run_as(d, "alice", &["case", "verified", &id]);
+    assert!(!ok_ && err.contains("checks_incomplete"), "{err}");
+    run_as(
+        d,
+        "alice",
+        &[
+            "case",
+            "check",
+            &id,
+            "manager_callback",
+            "--evidence",
+            "called on the directory number",
+        ],
+    );
+    let (ok_, out, err) = run_as(d, "alice", &["case", "verified", &id]);
+    assert!(ok_, "{err}");
+    assert!(out.contains("awaiting approval"), "{out}");
+    let open = json(&ok(d, &["approval", "list", "--open", "--format", "json"]));
+    assert_eq!(open[0]["action"], "recovery.approve", "{open}");
+    let approval = open[0]["id"].as_str().unwrap().to_string();
+    let (ok_, _, err) = run_as(d, "alice", &["approval", "approve", &approval]);
+    assert!(!ok_ && err.contains("approver_is_requester"), "{err}");
+    let (ok_, _, err) = run_as(d, "bob", &["approval", "approve", &approval]);
+    assert!(ok_, "{err}");
+    let shown = json(&ok(d, &["case", "show", &id]));
+    assert_eq!(shown["state"], "ready");
+    assert_eq!(shown["approved_by"], "cli:bob");
+    assert!(shown["timeline"].as_array().is_some_and(|t| !t.is_empty()));
+    let out = ok(
+        d,
+        &[
+            "case",
+            "deny",
+            &id,
+            "--reason",
+            "caller hung up before the link",
+        ],
+    );
+    assert!(out.contains("is denied"), "{out}");
+    let err = fails(d, &["case", "cancel", &id, "--reason", "x"]);
+    assert!(err.contains("case_state"), "{err}");
+    let err = fails(d, &["case", "take", "not-an-id"]);
+    assert!(err.contains("not a recovery case id"), "{err}");
+    let err = fails(d, &["case", "list", "--state", "lost"]);
+    assert!(err.contains("unknown state"), "{err}");
+    assert_eq!(events(d, "recovery.case_denied").len(), 1);
+    assert_audit_intact(d);
+}
