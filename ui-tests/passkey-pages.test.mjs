@@ -25,6 +25,9 @@ function required(name) {
 const BASE = required("KEYPLANE_UI_BASE").replace(/\/$/, "");
 const TOKEN = required("KEYPLANE_UI_TOKEN");
 const USERNAME = required("KEYPLANE_UI_USERNAME");
+const RECOVERY_USERNAME = required("KEYPLANE_UI_RECOVERY_USERNAME");
+const RECOVERY_CODE = required("KEYPLANE_UI_RECOVERY_CODE");
+const RECOVERY_LINK = `${BASE}/recover#token=${required("KEYPLANE_UI_RECOVERY_LINK")}`;
 const CHROMIUM = process.env.KEYPLANE_UI_CHROMIUM || "/usr/bin/chromium";
 const SCREENSHOTS = process.env.KEYPLANE_UI_SCREENSHOTS || "";
 const ENROL_LINK = `${BASE}/enrol#token=${TOKEN}`;
@@ -304,7 +307,7 @@ test("sign-in: clicking before the autofill request has started cancels it", asy
 });
 
 test("Content-Security-Policy: sent on the pages, and nothing in them violates it", async () => {
-  for (const path of ["/enrol", "/signin"]) {
+  for (const path of ["/enrol", "/signin", "/recover"]) {
     const response = await load(path);
     const csp = response.headers()["content-security-policy"];
     assert.ok(csp, `${path} has a Content-Security-Policy header`);
@@ -346,7 +349,7 @@ test("Content-Security-Policy: sent on the pages, and nothing in them violates i
 test("phone width (375 px): the pages fit and the button is visible", async () => {
   await page.setViewportSize({ width: 375, height: 667 });
   try {
-    for (const [path, button] of [["/enrol", "#enrol-button"], ["/signin", "#signin-button"]]) {
+    for (const [path, button] of [["/enrol", "#enrol-button"], ["/signin", "#signin-button"], ["/recover", "#code-button"]]) {
       await cdp.send("WebAuthn.setAutomaticPresenceSimulation", { authenticatorId, enabled: false });
       await load(path);
       assert.ok(await page.isVisible(button), `${path}: ${button} is visible`);
@@ -361,6 +364,51 @@ test("phone width (375 px): the pages fit and the button is visible", async () =
     await cdp.send("WebAuthn.setAutomaticPresenceSimulation", { authenticatorId, enabled: true });
     await page.setViewportSize({ width: 1024, height: 768 });
   }
+});
+
+test("recovery: a recovery code on /recover creates a new passkey, once", async () => {
+  await page.context().clearCookies();
+  await cdp.send("WebAuthn.setAutomaticPresenceSimulation", { authenticatorId, enabled: false });
+  await load("/signin");
+  assert.equal(await page.getAttribute("text=Recover your account", "href"), "/recover", "sign-in links to recovery");
+  await load("/recover");
+  await cdp.send("WebAuthn.setAutomaticPresenceSimulation", { authenticatorId, enabled: true });
+  assert.equal(await page.isVisible("#link-section"), false, "no link, no link section");
+  const before = (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials.length;
+  await page.fill("#code-username", RECOVERY_USERNAME);
+  await page.fill("#code", RECOVERY_CODE.toLowerCase());
+  await page.click("#code-button");
+  await assertOutcome("ok", /^Passkey "Recovered passkey" created\. Your account is recovered: sign in with it\.$/);
+  assert.equal(await page.inputValue("#code"), "", "the code is cleared from the form");
+  const after = (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials.length;
+  assert.equal(after, before + 1, "the virtual authenticator holds the recovered passkey");
+  // The code is spent.
+  await page.fill("#code-username", RECOVERY_USERNAME);
+  await page.fill("#code", RECOVERY_CODE);
+  await page.click("#code-button");
+  await assertOutcome("error", /do not match an unused code/);
+  await screenshot("recover");
+});
+
+test("recovery: the help desk's link on /recover creates a new passkey, once", async () => {
+  await page.context().clearCookies();
+  await page.goto("about:blank");
+  await page.goto(RECOVERY_LINK);
+  assert.equal(await page.isVisible("#link-section"), true);
+  await page.click("#link-button");
+  await assertOutcome("ok", /^Passkey "Recovered passkey" created\./);
+  assert.equal(page.url(), `${BASE}/recover`, "the spent link is removed from the address bar");
+  await page.goto("about:blank");
+  await page.goto(RECOVERY_LINK);
+  await page.click("#link-button");
+  await assertOutcome("error", /recovery link is not valid any more/);
+});
+
+test("recovery: asking the help desk answers the same for any username", async () => {
+  await load("/recover");
+  await page.fill("#case-username", "nobody-at-all");
+  await page.click("#case-button");
+  await assertOutcome("ok", /^If the account exists, a recovery case is open/);
 });
 
 test("no uncaught errors or console errors in the pages", () => {

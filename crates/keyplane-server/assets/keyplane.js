@@ -59,6 +59,11 @@ const MESSAGES = {
   credential_already_registered: "This passkey is already registered.",
   user_not_verified: "Your device did not verify you (PIN or biometric). Please try again.",
   concurrent_sign_in: "Another sign-in finished at the same moment. Please try again.",
+  recovery_code_invalid: "That username and recovery code do not match an unused code.",
+  recovery_link_invalid: "This recovery link is not valid any more (used, expired or replaced). Ask the help desk for a new one.",
+  recovery_session_used: "This recovery was already used to create a passkey. Sign in with it.",
+  rate_limited: "Too many attempts. Please wait a while and try again.",
+  policy_denied: "Your organisation's policy does not accept this kind of passkey. Try another device or security key.",
 };
 
 function show(text, kind) {
@@ -67,8 +72,10 @@ function show(text, kind) {
   el.className = kind || "";
 }
 
-async function api(path, body) {
-  const resp = await fetch(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), credentials: "same-origin" });
+async function api(path, body, csrf) {
+  const headers = { "content-type": "application/json" };
+  if (csrf) headers["x-csrf-token"] = csrf;
+  const resp = await fetch(path, { method: "POST", headers, body: JSON.stringify(body), credentials: "same-origin" });
   const data = resp.status === 204 ? {} : await resp.json();
   if (!resp.ok) {
     const code = (data.error && data.error.code) || "error";
@@ -143,6 +150,53 @@ async function startAutofill() {
   }
 }
 
+// Recovery: a recovery code or a help-desk link opens a recovery session (cookies), which may only
+// register a passkey; registering ends it.
+async function registerWithRecovery(session) {
+  show("Follow your device's prompt…");
+  const start = await api("/api/v1/registration/options", {}, session.csrf_token);
+  const created = await navigator.credentials.create({ publicKey: creationOptions(start.publicKey) });
+  const stored = await api("/api/v1/registration/verify", { ceremony: start.ceremony, credential: credentialJSON(created), nickname: "Recovered passkey" }, session.csrf_token);
+  show(`Passkey "${stored.nickname}" created. Your account is recovered: sign in with it.`, "ok");
+}
+
+async function recoverWithCode(event) {
+  event.preventDefault();
+  const username = document.getElementById("code-username").value.trim();
+  const code = document.getElementById("code").value.trim();
+  try {
+    show("Checking the code…");
+    const session = await api("/api/v1/recovery/codes/redeem", { username, code });
+    document.getElementById("code").value = "";
+    await registerWithRecovery(session);
+  } catch (e) {
+    show(browserError(e), "error");
+  }
+}
+
+async function recoverWithLink() {
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  try {
+    show("Checking the link…");
+    const session = await api("/api/v1/recovery/links/redeem", { token });
+    history.replaceState(null, "", location.pathname); // the link is spent; keep it out of history
+    await registerWithRecovery(session);
+  } catch (e) {
+    show(browserError(e), "error");
+  }
+}
+
+async function askHelpDesk(event) {
+  event.preventDefault();
+  const username = document.getElementById("case-username").value.trim();
+  try {
+    const reply = await api("/api/v1/recovery/cases", { username });
+    show(reply.message, "ok");
+  } catch (e) {
+    show(browserError(e), "error");
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   if (!window.PublicKeyCredential) {
     show("This browser does not support passkeys.", "error");
@@ -150,6 +204,14 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   const page = document.body.dataset.page;
   if (page === "enrol") document.getElementById("enrol-form").addEventListener("submit", enrol);
+  if (page === "recover") {
+    if (new URLSearchParams(location.hash.slice(1)).get("token")) {
+      document.getElementById("link-section").hidden = false;
+      document.getElementById("link-button").addEventListener("click", recoverWithLink);
+    }
+    document.getElementById("code-form").addEventListener("submit", recoverWithCode);
+    document.getElementById("case-form").addEventListener("submit", askHelpDesk);
+  }
   if (page === "signin") {
     document.getElementById("signin-form").addEventListener("submit", signIn);
     startAutofill();

@@ -6,6 +6,7 @@
 //! Like the PostgreSQL tests, it never skips in CI (`CI=true`): a missing piece fails it. Outside
 //! CI it fails too, unless `KEYPLANE_TEST_SKIP_BROWSER=1` says the developer knows.
 
+use keyplane_server::service::CaseAction;
 use keyplane_testkit::{Backend, TestServer};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -101,6 +102,64 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
     let server = TestServer::start(Backend::Sqlite).await;
     let username = "alice";
     let token = server.invite(username).await;
+    // Recovery on the /recover page: rita holds a recovery code, rob a help-desk case whose link
+    // the page opens (minted here as the notification's delivery does).
+    let tenant = server.default_tenant().await;
+    server
+        .app
+        .apply_policy(
+            &tenant,
+            "version = 1\n[recovery]\ncodes = \"allow\"\ncooling_off_secs = 0\n",
+            &keyplane_core::audit::Caller::operator("test"),
+        )
+        .await
+        .expect("policy");
+    let (_rita_device, rita) = server.user_with_passkey("rita").await;
+    let codes = server
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/me/recovery-codes",
+            None,
+            Some(&rita),
+            Some(&json!({})),
+        )
+        .await;
+    let recovery_code = codes.body["codes"][0].as_str().expect("a code").to_string();
+    server.user_with_passkey("rob").await;
+    let rob = server
+        .app
+        .store
+        .user_by_username(&tenant.id, "rob")
+        .await
+        .unwrap()
+        .unwrap();
+    let agent = keyplane_core::audit::Caller::operator("agent");
+    let case = server
+        .app
+        .open_recovery_case_for(&tenant, &rob.id, &agent)
+        .await
+        .expect("case");
+    for action in [
+        CaseAction::Take,
+        CaseAction::Check {
+            check: "identity_document".into(),
+            passed: true,
+            evidence: "video call".into(),
+        },
+        CaseAction::Verified,
+    ] {
+        server
+            .app
+            .act_on_case(&tenant, &case.id, action, &agent)
+            .await
+            .expect("case action");
+    }
+    let link = server
+        .app
+        .issue_recovery_link(&tenant, &case.id)
+        .await
+        .expect("link");
+    let link_token = link.token.expose().to_string();
 
     let started = Instant::now();
     let mut child = Command::new("node")
@@ -115,6 +174,9 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         .env("KEYPLANE_UI_BASE", &server.base)
         .env("KEYPLANE_UI_TOKEN", &token)
         .env("KEYPLANE_UI_USERNAME", username)
+        .env("KEYPLANE_UI_RECOVERY_USERNAME", "rita")
+        .env("KEYPLANE_UI_RECOVERY_CODE", &recovery_code)
+        .env("KEYPLANE_UI_RECOVERY_LINK", &link_token)
         .env("KEYPLANE_UI_CHROMIUM", CHROMIUM)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -149,14 +211,48 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         .await;
     assert_eq!(again.status.as_u16(), 401, "spent token: {:?}", again.body);
     assert_eq!(again.code(), "enrolment_token_invalid");
-    let tenant = server.default_tenant().await;
     let credentials = server.store_credentials(&tenant).await;
+    let of = |id: &keyplane_core::UserId| {
+        credentials
+            .iter()
+            .filter(|c| &c.user_id == id)
+            .collect::<Vec<_>>()
+    };
+    let alice = server
+        .app
+        .store
+        .user_by_username(&tenant.id, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    let alices = of(&alice.id);
+    assert_eq!(alices.len(), 1, "one passkey registered by the browser");
+    assert_eq!(alices[0].nickname, "Browser passkey");
+    // The recovery code gave rita a second passkey (her first is kept); the link gave rob a new
+    // one, completed his case and revoked the old one.
+    let rita_id = server
+        .app
+        .store
+        .user_by_username(&tenant.id, "rita")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let ritas = of(&rita_id);
+    assert_eq!(ritas.len(), 2);
+    assert!(ritas.iter().any(|c| c.nickname == "Recovered passkey"));
+    let robs = of(&rob.id);
+    assert_eq!(robs.len(), 2);
+    assert!(robs.iter().any(|c| c.nickname == "Recovered passkey"
+        && c.status == keyplane_core::CredentialStatus::Active));
+    assert!(robs
+        .iter()
+        .any(|c| c.status == keyplane_core::CredentialStatus::Revoked));
+    let case = server.app.recovery_case(&tenant, &case.id).await.unwrap();
     assert_eq!(
-        credentials.len(),
-        1,
-        "one passkey registered by the browser"
+        case.state,
+        keyplane_core::recovery_case::CaseState::Completed
     );
-    assert_eq!(credentials[0].nickname, "Browser passkey");
 
     server.shutdown().await;
 }

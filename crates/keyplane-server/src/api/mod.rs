@@ -154,6 +154,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route("/enrol", get(pages::enrol))
         .route("/signin", get(pages::signin))
+        .route("/recover", get(pages::recover))
         .route("/assets/{name}", get(pages::asset))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -1,5 +1,5 @@
-//! The two pages the quickstart needs before the full web UI: enrolment from an invitation link
-//! and sign-in. Static files embedded in the binary, served with a strict Content-Security-Policy
+//! The pages the quickstart needs before the full web UI: enrolment from an invitation link,
+//! sign-in, and account recovery. Static files embedded in the binary, served with a strict Content-Security-Policy
 //! (no inline script, nothing from other origins).
 
 use axum::extract::Path;
@@ -39,6 +39,13 @@ pub async fn enrol() -> Response {
 pub async fn signin() -> Response {
     page(
         include_str!("../../assets/signin.html"),
+        "text/html; charset=utf-8",
+    )
+}
+
+pub async fn recover() -> Response {
+    page(
+        include_str!("../../assets/recover.html"),
         "text/html; charset=utf-8",
     )
 }

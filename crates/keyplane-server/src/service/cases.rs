@@ -640,7 +640,7 @@ impl App {
             .cloned()
             .unwrap_or_else(|| self.settings.public_url.clone());
         Ok(MintedLink {
-            url: format!("{origin}/recover#{}", token.expose()),
+            url: format!("{origin}/recover#token={}", token.expose()),
             token,
             user,
             expires_at: next.link_expires_at.unwrap_or(now),
