@@ -281,42 +281,10 @@ pub async fn case_action(
     Path((id, action)): Path<(String, String)>,
     ApiJson(req): ApiJson<CaseActionRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let missing = |field: &str| {
-        Error::invalid(
-            "missing_field",
-            format!("the {action} action needs `{field}`"),
-        )
-    };
-    let (permission, act) = match action.as_str() {
-        "take" => (Permission::UsersManage, CaseAction::Take),
-        "check" => (
-            Permission::UsersManage,
-            CaseAction::Check {
-                check: req.check.clone().ok_or_else(|| missing("check"))?,
-                passed: req.passed.ok_or_else(|| missing("passed"))?,
-                evidence: req.evidence.clone().ok_or_else(|| missing("evidence"))?,
-            },
-        ),
-        "verified" => (Permission::UsersManage, CaseAction::Verified),
-        "send-link" => (Permission::UsersManage, CaseAction::SendLink),
-        "deny" => (
-            Permission::UsersManage,
-            CaseAction::Deny {
-                reason: req.reason.clone().ok_or_else(|| missing("reason"))?,
-            },
-        ),
-        "cancel" => (
-            Permission::UsersManage,
-            CaseAction::Cancel {
-                reason: req.reason.clone().ok_or_else(|| missing("reason"))?,
-            },
-        ),
-        "review" => (
-            Permission::FraudResolve,
-            CaseAction::Review {
-                note: req.note.clone().ok_or_else(|| missing("note"))?,
-            },
-        ),
+    // The permission first: a caller without it learns nothing from the body's checks.
+    let permission = match action.as_str() {
+        "take" | "check" | "verified" | "send-link" | "deny" | "cancel" => Permission::UsersManage,
+        "review" => Permission::FraudResolve,
         _ => {
             return Err(Error::not_found(
                 "unknown_action",
@@ -326,6 +294,31 @@ pub async fn case_action(
         }
     };
     who.require(&app, permission).await?;
+    let missing = |field: &str| {
+        Error::invalid(
+            "missing_field",
+            format!("the {action} action needs `{field}`"),
+        )
+    };
+    let act = match action.as_str() {
+        "take" => CaseAction::Take,
+        "check" => CaseAction::Check {
+            check: req.check.ok_or_else(|| missing("check"))?,
+            passed: req.passed.ok_or_else(|| missing("passed"))?,
+            evidence: req.evidence.ok_or_else(|| missing("evidence"))?,
+        },
+        "verified" => CaseAction::Verified,
+        "send-link" => CaseAction::SendLink,
+        "deny" => CaseAction::Deny {
+            reason: req.reason.ok_or_else(|| missing("reason"))?,
+        },
+        "cancel" => CaseAction::Cancel {
+            reason: req.reason.ok_or_else(|| missing("reason"))?,
+        },
+        _ => CaseAction::Review {
+            note: req.note.ok_or_else(|| missing("note"))?,
+        },
+    };
     let id = case_id(&id)?;
     let c = app
         .act_on_case(who.tenant(), &id, act, &who.caller())
