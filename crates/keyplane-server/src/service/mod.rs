@@ -10,6 +10,7 @@ mod clients;
 mod credentials;
 mod exceptions;
 mod lifecycle;
+mod notifications;
 mod policy;
 mod recovery;
 mod registration;
@@ -25,6 +26,7 @@ pub use catalogue::*;
 pub use clients::*;
 pub use exceptions::*;
 pub use lifecycle::*;
+pub use notifications::*;
 pub use policy::*;
 pub use registration::*;
 pub use reports::*;
@@ -52,6 +54,9 @@ pub struct App {
     pub address_limiter: crate::ratelimit::RateLimiter,
     /// Username-first sign-in starts per username (`rate_limits.per_account_per_minute`).
     account_limiter: crate::ratelimit::RateLimiter,
+    /// The notification sinks, built on first delivery (their secrets are read from files then,
+    /// so commands that never deliver do not need them).
+    sinks: tokio::sync::OnceCell<Arc<crate::notify::Sinks>>,
 }
 
 impl App {
@@ -81,6 +86,7 @@ impl App {
             catalogue_cache: catalogue::CatalogueCache::default(),
             address_limiter,
             account_limiter,
+            sinks: tokio::sync::OnceCell::new(),
         }))
     }
 
