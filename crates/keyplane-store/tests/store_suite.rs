@@ -2293,7 +2293,7 @@ async fn notifiable_events_write_their_outbox_row_in_the_same_transaction(backen
             &stranger,
             &c.id,
             "x",
-            AuditBatch::new(Timestamp(40), &[revoked.clone()])
+            AuditBatch::new(Timestamp(40), std::slice::from_ref(&revoked))
         )
         .await
         .unwrap());
@@ -2302,7 +2302,7 @@ async fn notifiable_events_write_their_outbox_row_in_the_same_transaction(backen
             &a.id,
             &stranger,
             None,
-            AuditBatch::new(Timestamp(41), &[revoked.clone()])
+            AuditBatch::new(Timestamp(41), std::slice::from_ref(&revoked))
         )
         .await
         .unwrap());
@@ -2311,7 +2311,7 @@ async fn notifiable_events_write_their_outbox_row_in_the_same_transaction(backen
         .register_credential(
             &credential(&a, &u, b"c"),
             None,
-            AuditBatch::new(Timestamp(42), &[revoked.clone()]),
+            AuditBatch::new(Timestamp(42), std::slice::from_ref(&revoked)),
         )
         .await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))));
@@ -2457,7 +2457,7 @@ async fn notifications_are_claimed_once_finished_and_retried(backend: Backend) {
         .retry_notification(
             &a.id,
             &n.id,
-            AuditBatch::new(Timestamp(400), &[retried.clone()])
+            AuditBatch::new(Timestamp(400), std::slice::from_ref(&retried))
         )
         .await
         .unwrap());

@@ -50,16 +50,14 @@ pub fn aaguid_names() -> Option<PathBuf> {
 
 /// The directory holding the PyPI packages `aiosmtpd` and its dependencies (`atpublic`,
 /// `attrs`): a real SMTP server for the email notification tests, run as
-/// `python3 -m aiosmtpd` with this directory as `PYTHONPATH`.
+/// `python3 -m aiosmtpd` with this directory as `PYTHONPATH`. `KEYPLANE_TEST_AIOSMTPD` may name
+/// another installation's `aiosmtpd/__init__.py`.
 pub fn aiosmtpd_pythonpath() -> Option<PathBuf> {
-    let default = workspace_root().join(".test-data/pypi");
-    let dir = std::env::var_os("KEYPLANE_TEST_PYPI")
-        .map(PathBuf::from)
-        .unwrap_or(default);
-    find(
+    let init = find(
         "KEYPLANE_TEST_AIOSMTPD",
-        dir.join("aiosmtpd/__init__.py"),
+        workspace_root().join(".test-data/pypi/aiosmtpd/__init__.py"),
         "pip install --no-deps --target .test-data/pypi aiosmtpd==1.4.6 atpublic==9.0.0 attrs==26.1.0",
     )?;
-    Some(dir)
+    // <dir>/aiosmtpd/__init__.py → <dir>
+    init.parent().and_then(|p| p.parent()).map(PathBuf::from)
 }
