@@ -591,6 +591,10 @@ async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     }
     init_logging(&settings.log_format);
     let listen = settings.listen;
+    // The notification sinks read their secrets from files: a missing one stops the start here
+    // rather than failing every delivery later.
+    keyplane_server::notify::Sinks::from_settings(&settings)
+        .map_err(|e| anyhow!("notifications: {}", e.message))?;
     let app = open(settings).await?;
     if let Some(inv) = app
         .bootstrap()

@@ -825,3 +825,23 @@ fn contacts_are_set_checked_and_notifications_listed_from_the_command_line() {
     assert_eq!(events(d, "user.contact_changed").len(), 2);
     assert_audit_intact(d);
 }
+
+#[test]
+fn serve_refuses_to_start_without_the_webhook_secret_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = keyplane(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env(
+            "KEYPLANE_NOTIFICATIONS__WEBHOOK__URL",
+            "https://hooks.example.com/keyplane",
+        )
+        .env(
+            "KEYPLANE_NOTIFICATIONS__WEBHOOK__SECRET_FILE",
+            dir.path().join("missing.secret"),
+        )
+        .output()
+        .expect("run keyplane serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("notifications.webhook.secret_file"), "{err}");
+}

@@ -63,8 +63,9 @@ fn secret_key(key: &str) -> bool {
     .any(|s| k.contains(s))
 }
 
-/// The event's details as a notification may carry them: every secret-looking key removed, at
-/// every level.
+/// The event's details as a notification may carry them: every secret-looking key removed, and
+/// every email address masked (`a***@example.com`: notification sinks are logs, and addresses do
+/// not belong in logs), at every level.
 pub fn public_payload(details: &Value) -> Value {
     match details {
         Value::Object(m) => Value::Object(
@@ -74,6 +75,7 @@ pub fn public_payload(details: &Value) -> Value {
                 .collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(public_payload).collect()),
+        Value::String(s) if validate_contact_email(s).is_ok() => Value::String(mask_email(s)),
         v => v.clone(),
     }
 }

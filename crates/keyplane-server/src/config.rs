@@ -406,4 +406,34 @@ mod tests {
         let problems = s.validate().unwrap_err();
         assert_eq!(problems.len(), 3, "{problems:?}");
     }
+
+    #[test]
+    fn notification_sinks_are_checked_together() {
+        let mut s = Settings::default();
+        assert!(s.notifications.file.enabled, "the file sink is the default");
+        assert_eq!(
+            s.notifications_file(),
+            PathBuf::from("keyplane-data/notifications.log")
+        );
+        s.notifications.webhook.url = "ftp://example.com/hook".into();
+        s.notifications.smtp.host = "relay.example.com".into();
+        s.notifications.smtp.security = "ssl".into();
+        s.notifications.smtp.from = "keyplane".into();
+        s.notifications.smtp.username = "keyplane".into();
+        s.notifications.max_attempts = 0;
+        s.notifications.backoff_max_secs = 1;
+        let problems = s.validate().unwrap_err();
+        assert_eq!(problems.len(), 7, "{problems:?}");
+        for p in [
+            "webhook.url",
+            "webhook.secret_file",
+            "smtp.security",
+            "smtp.from",
+            "smtp.password_file",
+            "max_attempts",
+            "backoff_secs",
+        ] {
+            assert!(problems.iter().any(|x| x.contains(p)), "{p}: {problems:?}");
+        }
+    }
 }

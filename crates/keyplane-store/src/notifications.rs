@@ -204,11 +204,13 @@ impl crate::SqlStore {
         &self,
         tenant: &TenantId,
         id: &NotificationId,
+        claimed_until: Timestamp,
         outcome: &NotificationOutcome,
-    ) -> Result<()> {
-        sqlx::query(
+    ) -> Result<bool> {
+        let r = sqlx::query(
             "UPDATE notifications SET status = $1, attempts = $2, next_attempt_at = $3, \
-             last_error = $4, sent_at = $5, deliveries = $6 WHERE tenant_id = $7 AND id = $8",
+             last_error = $4, sent_at = $5, deliveries = $6 \
+             WHERE tenant_id = $7 AND id = $8 AND status = 'pending' AND next_attempt_at = $9",
         )
         .bind(outcome.status.as_str())
         .bind(outcome.attempts)
@@ -218,9 +220,10 @@ impl crate::SqlStore {
         .bind(serde_json::to_string(&outcome.deliveries).unwrap_or_else(|_| "{}".into()))
         .bind(tenant.as_str())
         .bind(id.as_str())
+        .bind(claimed_until.0)
         .execute(&self.writer)
         .await
         .map_err(db)?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 }

@@ -1894,9 +1894,11 @@ impl Store for SqlStore {
         &self,
         tenant: &TenantId,
         id: &NotificationId,
+        claimed_until: Timestamp,
         outcome: &NotificationOutcome,
-    ) -> Result<()> {
-        self.notification_finish(tenant, id, outcome).await
+    ) -> Result<bool> {
+        self.notification_finish(tenant, id, claimed_until, outcome)
+            .await
     }
 
     async fn retry_notification(

@@ -518,14 +518,17 @@ pub trait Store: Send + Sync + 'static {
         seen_next_attempt_at: Timestamp,
         lease_until: Timestamp,
     ) -> Result<bool>;
-    /// Records an attempt's outcome (by the claimer only). Not audited: delivery is not a
-    /// change of Keyplane's state but of a message's, like a session's last use.
+    /// Records an attempt's outcome, only while the claim holds (the row is still pending at
+    /// the claimer's `claimed_until`); false when the lease ran out and another claimer took it.
+    /// Not audited: delivery is not a change of Keyplane's state but of a message's, like a
+    /// session's last use.
     async fn finish_notification(
         &self,
         tenant: &TenantId,
         id: &NotificationId,
+        claimed_until: Timestamp,
         outcome: &NotificationOutcome,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     /// Puts a `failed` or `skipped` notification back to `pending`, due at `audit.at`, with
     /// attempts reset; false (nothing recorded) for any other status.
     async fn retry_notification(

@@ -2261,7 +2261,7 @@ async fn notifiable_events_write_their_outbox_row_in_the_same_transaction(backen
         (n.created_at, n.next_attempt_at, n.attempts),
         (Timestamp(20), Timestamp(20), 0)
     );
-    assert_eq!(n.payload["to"], "u@example.com");
+    assert_eq!(n.payload["to"], "u***@example.com", "addresses are masked");
     assert!(n.payload.get("token").is_none(), "{:?}", n.payload);
 
     // A credential event names its user in the details.
@@ -2425,20 +2425,29 @@ async fn notifications_are_claimed_once_finished_and_retried(backend: Backend) {
     // An attempt that failed for good.
     let mut deliveries = std::collections::BTreeMap::new();
     deliveries.insert("email".to_string(), "failed: relay down".to_string());
-    s.finish_notification(
-        &a.id,
-        &n.id,
-        &NotificationOutcome {
-            status: NotificationStatus::Failed,
-            attempts: 8,
-            next_attempt_at: Timestamp(300),
-            last_error: Some("relay down".into()),
-            sent_at: None,
-            deliveries: deliveries.clone(),
-        },
-    )
-    .await
-    .unwrap();
+    let outcome = NotificationOutcome {
+        status: NotificationStatus::Failed,
+        attempts: 8,
+        next_attempt_at: Timestamp(300),
+        last_error: Some("relay down".into()),
+        sent_at: None,
+        deliveries: deliveries.clone(),
+    };
+    // Only while the claim holds: a worker whose lease ran out records nothing.
+    assert!(!s
+        .finish_notification(&a.id, &n.id, Timestamp(100), &outcome)
+        .await
+        .unwrap());
+    assert!(s
+        .finish_notification(&a.id, &n.id, Timestamp(100 + 600_000), &outcome)
+        .await
+        .unwrap());
+    assert!(
+        !s.finish_notification(&a.id, &n.id, Timestamp(300), &outcome)
+            .await
+            .unwrap(),
+        "a finished row is no longer claimed"
+    );
     let failed = s.notification(&a.id, &n.id).await.unwrap().unwrap();
     assert_eq!(
         (failed.status, failed.attempts, failed.last_error.as_deref()),

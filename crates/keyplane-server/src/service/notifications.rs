@@ -157,9 +157,13 @@ impl App {
                 }
                 claimed += 1;
                 let outcome = self.attempt(&tenant, &n, &sinks).await;
-                self.store
-                    .finish_notification(&tenant.id, &n.id, &outcome)
-                    .await?;
+                if !self
+                    .store
+                    .finish_notification(&tenant.id, &n.id, lease, &outcome)
+                    .await?
+                {
+                    tracing::warn!(tenant = %tenant.name, notification = %n.id, "delivery outlasted its claim; another node owns the notification now");
+                }
             }
         }
         Ok(claimed)
