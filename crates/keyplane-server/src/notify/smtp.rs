@@ -80,8 +80,11 @@ impl SmtpSink {
         match self.transport.send(email).await {
             Ok(_) => SinkResult::Sent,
             Err(e) => {
-                tracing::warn!(to = %mask_email(contact), error = %e, "email not delivered");
-                SinkResult::Failed(format!("email: {e}"))
+                // A relay's answer may quote the recipient: it goes to logs and the outbox masked.
+                let masked = mask_email(contact);
+                let error = e.to_string().replace(contact, &masked);
+                tracing::warn!(to = %masked, error = %error, "email not delivered");
+                SinkResult::Failed(format!("email: {error}"))
             }
         }
     }
