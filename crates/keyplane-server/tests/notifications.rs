@@ -714,7 +714,79 @@ async fn without_a_contact_email_is_skipped_and_the_file_still_written(backend: 
     server.shutdown().await;
 }
 
+/// The hook for secrets minted at send time (the recovery link): the sinks themselves put it in
+/// the email to the verified contact and nowhere else. Driven through the real sinks, with a
+/// real SMTP server and a real webhook receiver.
+async fn only_the_email_to_the_verified_contact_carries_a_notification_secret(backend: Backend) {
+    let Some(smtp) = SmtpServer::start().await else {
+        return;
+    };
+    let (receiver, url) = Receiver::start(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let webhook = webhook_settings(url, dir.path());
+    let server = TestServer::builder(backend)
+        .settings(|s| {
+            smtp_settings(smtp.port)(s);
+            webhook(s);
+        })
+        .start()
+        .await;
+    server.user_with_passkey("alice").await;
+    let n = only(&server, "credential.registered").await;
+    let tenant = server.default_tenant().await;
+    let sinks = keyplane_server::notify::Sinks::from_settings(&server.app.settings).unwrap();
+    assert_eq!(sinks.names(), vec!["file", "webhook", "email"]);
+    let secret = keyplane_core::Secret::from_presented("https://example.com/recover#s3cr3t-link");
+    let message = keyplane_core::notification::render(&n, "alice", &tenant.rp_name);
+    let out = keyplane_server::notify::Outgoing {
+        tenant: &tenant,
+        notification: &n,
+        username: "alice",
+        message: &message,
+        contact: Some("alice@example.com"),
+        secret: Some(&secret),
+    };
+    for name in sinks.names() {
+        assert_eq!(
+            sinks.deliver(name, &out, SystemClock.now()).await,
+            keyplane_server::notify::SinkResult::Sent,
+            "{name}"
+        );
+    }
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains("s3cr3t-link"), "the email carries it");
+    assert!(mails[0].contains("To: alice@example.com"));
+    let file = std::fs::read_to_string(server.app.settings.notifications_file()).unwrap();
+    assert!(!file.contains("s3cr3t"), "the file sink never does");
+    let posted = receiver.requests();
+    assert_eq!(posted.len(), 1);
+    assert!(!posted[0].1.contains("s3cr3t"), "the webhook never does");
+    // Without a contact, the email (and so the secret) goes nowhere.
+    let out = keyplane_server::notify::Outgoing {
+        contact: None,
+        ..out
+    };
+    assert_eq!(
+        sinks.deliver("email", &out, SystemClock.now()).await,
+        keyplane_server::notify::SinkResult::Skipped("no contact".into())
+    );
+    assert_eq!(smtp.messages().len(), 1);
+    // And the service's hook mints nothing yet: no stored or rendered notification has one.
+    assert_eq!(
+        server
+            .app
+            .notification_secret(&tenant, &n)
+            .await
+            .unwrap()
+            .map(|s| s.expose().to_string()),
+        None
+    );
+    server.shutdown().await;
+}
+
 both_backends!(
+    only_the_email_to_the_verified_contact_carries_a_notification_secret,
     recovery_codes_are_announced_in_the_file_sink_without_the_codes,
     signing_in_notifies_nobody,
     contact_addresses_are_validated_audited_and_shown,
