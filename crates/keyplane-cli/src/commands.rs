@@ -115,6 +115,17 @@ pub enum UserCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Set the verified contact address notifications are emailed to, or with --clear remove
+    /// it (audited: user.contact_changed).
+    SetContact {
+        username: String,
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        email: Option<String>,
+        #[arg(long)]
+        clear: bool,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -276,6 +287,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let role = if none { None } else { role };
             crate::manage::set_role(settings, &username, role.as_deref(), tenant.as_deref()).await
         }
+        Command::User(UserCommand::SetContact {
+            username,
+            email,
+            clear,
+            tenant,
+        }) => {
+            let email = if clear { None } else { email };
+            crate::manage::set_contact(settings, &username, email.as_deref(), tenant.as_deref())
+                .await
+        }
+        Command::Notifications(cmd) => crate::manage::notifications(settings, cmd).await,
         Command::Credential(CredentialCommand::Suspend(a)) => {
             crate::manage::credential_action(
                 settings,
@@ -468,8 +490,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 }
                 Format::Table => {
-                    println!("username:     {}\ndisplay name: {}\nstatus:       {}\nrole:         {}\ncreated:      {}\nid:           {}\n",
-                        u.username, u.display_name, u.status.as_str(), u.role.as_deref().unwrap_or("-"), u.created_at.to_rfc3339(), u.id);
+                    println!("username:     {}\ndisplay name: {}\nstatus:       {}\nrole:         {}\ncontact:      {}\ncreated:      {}\nid:           {}\n",
+                        u.username, u.display_name, u.status.as_str(), u.role.as_deref().unwrap_or("-"), u.contact_email.as_deref().unwrap_or("-"), u.created_at.to_rfc3339(), u.id);
                     output::print(
                         format,
                         &[
@@ -570,6 +592,10 @@ async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     }
     init_logging(&settings.log_format);
     let listen = settings.listen;
+    // The notification sinks read their secrets from files: a missing one stops the start here
+    // rather than failing every delivery later.
+    keyplane_server::notify::Sinks::from_settings(&settings)
+        .map_err(|e| anyhow!("notifications: {}", e.message))?;
     let app = open(settings).await?;
     if let Some(inv) = app
         .bootstrap()

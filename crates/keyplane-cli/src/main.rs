@@ -66,6 +66,9 @@ pub enum Command {
     /// Fraud alerts (e.g. cloned authenticators): list, resolve.
     #[command(subcommand)]
     Fraud(manage::FraudCommand),
+    /// The notifications outbox: list, retry.
+    #[command(subcommand)]
+    Notifications(manage::NotificationsCommand),
     /// Exceptions to the policy: request (granted by a second administrator), list, revoke.
     #[command(subcommand)]
     Exception(manage::ExceptionCommand),

@@ -103,6 +103,139 @@ pub async fn set_role(
     Ok(())
 }
 
+/// `keyplane user set-contact USERNAME EMAIL|--clear`.
+pub async fn set_contact(
+    settings: Settings,
+    username: &str,
+    email: Option<&str>,
+    tenant: Option<&str>,
+) -> anyhow::Result<()> {
+    let app = open(settings).await?;
+    let t = tenant_or_default(&app, tenant).await?;
+    let id = user_id(&app, &t, username).await?;
+    let u = app
+        .set_contact(&t, &id, email, &operator())
+        .await
+        .map_err(fail)?;
+    match &u.contact_email {
+        Some(c) => println!("user {} now has contact {c}", u.username),
+        None => println!(
+            "user {} has no contact: email notifications are skipped",
+            u.username
+        ),
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum NotificationsCommand {
+    /// List notifications, newest first.
+    List {
+        /// pending, sent, failed or skipped.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this user's (username).
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Put a failed or skipped notification back in the queue (audited: notification.retried);
+    /// a running server's delivery worker sends it.
+    Retry {
+        id: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+pub async fn notifications(settings: Settings, cmd: NotificationsCommand) -> anyhow::Result<()> {
+    match cmd {
+        NotificationsCommand::List {
+            status,
+            user,
+            limit,
+            tenant,
+            format,
+        } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some(s) => Some(
+                    keyplane_core::NotificationStatus::parse(s)
+                        .ok_or_else(|| anyhow!("status is pending, sent, failed or skipped"))?,
+                ),
+            };
+            if !(1..=1000).contains(&limit) {
+                bail!("--limit must be between 1 and 1000");
+            }
+            let app = open(settings).await?;
+            let t = tenant_or_default(&app, tenant.as_deref()).await?;
+            let user = match user.as_deref() {
+                None => None,
+                Some(u) => Some(user_id(&app, &t, u).await?),
+            };
+            let list = app
+                .list_notifications(
+                    &t,
+                    &keyplane_store::NotificationFilter {
+                        status,
+                        user,
+                        limit,
+                    },
+                )
+                .await
+                .map_err(fail)?;
+            let rows: Vec<_> = list
+                .iter()
+                .map(|n| {
+                    json!({
+                        "id": n.id,
+                        "kind": n.kind,
+                        "user_id": n.user_id,
+                        "status": n.status.as_str(),
+                        "attempts": n.attempts,
+                        "created_at": n.created_at.to_rfc3339(),
+                        "next_attempt_at": n.next_attempt_at.to_rfc3339(),
+                        "sent_at": n.sent_at.map(|t| t.to_rfc3339()),
+                        "last_error": n.last_error,
+                        "deliveries": n.deliveries,
+                    })
+                })
+                .collect();
+            output::print(
+                format,
+                &[
+                    "id",
+                    "kind",
+                    "user_id",
+                    "status",
+                    "attempts",
+                    "created_at",
+                    "last_error",
+                ],
+                &rows,
+            );
+            Ok(())
+        }
+        NotificationsCommand::Retry { id, tenant } => {
+            let id = keyplane_core::NotificationId::parse(&id)
+                .ok_or_else(|| anyhow!("{id:?} is not a notification id"))?;
+            let app = open(settings).await?;
+            let t = tenant_or_default(&app, tenant.as_deref()).await?;
+            let n = app
+                .retry_notification(&t, &id, &operator())
+                .await
+                .map_err(fail)?;
+            println!("notification {} is pending again", n.id);
+            Ok(())
+        }
+    }
+}
+
 /// `keyplane credential suspend|reactivate|revoke ID --reason …`.
 pub async fn credential_action(
     settings: Settings,

@@ -850,3 +850,99 @@ fn a_recovery_case_is_handled_from_the_command_line_under_dual_control() {
     assert_eq!(events(d, "recovery.case_denied").len(), 1);
     assert_audit_intact(d);
 }
+#[test]
+fn contacts_are_set_checked_and_notifications_listed_from_the_command_line() {
+    let dir = bootstrapped();
+    let d = dir.path();
+    ok(d, &["admin", "invite", "carol"]);
+    let err = fails(d, &["user", "set-contact", "carol", "carol"]);
+    assert!(err.contains("invalid_contact"), "{err}");
+    let err = fails(d, &["user", "set-contact", "carol"]);
+    assert!(err.contains("<EMAIL>"), "{err}");
+    let err = fails(d, &["user", "set-contact", "ghost", "g@example.com"]);
+    assert!(err.contains("no user \"ghost\""), "{err}");
+    assert!(
+        events(d, "user.contact_changed").is_empty(),
+        "refusals record nothing"
+    );
+
+    let out = ok(d, &["user", "set-contact", "carol", "carol@example.com"]);
+    assert!(
+        out.contains("user carol now has contact carol@example.com"),
+        "{out}"
+    );
+    let out = ok(d, &["user", "show", "carol"]);
+    assert!(out.contains("contact:      carol@example.com"), "{out}");
+    let changed = events(d, "user.contact_changed");
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0]["actor"]["id"], "cli:operator");
+    assert_eq!(changed[0]["details"]["to"], "carol@example.com");
+
+    // The change is announced to carol: a pending notification (no server runs to send it).
+    let carol = user(d, "carol")["id"].clone();
+    let listed = json(&ok(
+        d,
+        &[
+            "notifications",
+            "list",
+            "--user",
+            "carol",
+            "--format",
+            "json",
+        ],
+    ));
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["kind"], "user.contact_changed");
+    assert_eq!(listed[0]["status"], "pending");
+    assert_eq!(listed[0]["user_id"], carol);
+    let pending = json(&ok(
+        d,
+        &[
+            "notifications",
+            "list",
+            "--status",
+            "sent",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(pending.as_array().unwrap().len(), 0);
+    let err = fails(d, &["notifications", "list", "--status", "lost"]);
+    assert!(err.contains("pending, sent, failed or skipped"), "{err}");
+    let id = listed[0]["id"].as_str().unwrap();
+    let err = fails(d, &["notifications", "retry", id]);
+    assert!(
+        err.contains("invalid_transition"),
+        "only failed or skipped: {err}"
+    );
+    let err = fails(d, &["notifications", "retry", UNKNOWN]);
+    assert!(err.contains("notification_not_found"), "{err}");
+    let err = fails(d, &["notifications", "retry", "nope"]);
+    assert!(err.contains("not a notification id"), "{err}");
+
+    let out = ok(d, &["user", "set-contact", "carol", "--clear"]);
+    assert!(out.contains("no contact"), "{out}");
+    assert_eq!(events(d, "user.contact_changed").len(), 2);
+    assert_audit_intact(d);
+}
+
+#[test]
+fn serve_refuses_to_start_without_the_webhook_secret_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = keyplane(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env(
+            "KEYPLANE_NOTIFICATIONS__WEBHOOK__URL",
+            "https://hooks.example.com/keyplane",
+        )
+        .env(
+            "KEYPLANE_NOTIFICATIONS__WEBHOOK__SECRET_FILE",
+            dir.path().join("missing.secret"),
+        )
+        .output()
+        .expect("run keyplane serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("notifications.webhook.secret_file"), "{err}");
+}

@@ -49,6 +49,10 @@ id_type!(
     RecoveryCodeId
 );
 id_type!(
+    /// One row of the notifications outbox.
+    NotificationId
+);
+id_type!(
     /// A user account inside a tenant.
     UserId
 );

@@ -11,6 +11,7 @@ pub mod error;
 pub mod ids;
 pub mod mds;
 pub mod model;
+pub mod notification;
 pub mod policy;
 pub mod recovery_case;
 pub mod recovery_code;
@@ -22,9 +23,10 @@ pub use client::{ClientKind, ClientStatus, MachineClient};
 pub use error::{Error, ErrorKind};
 pub use ids::{
     ApprovalId, BulkJobId, CeremonyId, CredentialRecordId, EnrolmentId, ExceptionId, FraudAlertId,
-    MachineClientId, RecoveryCaseId, RecoveryCodeId, SessionId, TenantId, UserId,
+    MachineClientId, NotificationId, RecoveryCaseId, RecoveryCodeId, SessionId, TenantId, UserId,
 };
 pub use model::*;
+pub use notification::{Notification, NotificationStatus};
 pub use recovery_code::RecoveryCode;
 pub use secret::{Secret, TokenHash};
 pub use time::{Clock, SystemClock, Timestamp};

@@ -66,6 +66,9 @@ pub struct User {
     /// An administrator forced re-enrolment: why. The next sign-in gives a session that may only
     /// register a compliant passkey; registering one clears it.
     pub re_enrol_reason: Option<String>,
+    /// Where notifications go (issue 7): set by an administrator, who vouches for it; `None`
+    /// means no email is sent (other sinks still get the notice).
+    pub contact_email: Option<String>,
 }
 
 /// Length of a user handle in bytes (WebAuthn allows up to 64).

@@ -207,6 +207,7 @@ fn batch(shape: &Shape, keys: &mut Keys, from: u64, to: u64) -> anyhow::Result<B
             role: None,
             created_at: created,
             re_enrol_reason: None,
+            contact_email: None,
         };
         b.events.push(
             NewEvent::new(admin.clone(), "user.created", "user", user.id.as_str())

@@ -32,6 +32,111 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub rate_limits: RateLimitSettings,
     pub mds: MdsSettings,
+    pub notifications: NotificationSettings,
+}
+
+/// Delivery of the notifications outbox (docs/configuration.md, `[notifications]`). Every
+/// enabled sink gets every notification; email goes only to the user's verified contact.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationSettings {
+    /// How often each node looks for due notifications, milliseconds; 0 = no delivery worker
+    /// on this node (the outbox still fills).
+    pub interval_ms: u64,
+    /// Attempts before a notification is `failed`.
+    pub max_attempts: u32,
+    /// Wait before the second attempt, seconds; doubled each time up to `backoff_max_secs`.
+    pub backoff_secs: u64,
+    pub backoff_max_secs: u64,
+    pub file: FileSinkSettings,
+    pub webhook: WebhookSinkSettings,
+    pub smtp: SmtpSinkSettings,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        NotificationSettings {
+            interval_ms: 5000,
+            max_attempts: 8,
+            backoff_secs: 30,
+            backoff_max_secs: 3600,
+            file: FileSinkSettings::default(),
+            webhook: WebhookSinkSettings::default(),
+            smtp: SmtpSinkSettings::default(),
+        }
+    }
+}
+
+/// JSON lines appended to a file: the embedded default.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileSinkSettings {
+    pub enabled: bool,
+    /// Empty = `<data_dir>/notifications.log`.
+    pub path: PathBuf,
+}
+
+impl Default for FileSinkSettings {
+    fn default() -> Self {
+        FileSinkSettings {
+            enabled: true,
+            path: PathBuf::new(),
+        }
+    }
+}
+
+/// A signed JSON POST per notification.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSinkSettings {
+    /// Empty = no webhook.
+    pub url: String,
+    /// File holding the HMAC-SHA256 signing secret (required with `url`).
+    pub secret_file: PathBuf,
+    pub timeout_secs: u64,
+}
+
+impl Default for WebhookSinkSettings {
+    fn default() -> Self {
+        WebhookSinkSettings {
+            url: String::new(),
+            secret_file: PathBuf::new(),
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// Email through an SMTP relay.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSinkSettings {
+    /// Relay host name; empty = no email.
+    pub host: String,
+    /// 0 = the usual port for `security` (587 for `starttls`, 465 for `tls`, 25 for `none`).
+    pub port: u16,
+    /// `starttls` (default), `tls` (implicit TLS) or `none` (plain text: loopback relays only).
+    pub security: String,
+    /// Relay user name; empty = no authentication.
+    pub username: String,
+    /// File holding the relay password (required with `username`).
+    pub password_file: PathBuf,
+    /// The From address.
+    pub from: String,
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpSinkSettings {
+    fn default() -> Self {
+        SmtpSinkSettings {
+            host: String::new(),
+            port: 0,
+            security: "starttls".into(),
+            username: String::new(),
+            password_file: PathBuf::new(),
+            from: String::new(),
+            timeout_secs: 30,
+        }
+    }
 }
 
 /// The FIDO Metadata Service BLOBs `keyplane mds import` accepts.
@@ -146,6 +251,7 @@ impl Default for Settings {
             audit: AuditSettings::default(),
             rate_limits: RateLimitSettings::default(),
             mds: MdsSettings::default(),
+            notifications: NotificationSettings::default(),
         }
     }
 }
@@ -166,6 +272,15 @@ impl Settings {
             self.data_dir.join("audit-keys")
         } else {
             self.audit.key_dir.clone()
+        }
+    }
+
+    /// The notifications file sink's path actually used.
+    pub fn notifications_file(&self) -> PathBuf {
+        if self.notifications.file.path.as_os_str().is_empty() {
+            self.data_dir.join("notifications.log")
+        } else {
+            self.notifications.file.path.clone()
         }
     }
 
@@ -208,6 +323,42 @@ impl Settings {
             || url.starts_with("postgresql:"))
         {
             problems.push("database.url must start with sqlite: or postgres://".into());
+        }
+        let n = &self.notifications;
+        if n.max_attempts == 0 {
+            problems.push("notifications.max_attempts must be at least 1".into());
+        }
+        if n.backoff_secs == 0 || n.backoff_max_secs < n.backoff_secs {
+            problems.push(
+                "notifications.backoff_secs must be positive and at most backoff_max_secs".into(),
+            );
+        }
+        if !n.webhook.url.is_empty() {
+            match url::Url::parse(&n.webhook.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => problems.push(format!(
+                    "notifications.webhook.url {:?} is not an http(s) URL",
+                    n.webhook.url
+                )),
+            }
+            if n.webhook.secret_file.as_os_str().is_empty() {
+                problems.push("notifications.webhook.secret_file is required with a url".into());
+            }
+        }
+        if !n.smtp.host.is_empty() {
+            if !matches!(n.smtp.security.as_str(), "starttls" | "tls" | "none") {
+                problems.push(format!(
+                    "notifications.smtp.security must be \"starttls\", \"tls\" or \"none\" (got {:?})",
+                    n.smtp.security
+                ));
+            }
+            if keyplane_core::notification::validate_contact_email(&n.smtp.from).is_err() {
+                problems.push("notifications.smtp.from must be an email address".into());
+            }
+            if !n.smtp.username.is_empty() && n.smtp.password_file.as_os_str().is_empty() {
+                problems
+                    .push("notifications.smtp.password_file is required with a username".into());
+            }
         }
         if problems.is_empty() {
             Ok(())
@@ -262,5 +413,35 @@ mod tests {
         };
         let problems = s.validate().unwrap_err();
         assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
+    fn notification_sinks_are_checked_together() {
+        let mut s = Settings::default();
+        assert!(s.notifications.file.enabled, "the file sink is the default");
+        assert_eq!(
+            s.notifications_file(),
+            PathBuf::from("keyplane-data/notifications.log")
+        );
+        s.notifications.webhook.url = "ftp://example.com/hook".into();
+        s.notifications.smtp.host = "relay.example.com".into();
+        s.notifications.smtp.security = "ssl".into();
+        s.notifications.smtp.from = "keyplane".into();
+        s.notifications.smtp.username = "keyplane".into();
+        s.notifications.max_attempts = 0;
+        s.notifications.backoff_max_secs = 1;
+        let problems = s.validate().unwrap_err();
+        assert_eq!(problems.len(), 7, "{problems:?}");
+        for p in [
+            "webhook.url",
+            "webhook.secret_file",
+            "smtp.security",
+            "smtp.from",
+            "smtp.password_file",
+            "max_attempts",
+            "backoff_secs",
+        ] {
+            assert!(problems.iter().any(|x| x.contains(p)), "{p}: {problems:?}");
+        }
     }
 }

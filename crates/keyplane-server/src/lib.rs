@@ -14,6 +14,7 @@ pub mod audit_export;
 pub mod audit_keys;
 pub mod config;
 pub mod metrics;
+pub mod notify;
 pub mod ratelimit;
 pub mod service;
 
@@ -45,7 +46,8 @@ pub fn spawn(app: Arc<App>, listener: TcpListener) -> std::io::Result<RunningSer
     let addr = listener.local_addr()?;
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let router = router(app.clone());
-    let janitor = service::spawn_janitor(app);
+    let janitor = service::spawn_janitor(app.clone());
+    let notifier = service::spawn_notifier(app);
     let task = tokio::spawn(async move {
         let r = axum::serve(
             listener,
@@ -56,6 +58,9 @@ pub fn spawn(app: Arc<App>, listener: TcpListener) -> std::io::Result<RunningSer
         })
         .await;
         janitor.abort();
+        if let Some(n) = notifier {
+            n.abort();
+        }
         r
     });
     Ok(RunningServer {

@@ -1,4 +1,5 @@
-//! Prometheus metrics: ceremonies started / succeeded / failed (by reason) and request latency.
+//! Prometheus metrics: ceremonies started / succeeded / failed (by reason), request latency and
+//! notifications per sink and outcome.
 //! One process-wide recorder; every server in the process (tests start several) renders it.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -48,4 +49,12 @@ pub fn request_finished(method: String, route: String, status: u16, seconds: f64
         "method" => method, "route" => route, "status" => status.to_string()
     )
     .record(seconds);
+}
+
+/// Counts one sink's handling of one notification: `sent`, `skipped` or `failed`.
+pub fn notification_delivered(sink: &str, outcome: &'static str) {
+    metrics::counter!(
+        "keyplane_notifications_total", "sink" => sink.to_string(), "outcome" => outcome
+    )
+    .increment(1);
 }

@@ -230,6 +230,20 @@ fn endpoints() -> Vec<Probe> {
         ),
         probe(
             M::PUT,
+            "/api/v1/admin/users/{id}/contact",
+            P::UsersManage,
+            Some(json!({ "contact_email": "not an address" })),
+            (StatusCode::BAD_REQUEST, "invalid_contact"),
+        ),
+        probe(
+            M::GET,
+            "/api/v1/admin/notifications",
+            P::AuditRead,
+            None,
+            OK,
+        ),
+        probe(
+            M::PUT,
             "/api/v1/admin/users/{id}/role",
             P::RolesAssign,
             Some(json!({ "role": "root" })),

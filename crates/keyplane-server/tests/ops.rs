@@ -186,6 +186,8 @@ async fn openapi_documents_every_route(backend: Backend) {
         ("/api/v1/admin/users/{id}/reactivate", "POST"),
         ("/api/v1/admin/users/{id}/deprovision", "POST"),
         ("/api/v1/admin/users/{id}/re-enrol", "POST"),
+        ("/api/v1/admin/users/{id}/contact", "PUT"),
+        ("/api/v1/admin/notifications", "GET"),
         ("/api/v1/admin/credentials", "GET"),
         ("/api/v1/admin/credentials/bulk", "POST"),
         ("/api/v1/admin/credentials/{id}/suspend", "POST"),

@@ -1,5 +1,6 @@
 //! The audit log in SQL: appending events to a tenant's chain inside the caller's transaction,
-//! reading them back (paged, or streamed for verification and export), and checkpoints.
+//! reading them back (paged, or streamed for verification and export), and checkpoints. Appending
+//! also writes the notifications outbox rows its events call for (`notifications.rs`).
 //!
 //! Appends serialise on the tenant's row in `audit_heads`: `UPDATE … SET seq = seq + n …
 //! RETURNING seq, hash` takes the row lock in PostgreSQL (a concurrent appender waits, then sees
@@ -91,6 +92,13 @@ pub(crate) async fn append(
     }
     for chunk in sealed.chunks(INSERT_ROWS) {
         insert_events(conn, chunk).await?;
+    }
+    // Notifications derive from the events, in this same transaction: one exists exactly when
+    // its change does. The check is a match on the action (no query), so a sign-in pays nothing.
+    for (event, e) in batch.events.iter().zip(&sealed) {
+        if keyplane_core::notification::is_notifiable(event.action, event.outcome) {
+            crate::notifications::enqueue(conn, tenant, event, e).await?;
+        }
     }
     sqlx::query("UPDATE audit_heads SET hash = $1 WHERE tenant_id = $2")
         .bind(prev)

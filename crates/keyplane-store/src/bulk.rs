@@ -69,7 +69,7 @@ impl SqlStore {
         }
         let mut tx = self.writer.begin().await.map_err(db)?;
         for chunk in users.chunks(ROWS_PER_INSERT) {
-            let q = insert_sql("users", USER_COLUMNS, 9, chunk.len());
+            let q = insert_sql("users", USER_COLUMNS, 10, chunk.len());
             let mut query = sqlx::query(AssertSqlSafe(q));
             for u in chunk.iter().map(|i| &i.user) {
                 query = query
@@ -81,7 +81,8 @@ impl SqlStore {
                     .bind(u.status.as_str())
                     .bind(u.role.clone())
                     .bind(u.created_at.0)
-                    .bind(u.re_enrol_reason.clone());
+                    .bind(u.re_enrol_reason.clone())
+                    .bind(u.contact_email.clone());
             }
             query.execute(&mut *tx).await.map_err(db)?;
         }

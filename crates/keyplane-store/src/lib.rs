@@ -12,6 +12,7 @@ mod audit;
 mod audit_page;
 mod audit_read;
 mod bulk;
+mod notifications;
 mod pg_copy;
 mod rows;
 mod sql;
@@ -20,6 +21,7 @@ mod store;
 pub use audit::{AuditBatch, AuditFilter};
 pub use audit_page::AuditPage;
 pub use bulk::ImportedUser;
+pub use notifications::{NotificationFilter, NotificationOutcome};
 pub use sql::{redact as redact_url, Backend, SqlStore};
 pub use store::{
     AssertionRecord, CaseFilter, CredentialFacts, PolicySubject, PolicyVersion,

@@ -46,6 +46,7 @@ pub fn user(row: &AnyRow) -> Result<User> {
         role: col(row, "role")?,
         created_at: Timestamp(col(row, "created_at")?),
         re_enrol_reason: col(row, "re_enrol_reason")?,
+        contact_email: col(row, "contact_email")?,
     })
 }
 

@@ -6,6 +6,7 @@
 use crate::audit::{self, AuditBatch, AuditFilter, EVENT_COLUMNS};
 use crate::audit_page::AuditPage;
 use crate::audit_read::PageReader;
+use crate::notifications::{NotificationFilter, NotificationOutcome};
 use crate::rows;
 use crate::store::{
     AssertionRecord, CaseFilter, PolicyVersion, RecoveryCodesStatus, RecoveryFinish, Result, Store,
@@ -52,7 +53,7 @@ impl Backend {
 #[derive(Clone)]
 pub struct SqlStore {
     /// Reads (any number at once).
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     /// Writes. For SQLite a single connection: SQLite admits one writer at a time anyway, and
     /// queueing writers here (in order, without sleeping) avoids its busy-retry back-off, which
     /// otherwise adds tens of milliseconds to the tail under load. For PostgreSQL, the same
@@ -94,7 +95,7 @@ pub(crate) const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_
      backup_eligible, backup_state, attestation_format, attestation_type, user_verified, nickname, created_at, last_used_at, status, \
      status_reason, library_state, attestation_trusted";
 pub(crate) const USER_COLUMNS: &str =
-    "id, tenant_id, username, display_name, user_handle, status, role, created_at, re_enrol_reason";
+    "id, tenant_id, username, display_name, user_handle, status, role, created_at, re_enrol_reason, contact_email";
 const SESSION_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, restricted, \
      idle_secs, last_seen_at, recovery";
 const SESSION_READ_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, \
@@ -310,8 +311,8 @@ impl Store for SqlStore {
     async fn create_user(&self, u: &User, audit: AuditBatch<'_>) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db)?;
         sqlx::query(
-            "INSERT INTO users (id, tenant_id, username, display_name, user_handle, status, role, created_at, re_enrol_reason) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO users (id, tenant_id, username, display_name, user_handle, status, role, created_at, re_enrol_reason, contact_email) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(u.id.as_str())
         .bind(u.tenant_id.as_str())
@@ -322,6 +323,7 @@ impl Store for SqlStore {
         .bind(u.role.clone())
         .bind(u.created_at.0)
         .bind(u.re_enrol_reason.clone())
+        .bind(u.contact_email.clone())
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -2024,6 +2026,91 @@ impl Store for SqlStore {
                 ))
             })
             .collect()
+    }
+
+    async fn set_user_contact(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        contact: Option<&str>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let r = sqlx::query("UPDATE users SET contact_email = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(contact)
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
+    }
+
+    async fn list_notifications(
+        &self,
+        tenant: &TenantId,
+        filter: &NotificationFilter,
+    ) -> Result<Vec<Notification>> {
+        self.notifications_list(tenant, filter).await
+    }
+
+    async fn notification(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>> {
+        self.notification_by_id(tenant, id).await
+    }
+
+    async fn due_notifications(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<Notification>> {
+        self.notifications_due(tenant, now, limit).await
+    }
+
+    async fn claim_notification(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+        seen_next_attempt_at: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<bool> {
+        self.notification_claim(tenant, id, seen_next_attempt_at, lease_until)
+            .await
+    }
+
+    async fn finish_notification(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+        claimed_until: Timestamp,
+        outcome: &NotificationOutcome,
+    ) -> Result<bool> {
+        self.notification_finish(tenant, id, claimed_until, outcome)
+            .await
+    }
+
+    async fn retry_notification(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let r = sqlx::query(
+            "UPDATE notifications SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL \
+             WHERE tenant_id = $2 AND id = $3 AND status IN ('failed', 'skipped')",
+        )
+        .bind(audit.at.0)
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        finish(tx, tenant, r.rows_affected() == 1, audit).await
     }
 
     async fn catalogue_stamp(&self) -> Result<i64> {

@@ -3,6 +3,7 @@
 
 use crate::audit::{AuditBatch, AuditFilter};
 use crate::audit_page::AuditPage;
+use crate::notifications::{NotificationFilter, NotificationOutcome};
 use async_trait::async_trait;
 use keyplane_core::audit::{AuditEvent, Checkpoint, NewEvent};
 use keyplane_core::mds::{MdsBlobInfo, MdsEntry};
@@ -554,6 +555,64 @@ pub trait Store: Send + Sync + 'static {
     async fn authenticator_names(&self) -> Result<Vec<(String, String, String)>>;
     /// Changes whenever either import runs: the latest import time (milliseconds), or 0.
     async fn catalogue_stamp(&self) -> Result<i64>;
+
+    // Notifications: the verified contact and the outbox (rows are written by the audit append
+    // of notifiable events, never directly).
+    /// Sets or clears a user's contact address; false (nothing recorded) if no such user.
+    async fn set_user_contact(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        contact: Option<&str>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    /// Newest first, at most `filter.limit`.
+    async fn list_notifications(
+        &self,
+        tenant: &TenantId,
+        filter: &NotificationFilter,
+    ) -> Result<Vec<Notification>>;
+    async fn notification(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>>;
+    /// Pending rows whose `next_attempt_at` has come, oldest first.
+    async fn due_notifications(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<Notification>>;
+    /// Claims a due row for one attempt by moving its `next_attempt_at` from the value read to
+    /// `lease_until` (conditional UPDATE): exactly one of any number of concurrent claimers, on
+    /// any node, gets `true`. A claimer that dies leaves the row to be retried after the lease.
+    async fn claim_notification(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+        seen_next_attempt_at: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<bool>;
+    /// Records an attempt's outcome, only while the claim holds (the row is still pending at
+    /// the claimer's `claimed_until`); false when the lease ran out and another claimer took it.
+    /// Not audited: delivery is not a change of Keyplane's state but of a message's, like a
+    /// session's last use.
+    async fn finish_notification(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+        claimed_until: Timestamp,
+        outcome: &NotificationOutcome,
+    ) -> Result<bool>;
+    /// Puts a `failed` or `skipped` notification back to `pending`, due at `audit.at`, with
+    /// attempts reset; false (nothing recorded) for any other status.
+    async fn retry_notification(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
 }
 
 /// One stored version of a tenant's policy.

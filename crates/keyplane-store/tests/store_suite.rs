@@ -6,7 +6,8 @@ use keyplane_core::recovery_case::{self, RecoveryCase};
 use keyplane_core::*;
 use keyplane_store::{
     AssertionRecord, AuditBatch, AuditFilter, AuditPage, CaseFilter, CredentialFacts, ImportedUser,
-    PolicySubject, RecoveryCodesStatus, RecoveryFinish, SqlStore, Store, StoreError,
+    NotificationFilter, NotificationOutcome, PolicySubject, RecoveryCodesStatus, RecoveryFinish,
+    SqlStore, Store, StoreError,
 };
 use keyplane_testkit::{Backend, TestDatabase};
 
@@ -62,6 +63,7 @@ fn user(t: &Tenant, name: &str) -> User {
         status: UserStatus::Active,
         role: None,
         re_enrol_reason: None,
+        contact_email: None,
         created_at: Timestamp(2_000),
     }
 }
@@ -144,7 +146,7 @@ macro_rules! suite {
 async fn tenants_round_trip_and_names_and_hostnames_are_unique(backend: Backend) {
     let f = fixture(backend).await;
     let s = &f.store;
-    assert_eq!(s.migration_level().await.unwrap(), 11);
+    assert_eq!(s.migration_level().await.unwrap(), 12);
     let acme = tenant("acme");
     s.create_tenant(&acme, none()).await.unwrap();
     assert_eq!(s.tenant_by_name("acme").await.unwrap().unwrap(), acme);
@@ -2490,7 +2492,310 @@ async fn recovery_cases_change_only_over_the_version_they_were_read_at(backend: 
     f.done().await;
 }
 
+async fn notifications_of(s: &SqlStore, t: &TenantId) -> Vec<Notification> {
+    s.list_notifications(
+        t,
+        &NotificationFilter {
+            limit: 100,
+            ..NotificationFilter::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn notifiable_events_write_their_outbox_row_in_the_same_transaction(backend: Backend) {
+    use keyplane_core::audit::Outcome;
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let a = tenant("a");
+    s.create_tenant(&a, none()).await.unwrap();
+    let u = user(&a, "u");
+    // user.created is not notifiable: no row.
+    let created = NewEvent::new(Actor::system("test"), "user.created", "user", u.id.as_str());
+    s.create_user(&u, AuditBatch::new(Timestamp(10), &[created]))
+        .await
+        .unwrap();
+    assert!(notifications_of(s, &a.id).await.is_empty());
+
+    // A notifiable event targeting the user: one row, with the event's place in the chain.
+    let changed = NewEvent::new(
+        Actor::admin("x"),
+        "user.contact_changed",
+        "user",
+        u.id.as_str(),
+    )
+    .details(serde_json::json!({ "to": "u@example.com", "token": "never" }));
+    assert!(s
+        .set_user_contact(
+            &a.id,
+            &u.id,
+            Some("u@example.com"),
+            AuditBatch::new(Timestamp(20), &[changed])
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        s.user_by_id(&a.id, &u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .contact_email
+            .as_deref(),
+        Some("u@example.com")
+    );
+    let rows = notifications_of(s, &a.id).await;
+    assert_eq!(rows.len(), 1);
+    let n = &rows[0];
+    let events = all_events(s, &a.id).await;
+    let last = events.last().unwrap();
+    assert_eq!(
+        (n.kind.as_str(), n.event_seq, n.event_id.as_str()),
+        ("user.contact_changed", last.seq, last.id.as_str())
+    );
+    assert_eq!(n.user_id, u.id);
+    assert_eq!(n.status, NotificationStatus::Pending);
+    assert_eq!(
+        (n.created_at, n.next_attempt_at, n.attempts),
+        (Timestamp(20), Timestamp(20), 0)
+    );
+    assert_eq!(n.payload["to"], "u***@example.com", "addresses are masked");
+    assert!(n.payload.get("token").is_none(), "{:?}", n.payload);
+
+    // A credential event names its user in the details.
+    let c = credential(&a, &u, b"c");
+    let registered = NewEvent::new(
+        Actor::user(&u.id),
+        "credential.registered",
+        "credential",
+        c.id.as_str(),
+    )
+    .details(serde_json::json!({ "user": u.id, "nickname": "phone" }));
+    s.register_credential(&c, None, AuditBatch::new(Timestamp(30), &[registered]))
+        .await
+        .unwrap();
+    assert_eq!(notifications_of(s, &a.id).await.len(), 2);
+
+    // A conditional write that refuses rolls the row back with its event.
+    let stranger = UserId::generate();
+    let revoked = NewEvent::new(
+        Actor::admin("x"),
+        "credential.revoked",
+        "credential",
+        c.id.as_str(),
+    )
+    .details(serde_json::json!({ "user": u.id }));
+    assert!(!s
+        .rename_credential(
+            &a.id,
+            &stranger,
+            &c.id,
+            "x",
+            AuditBatch::new(Timestamp(40), std::slice::from_ref(&revoked))
+        )
+        .await
+        .unwrap());
+    assert!(!s
+        .set_user_contact(
+            &a.id,
+            &stranger,
+            None,
+            AuditBatch::new(Timestamp(41), std::slice::from_ref(&revoked))
+        )
+        .await
+        .unwrap());
+    // So does a write that fails.
+    let dup = s
+        .register_credential(
+            &credential(&a, &u, b"c"),
+            None,
+            AuditBatch::new(Timestamp(42), std::slice::from_ref(&revoked)),
+        )
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))));
+    assert_eq!(notifications_of(s, &a.id).await.len(), 2);
+
+    // Refused attempts, events naming nobody and other actions notify nobody.
+    let refused = revoked.clone().outcome(Outcome::Failure, "nope");
+    let nobody = NewEvent::new(
+        Actor::admin("x"),
+        "credential.revoked",
+        "credential",
+        c.id.as_str(),
+    );
+    let sign_in = NewEvent::new(
+        Actor::user(&u.id),
+        "authentication.succeeded",
+        "user",
+        u.id.as_str(),
+    );
+    s.append_events(
+        &a.id,
+        AuditBatch::new(Timestamp(50), &[refused, nobody, sign_in]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(notifications_of(s, &a.id).await.len(), 2);
+
+    // Listing filters, newest first, and stays in its tenant.
+    let b = tenant("b");
+    s.create_tenant(&b, none()).await.unwrap();
+    assert!(notifications_of(s, &b.id).await.is_empty());
+    let listed = s
+        .list_notifications(
+            &a.id,
+            &NotificationFilter {
+                user: Some(u.id.clone()),
+                status: Some(NotificationStatus::Pending),
+                limit: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].kind, "credential.registered");
+    assert!(s
+        .notification(&b.id, &listed[0].id)
+        .await
+        .unwrap()
+        .is_none());
+    f.done().await;
+}
+
+async fn notifications_are_claimed_once_finished_and_retried(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let a = tenant("a");
+    s.create_tenant(&a, none()).await.unwrap();
+    let u = user(&a, "u");
+    s.create_user(&u, none()).await.unwrap();
+    let ev = NewEvent::new(
+        Actor::admin("x"),
+        "user.re_enrolment_required",
+        "user",
+        u.id.as_str(),
+    );
+    s.set_re_enrolment(
+        &a.id,
+        &u.id,
+        Some("lost"),
+        AuditBatch::new(Timestamp(100), &[ev]),
+    )
+    .await
+    .unwrap();
+    assert!(s
+        .due_notifications(&a.id, Timestamp(99), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let due = s
+        .due_notifications(&a.id, Timestamp(100), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    let n = due[0].clone();
+    // Eight concurrent claimers: exactly one wins.
+    let claims =
+        futures::future::join_all((0..8).map(|_| {
+            s.claim_notification(&a.id, &n.id, n.next_attempt_at, Timestamp(100 + 600_000))
+        }))
+        .await;
+    assert_eq!(
+        claims.iter().filter(|c| matches!(c, Ok(true))).count(),
+        1,
+        "{claims:?}"
+    );
+    // Claimed: no longer due until the lease ends, and not claimable by another tenant.
+    assert!(s
+        .due_notifications(&a.id, Timestamp(200), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(!s
+        .claim_notification(
+            &TenantId::generate(),
+            &n.id,
+            Timestamp(600_100),
+            Timestamp(1)
+        )
+        .await
+        .unwrap());
+    // An attempt that failed for good.
+    let mut deliveries = std::collections::BTreeMap::new();
+    deliveries.insert("email".to_string(), "failed: relay down".to_string());
+    let outcome = NotificationOutcome {
+        status: NotificationStatus::Failed,
+        attempts: 8,
+        next_attempt_at: Timestamp(300),
+        last_error: Some("relay down".into()),
+        sent_at: None,
+        deliveries: deliveries.clone(),
+    };
+    // Only while the claim holds: a worker whose lease ran out records nothing.
+    assert!(!s
+        .finish_notification(&a.id, &n.id, Timestamp(100), &outcome)
+        .await
+        .unwrap());
+    assert!(s
+        .finish_notification(&a.id, &n.id, Timestamp(100 + 600_000), &outcome)
+        .await
+        .unwrap());
+    assert!(
+        !s.finish_notification(&a.id, &n.id, Timestamp(300), &outcome)
+            .await
+            .unwrap(),
+        "a finished row is no longer claimed"
+    );
+    let failed = s.notification(&a.id, &n.id).await.unwrap().unwrap();
+    assert_eq!(
+        (failed.status, failed.attempts, failed.last_error.as_deref()),
+        (NotificationStatus::Failed, 8, Some("relay down"))
+    );
+    assert_eq!(failed.deliveries, deliveries);
+    // A retry puts it back, once, with its event.
+    let retried = NewEvent::new(
+        Actor::admin("x"),
+        "notification.retried",
+        "notification",
+        n.id.as_str(),
+    );
+    let before = all_events(s, &a.id).await.len();
+    assert!(s
+        .retry_notification(
+            &a.id,
+            &n.id,
+            AuditBatch::new(Timestamp(400), std::slice::from_ref(&retried))
+        )
+        .await
+        .unwrap());
+    assert!(!s
+        .retry_notification(&a.id, &n.id, AuditBatch::new(Timestamp(401), &[retried]))
+        .await
+        .unwrap());
+    assert_eq!(all_events(s, &a.id).await.len(), before + 1);
+    let again = s.notification(&a.id, &n.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            again.status,
+            again.attempts,
+            again.next_attempt_at,
+            again.last_error
+        ),
+        (NotificationStatus::Pending, 0, Timestamp(400), None)
+    );
+    assert_eq!(
+        s.due_notifications(&a.id, Timestamp(400), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    f.done().await;
+}
+
 suite!(
+    notifiable_events_write_their_outbox_row_in_the_same_transaction,
+    notifications_are_claimed_once_finished_and_retried,
     recovery_cases_change_only_over_the_version_they_were_read_at,
     recovery_codes_are_single_use_replaced_together_and_open_a_restricted_session,
     tenants_round_trip_and_names_and_hostnames_are_unique,

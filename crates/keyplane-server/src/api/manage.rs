@@ -5,7 +5,7 @@
 use super::admin::approval_json;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiQuery, Principal};
-use super::types::{credential_json, user_json};
+use super::types::{credential_json, notification_json, user_json};
 use crate::service::{BulkStart, CredentialFilter, ExceptionRequest};
 use crate::App;
 use axum::extract::{Path, State};
@@ -244,6 +244,85 @@ pub async fn set_role(
         .set_role(who.tenant(), &user_id(&id)?, role, &who.caller())
         .await?;
     Ok(Json(admin_user_json(&u)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactRequest {
+    /// An email address, or `null` to clear it (the key is required: `{}` is refused).
+    contact_email: Value,
+}
+
+/// Sets or clears the user's verified contact, where notifications are emailed.
+pub async fn set_contact(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ContactRequest>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(&app, Permission::UsersManage).await?;
+    let contact = match &req.contact_email {
+        Value::Null => None,
+        Value::String(s) => Some(s.as_str()),
+        _ => {
+            return Err(Error::invalid(
+                "invalid_contact",
+                "contact_email is an email address or null",
+            )
+            .into())
+        }
+    };
+    let u = app
+        .set_contact(who.tenant(), &user_id(&id)?, contact, &who.caller())
+        .await?;
+    Ok(Json(admin_user_json(&u)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsQuery {
+    status: Option<String>,
+    user: Option<String>,
+    limit: Option<i64>,
+}
+
+/// The notifications outbox, newest first (what was, or will be, sent to whom, and how it went).
+pub async fn notifications(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<NotificationsQuery>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(&app, Permission::AuditRead).await?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::invalid("invalid_limit", "limit must be between 1 and 1000").into());
+    }
+    let status = match &q.status {
+        None => None,
+        Some(s) => Some(NotificationStatus::parse(s).ok_or_else(|| {
+            Error::invalid(
+                "invalid_status",
+                "status is pending, sent, failed or skipped",
+            )
+        })?),
+    };
+    let user = match &q.user {
+        None => None,
+        Some(u) => Some(user_id(u)?),
+    };
+    let list = app
+        .list_notifications(
+            who.tenant(),
+            &keyplane_store::NotificationFilter {
+                status,
+                user,
+                limit,
+            },
+        )
+        .await?;
+    Ok(Json(json!({
+        "notifications": list.iter().map(notification_json).collect::<Vec<_>>(),
+    })))
 }
 
 /// The credential filter as query parameters (lists comma-separated).

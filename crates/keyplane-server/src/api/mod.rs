@@ -118,6 +118,8 @@ pub fn router(app: Arc<App>) -> Router {
             put(manage::set_populations),
         )
         .route("/api/v1/admin/users/{id}/role", put(manage::set_role))
+        .route("/api/v1/admin/users/{id}/contact", put(manage::set_contact))
+        .route("/api/v1/admin/notifications", get(manage::notifications))
         .route(
             "/api/v1/admin/users/{id}/{action}",
             post(manage::user_action),

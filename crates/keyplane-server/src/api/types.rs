@@ -73,6 +73,26 @@ pub fn user_json(u: &User) -> Value {
         "display_name": u.display_name,
         "status": u.status.as_str(),
         "role": u.role,
+        "contact_email": u.contact_email,
+    })
+}
+
+/// An outbox row as operators see it (never a secret: the outbox holds none).
+pub fn notification_json(n: &keyplane_core::Notification) -> Value {
+    json!({
+        "id": n.id,
+        "user_id": n.user_id,
+        "kind": n.kind,
+        "event_seq": n.event_seq,
+        "event_id": n.event_id,
+        "created_at": n.created_at.to_rfc3339(),
+        "status": n.status.as_str(),
+        "attempts": n.attempts,
+        "next_attempt_at": n.next_attempt_at.to_rfc3339(),
+        "last_error": n.last_error,
+        "sent_at": n.sent_at.map(|t| t.to_rfc3339()),
+        "deliveries": n.deliveries,
+        "payload": n.payload,
     })
 }
 

@@ -11,6 +11,7 @@ mod clients;
 mod credentials;
 mod exceptions;
 mod lifecycle;
+mod notifications;
 mod policy;
 mod recovery;
 mod registration;
@@ -27,6 +28,7 @@ pub use catalogue::*;
 pub use clients::*;
 pub use exceptions::*;
 pub use lifecycle::*;
+pub use notifications::*;
 pub use policy::*;
 pub use recovery::*;
 pub use registration::*;
@@ -58,6 +60,9 @@ pub struct App {
     /// Recovery attempts per client address and per username (per hour).
     recovery_address_limiter: crate::ratelimit::RateLimiter,
     recovery_account_limiter: crate::ratelimit::RateLimiter,
+    /// The notification sinks, built on first delivery (their secrets are read from files then,
+    /// so commands that never deliver do not need them).
+    sinks: tokio::sync::OnceCell<Arc<crate::notify::Sinks>>,
 }
 
 impl App {
@@ -100,6 +105,7 @@ impl App {
             account_limiter,
             recovery_address_limiter,
             recovery_account_limiter,
+            sinks: tokio::sync::OnceCell::new(),
         }))
     }
 

@@ -174,6 +174,7 @@ impl App {
                     role: role.map(str::to_string),
                     created_at: now,
                     re_enrol_reason: None,
+                    contact_email: None,
                 };
                 let event = caller
                     .event("user.created", "user", u.id.as_str())
