@@ -12,6 +12,7 @@ mod audit;
 mod audit_page;
 mod audit_read;
 mod bulk;
+mod campaigns;
 mod pg_copy;
 mod rows;
 mod sql;
@@ -22,6 +23,6 @@ pub use audit_page::AuditPage;
 pub use bulk::ImportedUser;
 pub use sql::{redact as redact_url, Backend, SqlStore};
 pub use store::{
-    AssertionRecord, CredentialFacts, PolicySubject, PolicyVersion, RecoveryCodesStatus, Store,
-    StoreError,
+    AssertionRecord, CampaignMark, CredentialFacts, PolicySubject, PolicyVersion,
+    RecoveryCodesStatus, Store, StoreError,
 };
