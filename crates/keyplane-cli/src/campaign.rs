@@ -1,4 +1,4 @@
-//! `keyplane campaign start|list|show|close`: re-enrolment campaigns for an authenticator
+//! `keyplane campaign start|list|show|close|resume`: re-enrolment campaigns for an authenticator
 //! model, and `keyplane credential lost`. The same service calls as the admin API.
 
 use crate::commands::{open, operator, tenant_or_default};
@@ -47,6 +47,13 @@ pub enum CampaignCommand {
         tenant: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+    },
+    /// Finish an interrupted start: mark the users who hold an active passkey of the model and
+    /// are not marked yet (also those who registered one since the start).
+    Resume {
+        id: String,
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Close an open campaign (users still marked keep their re-enrolment requirement).
     Close {
@@ -125,6 +132,36 @@ pub async fn run(settings: Settings, cmd: CampaignCommand) -> anyhow::Result<()>
                 Format::Json => println!("{}", serde_json::to_string_pretty(&row(&c))?),
                 Format::Table => print!("{}", output::table(COLUMNS, &[row(&c)])),
             }
+        }
+        CampaignCommand::Resume { id, tenant } => {
+            let t = tenant_or_default(&app, tenant.as_deref()).await?;
+            let id = campaign_id(&id)?;
+            let before = app.campaign(&t, &id).await.map_err(fail)?.campaign.marked;
+            let bar = if std::io::stderr().is_terminal() {
+                indicatif::ProgressBar::new(0)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            let c = app
+                .resume_campaign(
+                    &t,
+                    &id,
+                    CAMPAIGN_BATCH,
+                    &|done, total| {
+                        bar.set_length(total.max(0) as u64);
+                        bar.set_position(done.max(0) as u64);
+                    },
+                    &operator(),
+                )
+                .await
+                .map_err(fail)?;
+            bar.finish_and_clear();
+            println!(
+                "campaign {}: {} more user(s) marked; {} marked in all",
+                c.campaign.id,
+                c.campaign.marked - before,
+                c.campaign.marked
+            );
         }
         CampaignCommand::Close { id, reason, tenant } => {
             let t = tenant_or_default(&app, tenant.as_deref()).await?;

@@ -882,19 +882,38 @@ fn lost_passkeys_and_campaigns_from_the_command_line() {
             .any(|e| e["details"]["campaign"] == id.as_str()),
         "{marked:?}"
     );
+    // Resuming marks whoever holds the model now and is not marked yet, and no one twice.
+    let out = ok(d, &["campaign", "resume", &id]);
+    assert!(
+        out.contains("0 more user(s) marked; 1 marked in all"),
+        "{out}"
+    );
+    seed_passkey(d, "ben", NEW_MODEL);
+    let out = ok(d, &["campaign", "resume", &id]);
+    assert!(
+        out.contains("1 more user(s) marked; 2 marked in all"),
+        "{out}"
+    );
+    let shown = json(&ok(d, &["campaign", "show", &id, "--format", "json"]));
+    assert_eq!(
+        (shown["affected"].as_i64(), shown["marked"].as_i64()),
+        (Some(1), Some(2))
+    );
     let csv = ok(d, &["report", "campaigns", "--format", "csv"]);
     assert!(csv.starts_with("id,aaguid,model,action,"), "{csv}");
     assert!(
-        csv.contains(&format!("{id},{NEW_MODEL},,re_enrol,admin,open,1,1,0,1,")),
+        csv.contains(&format!("{id},{NEW_MODEL},,re_enrol,admin,open,1,2,0,2,")),
         "{csv}"
     );
     let err = fails(d, &["campaign", "close", &id, "--reason", ""]);
     assert!(err.contains("invalid_reason"), "{err}");
     let out = ok(d, &["campaign", "close", &id, "--reason", "done"]);
     assert!(
-        out.contains("closed: 0 of 1 user(s) re-enrolled, 1 remaining"),
+        out.contains("closed: 0 of 2 user(s) re-enrolled, 2 remaining"),
         "{out}"
     );
+    let err = fails(d, &["campaign", "resume", &id]);
+    assert!(err.contains("campaign_closed"), "{err}");
     let err = fails(d, &["campaign", "close", &id, "--reason", "again"]);
     assert!(err.contains("campaign_closed"), "{err}");
     assert_eq!(events(d, "campaign.started").len(), 1);

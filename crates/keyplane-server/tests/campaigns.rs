@@ -704,6 +704,71 @@ async fn campaign_requests_with_bad_input_get_coded_4xx_and_change_nothing(backe
     server.shutdown().await;
 }
 
+/// An interrupted start is finished by `resume` (the CLI's `keyplane campaign resume`): users
+/// already marked are skipped without an event, users who got a passkey of the model since are
+/// marked, and a closed campaign is not resumed.
+async fn resuming_a_campaign_marks_each_user_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    user_with(&server, "ann", OLD).await;
+    let tenant = server.default_tenant().await;
+    let op = Caller::operator("test");
+    let c = server
+        .app
+        .start_campaign(&tenant, OLD_ID, "re_enrol", "recall", 1, &|_, _| {}, &op)
+        .await
+        .unwrap();
+    let id = c.campaign.id.clone();
+    let resumed = server
+        .app
+        .resume_campaign(&tenant, &id, 1, &|_, _| {}, &op)
+        .await
+        .unwrap();
+    assert_eq!(resumed.campaign.marked, 1);
+    assert_eq!(events(&server, "user.re_enrolment_required").await.len(), 1);
+    user_with(&server, "ben", OLD).await;
+    user_with(&server, "cy", NEW).await;
+    let seen = std::sync::Mutex::new(Vec::new());
+    let resumed = server
+        .app
+        .resume_campaign(
+            &tenant,
+            &id,
+            1,
+            &|d, t| seen.lock().unwrap().push((d, t)),
+            &op,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            resumed.campaign.affected,
+            resumed.campaign.marked,
+            resumed.remaining
+        ),
+        (1, 2, 2)
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(1, 2), (2, 2)],
+        "one batch per user"
+    );
+    assert_eq!(events(&server, "user.re_enrolment_required").await.len(), 2);
+    server
+        .app
+        .close_campaign(&tenant, &id, "done", &op)
+        .await
+        .unwrap();
+    let before = event_count(&server).await;
+    let err = server
+        .app
+        .resume_campaign(&tenant, &id, 1, &|_, _| {}, &op)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "campaign_closed");
+    assert_eq!(event_count(&server).await, before);
+    server.shutdown().await;
+}
+
 fn mds_entry(aaguid: &str, description: &str, statuses: &[&str], root: &[u8]) -> Value {
     json!({
         "aaguid": aaguid,
@@ -855,4 +920,5 @@ both_backends!(
     a_campaign_restricts_the_models_users_until_they_enrol_another_model,
     campaign_requests_with_bad_input_get_coded_4xx_and_change_nothing,
     an_mds_compromise_status_starts_a_campaign_where_the_model_is_used,
+    resuming_a_campaign_marks_each_user_once,
 );

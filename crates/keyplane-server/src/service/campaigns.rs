@@ -193,13 +193,7 @@ impl App {
         progress: &(dyn Fn(i64, i64) + Sync),
         caller: &Caller,
     ) -> Result<CampaignProgress, Error> {
-        // The model's passkeys that can still be used (or revoked), by user.
-        let mut affected: BTreeMap<UserId, Vec<CredentialRecordId>> = BTreeMap::new();
-        for c in self.store.list_credentials(&tenant.id, None).await? {
-            if c.aaguid == aaguid && c.status == CredentialStatus::Active {
-                affected.entry(c.user_id.clone()).or_default().push(c.id);
-            }
-        }
+        let affected = self.holders(tenant, aaguid).await?;
         let now = self.clock.now();
         let campaign = Campaign {
             id: CampaignId::generate(),
@@ -245,11 +239,68 @@ impl App {
                 ),
                 other => other.into(),
             })?;
+        self.mark_users(tenant, &campaign, affected, batch, progress, caller)
+            .await?;
+        self.campaign(tenant, &campaign.id).await
+    }
+
+    /// The users holding an active passkey of the model, with those passkeys.
+    async fn holders(
+        &self,
+        tenant: &Tenant,
+        aaguid: &str,
+    ) -> Result<BTreeMap<UserId, Vec<CredentialRecordId>>, Error> {
+        let mut out: BTreeMap<UserId, Vec<CredentialRecordId>> = BTreeMap::new();
+        for c in self.store.list_credentials(&tenant.id, None).await? {
+            if c.aaguid == aaguid && c.status == CredentialStatus::Active {
+                out.entry(c.user_id.clone()).or_default().push(c.id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Finishes an interrupted start: marks, in batches as at the start, every user who now holds
+    /// an active passkey of the model and whom the campaign has not marked (including users who
+    /// registered one since). Users already marked are skipped without an event. Only for an open
+    /// campaign (`409 campaign_closed`).
+    pub async fn resume_campaign(
+        &self,
+        tenant: &Tenant,
+        id: &CampaignId,
+        batch: usize,
+        progress: &(dyn Fn(i64, i64) + Sync),
+        caller: &Caller,
+    ) -> Result<CampaignProgress, Error> {
+        let current = self.campaign(tenant, id).await?;
+        if !current.campaign.is_open() {
+            return Err(Error::conflict(
+                "campaign_closed",
+                "this campaign is closed; start a new one",
+            ));
+        }
+        let holders = self.holders(tenant, &current.campaign.aaguid).await?;
+        self.mark_users(tenant, &current.campaign, holders, batch, progress, caller)
+            .await?;
+        self.campaign(tenant, id).await
+    }
+
+    /// Marks `holders` for the campaign, `batch` users per transaction.
+    async fn mark_users(
+        &self,
+        tenant: &Tenant,
+        campaign: &Campaign,
+        holders: BTreeMap<UserId, Vec<CredentialRecordId>>,
+        batch: usize,
+        progress: &(dyn Fn(i64, i64) + Sync),
+        caller: &Caller,
+    ) -> Result<(), Error> {
+        let (aaguid, reason) = (campaign.aaguid.as_str(), campaign.reason.as_str());
         let why = re_enrol_reason(&campaign.id, reason);
-        let revoke = (action == CampaignAction::Revoke)
+        let revoke = (campaign.action == CampaignAction::Revoke)
             .then(|| format!("campaign {}: {reason}", campaign.id));
-        let users: Vec<(UserId, Vec<CredentialRecordId>)> = affected.into_iter().collect();
-        let mut marked = 0i64;
+        let users: Vec<(UserId, Vec<CredentialRecordId>)> = holders.into_iter().collect();
+        let total = users.len() as i64;
+        let mut visited = 0i64;
         for chunk in users.chunks(batch.max(1)) {
             let marks: Vec<CampaignMark> = chunk
                 .iter()
@@ -280,8 +331,7 @@ impl App {
                     }
                 })
                 .collect();
-            marked += self
-                .store
+            self.store
                 .campaign_mark(
                     &tenant.id,
                     &campaign.id,
@@ -291,10 +341,11 @@ impl App {
                     &[],
                     self.clock.now(),
                 )
-                .await? as i64;
-            progress(marked, campaign.affected);
+                .await?;
+            visited += chunk.len() as i64;
+            progress(visited, total);
         }
-        self.campaign(tenant, &campaign.id).await
+        Ok(())
     }
 
     async fn progress_of(&self, c: Campaign) -> Result<CampaignProgress, Error> {
