@@ -1,11 +1,4 @@
-//! Lost passkeys and re-enrolment campaigns (issue 7).
-//!
-//! Marking a passkey lost revokes it, ends its sessions and records `credential.lost` (the event
-//! the notifications outbox turns into a message to the user, through `details.user_id`). Whether
-//! the user must re-enrol depends on what they still hold: with another active passkey they sign
-//! in with it as usual and adding a new one is *recommended* (the self-service path, policy
-//! `enrolment.require_two`); with none left, re-enrolment is *required*, and their way back is a
-//! recovery path (recovery codes, a help-desk case), whose restricted session may only enrol.
+//! Re-enrolment campaigns (issue 7).
 //!
 //! A campaign covers one authenticator model (an AAGUID): every user holding an active passkey of
 //! it is marked for re-enrolment (their next sign-in is restricted to registering a passkey the
@@ -27,16 +20,6 @@ use std::collections::BTreeMap;
 
 /// Users marked per transaction when a campaign starts.
 pub const CAMPAIGN_BATCH: usize = 200;
-
-/// What marking a passkey lost did.
-#[derive(Clone, Debug)]
-pub struct LostCredential {
-    pub credential: Credential,
-    /// `recommended` (the user still has an active passkey) or `required` (none left).
-    pub re_enrolment: &'static str,
-    /// The user's active passkeys after the revocation.
-    pub other_active_passkeys: u64,
-}
 
 /// A campaign with its progress, as the API and reports show it.
 #[derive(Clone, Debug, Serialize)]
@@ -86,78 +69,8 @@ pub fn new_compromise_statuses(before: Option<&MdsEntry>, entry: &MdsEntry) -> V
 }
 
 impl App {
-    /// Marks a passkey lost: revokes it (from active or suspended), ends its sessions and records
-    /// `credential.lost` with `details.user_id`; when the user has no active passkey left, also
-    /// requires re-enrolment (`user.re_enrolment_required`), all in one transaction. A revoked
-    /// passkey is `409 invalid_transition` and nothing is recorded.
-    pub async fn mark_credential_lost(
-        &self,
-        tenant: &Tenant,
-        id: &CredentialRecordId,
-        reason: &str,
-        caller: &Caller,
-    ) -> Result<LostCredential, Error> {
-        let reason = check_reason(reason)?;
-        let current = self.credential_by_id(tenant, id).await?;
-        let catalogue = self.catalogue().await?;
-        let model = catalogue.name(&current.aaguid).map(|n| n.name);
-        let why = format!("passkey {id} was marked lost: {reason}");
-        let decide = |others: u64| {
-            let required = others == 0;
-            let mut events = vec![caller
-                .event("credential.lost", "credential", id.as_str())
-                .details(json!({
-                    "user_id": current.user_id,
-                    "from": current.status.as_str(),
-                    "reason": reason,
-                    "nickname": current.nickname,
-                    "aaguid": current.aaguid,
-                    "model": model,
-                    "other_active_passkeys": others,
-                    "re_enrolment": if required { "required" } else { "recommended" },
-                }))];
-            if required {
-                events.push(
-                    caller
-                        .event(
-                            "user.re_enrolment_required",
-                            "user",
-                            current.user_id.as_str(),
-                        )
-                        .details(json!({ "reason": why, "credential_lost": id })),
-                );
-            }
-            (required.then(|| why.clone()), events)
-        };
-        let Some(others) = self
-            .store
-            .mark_credential_lost(
-                &tenant.id,
-                id,
-                &format!("lost: {reason}"),
-                self.clock.now(),
-                &decide,
-            )
-            .await?
-        else {
-            return Err(Error::conflict(
-                "invalid_transition",
-                "the credential is revoked; it cannot be marked lost",
-            ));
-        };
-        Ok(LostCredential {
-            credential: self.credential_by_id(tenant, id).await?,
-            re_enrolment: if others == 0 {
-                "required"
-            } else {
-                "recommended"
-            },
-            other_active_passkeys: others,
-        })
-    }
-
     /// Starts a campaign for a model (`campaign.started`) and marks its users in batches of
-    /// `batch`, telling `progress(marked, affected)` after each. A second open campaign for the
+    /// `batch`, telling `progress(users visited, users to visit)` after each. A second open campaign for the
     /// model is `409 campaign_already_open`.
     #[allow(clippy::too_many_arguments)]
     pub async fn start_campaign(
