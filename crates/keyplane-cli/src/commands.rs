@@ -167,6 +167,9 @@ pub enum CredentialCommand {
     Reactivate(CredentialActionArgs),
     /// Revoke a passkey for good (its sessions end).
     Revoke(CredentialActionArgs),
+    /// Mark a passkey lost: revoked, its sessions end, the user is told; with no other active
+    /// passkey left, the user must re-enrol.
+    Lost(CredentialActionArgs),
     /// Bulk actions over passkeys chosen by a filter.
     #[command(subcommand)]
     Bulk(crate::manage::BulkCommand),
@@ -328,6 +331,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Credential(CredentialCommand::Lost(a)) => {
+            crate::campaign::lost(settings, &a.id, &a.reason, a.tenant.as_deref()).await
+        }
+        Command::Campaign(cmd) => crate::campaign::run(settings, cmd).await,
         Command::Credential(CredentialCommand::Bulk(cmd)) => {
             crate::manage::bulk(settings, cmd).await
         }

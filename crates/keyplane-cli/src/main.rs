@@ -3,6 +3,7 @@
 
 mod approval;
 mod audit;
+mod campaign;
 mod cases;
 mod clients;
 mod commands;
@@ -72,9 +73,12 @@ pub enum Command {
     /// Exceptions to the policy: request (granted by a second administrator), list, revoke.
     #[command(subcommand)]
     Exception(manage::ExceptionCommand),
-    /// Reports: coverage, drift, exceptions, fraud, clients, controls.
+    /// Re-enrolment campaigns for an authenticator model: start, list, show, close.
+    #[command(subcommand)]
+    Campaign(campaign::CampaignCommand),
+    /// Reports: coverage, drift, exceptions, fraud, clients, controls, campaigns.
     Report {
-        /// coverage, drift, exceptions, fraud, clients or controls.
+        /// coverage, drift, exceptions, fraud, clients, controls or campaigns.
         name: String,
         /// Window in days (coverage sign-ins; exceptions expiring within).
         #[arg(long, default_value_t = 30)]

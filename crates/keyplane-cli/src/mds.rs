@@ -70,6 +70,12 @@ pub async fn run(settings: Settings, cmd: MdsCommand) -> anyhow::Result<()> {
                     done.skipped.len()
                 );
             }
+            for c in &done.campaigns {
+                println!(
+                    "started re-enrolment campaign {} in tenant {} for {} (a new compromise status; {} user(s) must re-enrol): see `keyplane campaign show`",
+                    c.campaign, c.tenant, c.aaguid, c.affected
+                );
+            }
             Ok(())
         }
         MdsCommand::ImportNames { file, source } => {

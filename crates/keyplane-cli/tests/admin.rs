@@ -946,3 +946,175 @@ fn serve_refuses_to_start_without_the_webhook_secret_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("notifications.webhook.secret_file"), "{err}");
 }
+
+const OLD_MODEL: &str = "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa";
+const NEW_MODEL: &str = "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb";
+
+/// Stores an active passkey of model `aaguid` for `username` straight into the database (the
+/// command line has no ceremonies): its record id.
+fn seed_passkey(data: &Path, username: &str, aaguid: &str) -> String {
+    let url = format!("sqlite://{}", data.join("keyplane.db").display());
+    let username = username.to_string();
+    let aaguid = aaguid.to_string();
+    let id = uuid::Uuid::new_v4().to_string();
+    let record = id.clone();
+    tokio::runtime::Runtime::new().unwrap().block_on(async move {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        let row = sqlx::query("SELECT id, tenant_id FROM users WHERE username = $1")
+            .bind(&username)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let (user, tenant): (String, String) = (
+            sqlx::Row::get(&row, "id"),
+            sqlx::Row::get(&row, "tenant_id"),
+        );
+        sqlx::query(
+            "INSERT INTO credentials (id, tenant_id, user_id, credential_id, public_key, sign_count, aaguid, transports, \
+             backup_eligible, backup_state, attestation_format, attestation_type, user_verified, nickname, created_at, \
+             last_used_at, status, status_reason, library_state, attestation_trusted) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, '[]', 0, 0, 'none', 'none', 1, 'Key', 1, NULL, 'active', NULL, '{}', 0)",
+        )
+        .bind(&record)
+        .bind(&tenant)
+        .bind(&user)
+        .bind(record.as_bytes().to_vec())
+        .bind(vec![0xa5_u8])
+        .bind(&aaguid)
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    });
+    id
+}
+
+#[test]
+fn lost_passkeys_and_campaigns_from_the_command_line() {
+    let dir = bootstrapped();
+    let d = dir.path();
+    ok(d, &["admin", "invite", "ann"]);
+    ok(d, &["admin", "invite", "ben"]);
+    let ann_old = seed_passkey(d, "ann", OLD_MODEL);
+    seed_passkey(d, "ann", NEW_MODEL);
+    let ben_old = seed_passkey(d, "ben", OLD_MODEL);
+
+    // Marking lost checks the id and the reason, revokes once and says what the user must do.
+    let err = fails(d, &["credential", "lost", "not-an-id", "--reason", "x"]);
+    assert!(err.contains("is not a credential id"), "{err}");
+    let err = fails(d, &["credential", "lost", UNKNOWN, "--reason", "x"]);
+    assert!(err.contains("credential_not_found"), "{err}");
+    let err = fails(d, &["credential", "lost", &ann_old, "--reason", ""]);
+    assert!(err.contains("invalid_reason"), "{err}");
+    let out = ok(
+        d,
+        &["credential", "lost", &ann_old, "--reason", "phone stolen"],
+    );
+    assert!(
+        out.contains("re-enrolment recommended") && out.contains("1 other active passkey"),
+        "{out}"
+    );
+    let err = fails(d, &["credential", "lost", &ann_old, "--reason", "again"]);
+    assert!(err.contains("invalid_transition"), "{err}");
+    let lost = events(d, "credential.lost");
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(lost[0]["details"]["user_id"], user(d, "ann")["id"]);
+    assert_eq!(lost[0]["actor"]["id"], "cli:operator");
+    let out = ok(d, &["credential", "lost", &ben_old, "--reason", "lost"]);
+    assert!(out.contains("re-enrolment required"), "{out}");
+
+    // A campaign: bad input first, then one open campaign per model.
+    let err = fails(
+        d,
+        &["campaign", "start", "--aaguid", "yubikey", "--reason", "x"],
+    );
+    assert!(err.contains("invalid_aaguid"), "{err}");
+    let err = fails(
+        d,
+        &[
+            "campaign", "start", "--aaguid", NEW_MODEL, "--reason", "x", "--action", "explode",
+        ],
+    );
+    assert!(err.contains("invalid_action"), "{err}");
+    assert!(events(d, "campaign.started").is_empty());
+    let started = json(&ok(
+        d,
+        &[
+            "campaign", "start", "--aaguid", NEW_MODEL, "--reason", "recall", "--format", "json",
+        ],
+    ));
+    let c = &started[0];
+    assert_eq!(
+        (c["affected"].as_i64(), c["remaining"].as_i64()),
+        (Some(1), Some(1)),
+        "{c}"
+    );
+    let id = c["id"].as_str().unwrap().to_string();
+    let err = fails(
+        d,
+        &[
+            "campaign", "start", "--aaguid", NEW_MODEL, "--reason", "again",
+        ],
+    );
+    assert!(err.contains("campaign_already_open"), "{err}");
+    let listed = json(&ok(d, &["campaign", "list", "--format", "json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let shown = json(&ok(d, &["campaign", "show", &id, "--format", "json"]));
+    assert_eq!(
+        (shown["status"].as_str(), shown["marked"].as_i64()),
+        (Some("open"), Some(1))
+    );
+    let err = fails(d, &["campaign", "show", "nonsense"]);
+    assert!(err.contains("is not a campaign id"), "{err}");
+    let err = fails(d, &["campaign", "show", UNKNOWN]);
+    assert!(err.contains("campaign_not_found"), "{err}");
+    let marked = events(d, "user.re_enrolment_required");
+    assert!(
+        marked
+            .iter()
+            .any(|e| e["details"]["campaign"] == id.as_str()),
+        "{marked:?}"
+    );
+    // Resuming marks whoever holds the model now and is not marked yet, and no one twice.
+    let out = ok(d, &["campaign", "resume", &id]);
+    assert!(
+        out.contains("0 more user(s) marked; 1 marked in all"),
+        "{out}"
+    );
+    seed_passkey(d, "ben", NEW_MODEL);
+    let out = ok(d, &["campaign", "resume", &id]);
+    assert!(
+        out.contains("1 more user(s) marked; 2 marked in all"),
+        "{out}"
+    );
+    let shown = json(&ok(d, &["campaign", "show", &id, "--format", "json"]));
+    assert_eq!(
+        (shown["affected"].as_i64(), shown["marked"].as_i64()),
+        (Some(1), Some(2))
+    );
+    let csv = ok(d, &["report", "campaigns", "--format", "csv"]);
+    assert!(csv.starts_with("id,aaguid,model,action,"), "{csv}");
+    assert!(
+        csv.contains(&format!("{id},{NEW_MODEL},,re_enrol,admin,open,1,2,0,2,")),
+        "{csv}"
+    );
+    let err = fails(d, &["campaign", "close", &id, "--reason", ""]);
+    assert!(err.contains("invalid_reason"), "{err}");
+    let out = ok(d, &["campaign", "close", &id, "--reason", "done"]);
+    assert!(
+        out.contains("closed: 0 of 2 user(s) re-enrolled, 2 remaining"),
+        "{out}"
+    );
+    let err = fails(d, &["campaign", "resume", &id]);
+    assert!(err.contains("campaign_closed"), "{err}");
+    let err = fails(d, &["campaign", "close", &id, "--reason", "again"]);
+    assert!(err.contains("campaign_closed"), "{err}");
+    assert_eq!(events(d, "campaign.started").len(), 1);
+    assert_eq!(events(d, "campaign.closed").len(), 1);
+    assert_audit_intact(d);
+}

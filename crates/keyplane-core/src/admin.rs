@@ -56,10 +56,14 @@ pub enum Permission {
     ReportsRead,
     ClientsRead,
     ClientsManage,
+    /// List and show re-enrolment campaigns with their progress.
+    CampaignsRead,
+    /// Start and close re-enrolment campaigns for an authenticator model.
+    CampaignsManage,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 19] = [
+    pub const ALL: [Permission; 21] = [
         Permission::UsersRead,
         Permission::UsersManage,
         Permission::UsersSuspend,
@@ -79,6 +83,8 @@ impl Permission {
         Permission::ReportsRead,
         Permission::ClientsRead,
         Permission::ClientsManage,
+        Permission::CampaignsRead,
+        Permission::CampaignsManage,
     ];
 
     /// The dotted name, also the machine-client scope that grants it.
@@ -103,6 +109,8 @@ impl Permission {
             Permission::ReportsRead => "reports.read",
             Permission::ClientsRead => "clients.read",
             Permission::ClientsManage => "clients.manage",
+            Permission::CampaignsRead => "campaigns.read",
+            Permission::CampaignsManage => "campaigns.manage",
         }
     }
 
@@ -144,6 +152,7 @@ pub fn allows(role: Role, p: Permission) -> bool {
                 | P::ExceptionsRequest
                 | P::ApprovalsRead
                 | P::FraudRead
+                | P::CampaignsRead
         ),
         Role::Auditor => matches!(
             p,
@@ -156,6 +165,7 @@ pub fn allows(role: Role, p: Permission) -> bool {
                 | P::AuditRead
                 | P::ReportsRead
                 | P::ClientsRead
+                | P::CampaignsRead
         ),
     }
 }
@@ -192,5 +202,20 @@ mod tests {
             );
         }
         assert!(allows(Role::Owner, Permission::RolesAssign));
+    }
+
+    #[test]
+    fn campaigns_are_started_by_admins_and_followed_by_the_help_desk() {
+        use Permission as P;
+        for r in [Role::Owner, Role::Admin] {
+            assert!(allows(r, P::CampaignsManage) && allows(r, P::CampaignsRead));
+        }
+        for r in [Role::Helpdesk, Role::Auditor] {
+            assert!(!allows(r, P::CampaignsManage), "{}", r.as_str());
+            assert!(allows(r, P::CampaignsRead), "{}", r.as_str());
+        }
+        // Marking a lost passkey is a single-credential act: the help desk's credentials.manage.
+        assert!(allows(Role::Helpdesk, P::CredentialsManage));
+        assert!(P::CampaignsManage.delegable());
     }
 }

@@ -93,6 +93,10 @@ id_type!(
     /// A machine client: a non-human identity Keyplane issues secrets to (an admin API token).
     MachineClientId
 );
+id_type!(
+    /// A re-enrolment campaign for one authenticator model.
+    CampaignId
+);
 
 #[cfg(test)]
 mod tests {

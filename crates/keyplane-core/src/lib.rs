@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod assurance;
 pub mod audit;
+pub mod campaign;
 pub mod client;
 pub mod error;
 pub mod ids;
@@ -19,11 +20,13 @@ pub mod secret;
 pub mod time;
 
 pub use assurance::{Aal, Amr, AssuranceFacts};
+pub use campaign::{Campaign, CampaignAction};
 pub use client::{ClientKind, ClientStatus, MachineClient};
 pub use error::{Error, ErrorKind};
 pub use ids::{
-    ApprovalId, BulkJobId, CeremonyId, CredentialRecordId, EnrolmentId, ExceptionId, FraudAlertId,
-    MachineClientId, NotificationId, RecoveryCaseId, RecoveryCodeId, SessionId, TenantId, UserId,
+    ApprovalId, BulkJobId, CampaignId, CeremonyId, CredentialRecordId, EnrolmentId, ExceptionId,
+    FraudAlertId, MachineClientId, NotificationId, RecoveryCaseId, RecoveryCodeId, SessionId,
+    TenantId, UserId,
 };
 pub use model::*;
 pub use notification::{Notification, NotificationStatus};

@@ -313,6 +313,13 @@ fn endpoints() -> Vec<Probe> {
             BAD_REASON,
         ),
         probe(
+            M::POST,
+            "/api/v1/admin/credentials/{id}/lost",
+            P::CredentialsManage,
+            empty_reason(),
+            BAD_REASON,
+        ),
+        probe(
             M::GET,
             "/api/v1/admin/bulk-jobs/{id}",
             P::CredentialsRead,
@@ -386,6 +393,37 @@ fn endpoints() -> Vec<Probe> {
             BAD_REASON,
         ),
     ]);
+    all.extend([
+        probe(
+            M::GET,
+            "/api/v1/admin/campaigns",
+            P::CampaignsRead,
+            None,
+            OK,
+        ),
+        // The AAGUID is checked after campaigns.manage.
+        probe(
+            M::POST,
+            "/api/v1/admin/campaigns",
+            P::CampaignsManage,
+            Some(json!({ "aaguid": "probe", "reason": "" })),
+            (StatusCode::BAD_REQUEST, "invalid_aaguid"),
+        ),
+        probe(
+            M::GET,
+            "/api/v1/admin/campaigns/{id}",
+            P::CampaignsRead,
+            None,
+            (StatusCode::NOT_FOUND, "campaign_not_found"),
+        ),
+        probe(
+            M::POST,
+            "/api/v1/admin/campaigns/{id}/close",
+            P::CampaignsManage,
+            empty_reason(),
+            BAD_REASON,
+        ),
+    ]);
     for report in [
         "/api/v1/admin/reports/coverage",
         "/api/v1/admin/reports/drift",
@@ -393,6 +431,7 @@ fn endpoints() -> Vec<Probe> {
         "/api/v1/admin/reports/fraud",
         "/api/v1/admin/reports/clients",
         "/api/v1/admin/reports/controls",
+        "/api/v1/admin/reports/campaigns",
     ] {
         all.push(probe(M::GET, report, P::ReportsRead, None, OK));
     }
@@ -423,6 +462,8 @@ fn representative(p: Permission) -> Option<(Method, &'static str)> {
         P::ReportsRead => (Method::GET, "/api/v1/admin/reports/coverage"),
         P::ClientsRead => (Method::GET, "/api/v1/admin/clients"),
         P::ClientsManage => (Method::POST, "/api/v1/admin/clients/{id}/revoke"),
+        P::CampaignsRead => (Method::GET, "/api/v1/admin/campaigns"),
+        P::CampaignsManage => (Method::POST, "/api/v1/admin/campaigns/{id}/close"),
     })
 }
 

@@ -12,6 +12,7 @@ mod audit;
 mod audit_page;
 mod audit_read;
 mod bulk;
+mod campaigns;
 mod notifications;
 mod pg_copy;
 mod rows;
@@ -24,6 +25,6 @@ pub use bulk::ImportedUser;
 pub use notifications::{NotificationFilter, NotificationOutcome};
 pub use sql::{redact as redact_url, Backend, SqlStore};
 pub use store::{
-    AssertionRecord, CaseFilter, CredentialFacts, PolicySubject, PolicyVersion,
+    AssertionRecord, CampaignMark, CaseFilter, CredentialFacts, PolicySubject, PolicyVersion,
     RecoveryCodesStatus, RecoveryFinish, Store, StoreError,
 };

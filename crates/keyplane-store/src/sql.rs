@@ -6,11 +6,12 @@
 use crate::audit::{self, AuditBatch, AuditFilter, EVENT_COLUMNS};
 use crate::audit_page::AuditPage;
 use crate::audit_read::PageReader;
+use crate::campaigns;
 use crate::notifications::{NotificationFilter, NotificationOutcome};
 use crate::rows;
 use crate::store::{
-    AssertionRecord, CaseFilter, PolicyVersion, RecoveryCodesStatus, RecoveryFinish, Result, Store,
-    StoreError,
+    AssertionRecord, CampaignMark, CaseFilter, PolicyVersion, RecoveryCodesStatus, RecoveryFinish,
+    Result, Store, StoreError,
 };
 use async_trait::async_trait;
 use keyplane_core::audit::{AuditEvent, Checkpoint, NewEvent};
@@ -1688,6 +1689,75 @@ impl Store for SqlStore {
         Ok(changed)
     }
 
+    async fn mark_credential_lost(
+        &self,
+        tenant: &TenantId,
+        id: &CredentialRecordId,
+        reason: &str,
+        at: Timestamp,
+        decide: &(dyn Fn(u64) -> (Option<String>, Vec<NewEvent>) + Sync),
+    ) -> Result<Option<u64>> {
+        campaigns::mark_credential_lost(&self.writer, tenant, id, reason, at, decide).await
+    }
+
+    async fn create_campaign(&self, c: &Campaign, audit: AuditBatch<'_>) -> Result<()> {
+        campaigns::create_campaign(&self.writer, c, audit).await
+    }
+
+    async fn campaign(&self, tenant: &TenantId, id: &CampaignId) -> Result<Option<Campaign>> {
+        campaigns::campaign(&self.pool, tenant, id).await
+    }
+
+    async fn list_campaigns(&self, tenant: &TenantId) -> Result<Vec<Campaign>> {
+        campaigns::list_campaigns(&self.pool, tenant).await
+    }
+
+    async fn campaign_mark(
+        &self,
+        tenant: &TenantId,
+        campaign: &CampaignId,
+        users: &[CampaignMark],
+        re_enrol_reason: &str,
+        revoke_reason: Option<&str>,
+        extra: &[NewEvent],
+        at: Timestamp,
+    ) -> Result<u64> {
+        campaigns::campaign_mark(
+            &self.writer,
+            tenant,
+            campaign,
+            users,
+            re_enrol_reason,
+            revoke_reason,
+            extra,
+            at,
+        )
+        .await
+    }
+
+    async fn close_campaign(
+        &self,
+        tenant: &TenantId,
+        id: &CampaignId,
+        by: &str,
+        note: &str,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        campaigns::close_campaign(&self.writer, tenant, id, by, note, audit).await
+    }
+
+    async fn campaign_re_enrolled(&self, tenant: &TenantId, campaign: &Campaign) -> Result<i64> {
+        campaigns::campaign_re_enrolled(&self.pool, tenant, campaign).await
+    }
+
+    async fn open_campaign_models_of_user(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Vec<String>> {
+        campaigns::open_campaign_models_of_user(&self.pool, tenant, user).await
+    }
+
     async fn create_approval(&self, a: &Approval, audit: AuditBatch<'_>) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db)?;
         let q = format!("INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
@@ -2139,7 +2209,7 @@ fn one_of<'a>(statuses: impl Iterator<Item = &'a str>) -> [&'a str; 3] {
 }
 
 /// Ends (revokes) every live session opened with a credential, inside the caller's transaction.
-async fn end_sessions_of_credential(
+pub(crate) async fn end_sessions_of_credential(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant: &TenantId,
     credential: &str,
@@ -2156,7 +2226,7 @@ async fn end_sessions_of_credential(
 }
 
 /// Ends every live session of a user, inside the caller's transaction.
-async fn end_sessions_of_user(
+pub(crate) async fn end_sessions_of_user(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant: &TenantId,
     user: &str,

@@ -466,6 +466,63 @@ pub trait Store: Send + Sync + 'static {
         at: Timestamp,
     ) -> Result<u64>;
 
+    // Lost passkeys and re-enrolment campaigns (`campaigns.rs`)
+    /// Revokes a credential that is active or suspended and ends its sessions; then `decide` is
+    /// told how many active passkeys its user still has and returns the re-enrolment reason to
+    /// set on the user (ending their sessions; `None` leaves the user alone) and the events to
+    /// record, all in one transaction. `None` (nothing changed, nothing recorded) when the
+    /// credential does not exist in the tenant or is already revoked; else the count `decide` saw.
+    async fn mark_credential_lost(
+        &self,
+        tenant: &TenantId,
+        id: &CredentialRecordId,
+        reason: &str,
+        at: Timestamp,
+        decide: &(dyn Fn(u64) -> (Option<String>, Vec<NewEvent>) + Sync),
+    ) -> Result<Option<u64>>;
+    /// Stores a new campaign with its events. An open campaign for the same model in the tenant
+    /// is a `Conflict` (a unique index), and nothing is recorded.
+    async fn create_campaign(&self, campaign: &Campaign, audit: AuditBatch<'_>) -> Result<()>;
+    async fn campaign(&self, tenant: &TenantId, id: &CampaignId) -> Result<Option<Campaign>>;
+    /// Newest first.
+    async fn list_campaigns(&self, tenant: &TenantId) -> Result<Vec<Campaign>>;
+    /// One batch of a campaign's start, in one transaction: each user the campaign has not
+    /// marked yet is marked, gets `re_enrol_reason` (unless a re-enrolment is already pending),
+    /// has every session ended, with `revoke_reason` has the listed credentials revoked (those
+    /// still active or suspended), and has their events recorded; users already marked are
+    /// skipped without an event. `marked` advances, `extra` is recorded. Returns the users newly
+    /// marked.
+    #[allow(clippy::too_many_arguments)]
+    async fn campaign_mark(
+        &self,
+        tenant: &TenantId,
+        campaign: &CampaignId,
+        users: &[CampaignMark],
+        re_enrol_reason: &str,
+        revoke_reason: Option<&str>,
+        extra: &[NewEvent],
+        at: Timestamp,
+    ) -> Result<u64>;
+    /// Closes an open campaign (who, when, a note) with its events; false (nothing recorded)
+    /// when it was not open.
+    async fn close_campaign(
+        &self,
+        tenant: &TenantId,
+        id: &CampaignId,
+        by: &str,
+        note: &str,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    /// How many of the users a campaign marked registered a passkey of another model since it
+    /// started.
+    async fn campaign_re_enrolled(&self, tenant: &TenantId, campaign: &Campaign) -> Result<i64>;
+    /// The models (AAGUIDs) of the open campaigns that marked this user.
+    async fn open_campaign_models_of_user(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Vec<String>>;
+
     // Approvals (dual control)
     async fn create_approval(&self, approval: &Approval, audit: AuditBatch<'_>) -> Result<()>;
     async fn approval(&self, tenant: &TenantId, id: &ApprovalId) -> Result<Option<Approval>>;
@@ -613,6 +670,15 @@ pub trait Store: Send + Sync + 'static {
         id: &NotificationId,
         audit: AuditBatch<'_>,
     ) -> Result<bool>;
+}
+
+/// A user a campaign batch marks: their credentials of the campaign's model (revoked when the
+/// campaign revokes) and the events that record it for them.
+#[derive(Clone, Debug)]
+pub struct CampaignMark {
+    pub user: UserId,
+    pub credentials: Vec<CredentialRecordId>,
+    pub events: Vec<NewEvent>,
 }
 
 /// One stored version of a tenant's policy.

@@ -5,9 +5,9 @@ use keyplane_core::audit::{Actor, ChainVerifier, CheckpointKey, NewEvent};
 use keyplane_core::recovery_case::{self, RecoveryCase};
 use keyplane_core::*;
 use keyplane_store::{
-    AssertionRecord, AuditBatch, AuditFilter, AuditPage, CaseFilter, CredentialFacts, ImportedUser,
-    NotificationFilter, NotificationOutcome, PolicySubject, RecoveryCodesStatus, RecoveryFinish,
-    SqlStore, Store, StoreError,
+    AssertionRecord, AuditBatch, AuditFilter, AuditPage, CampaignMark, CaseFilter, CredentialFacts,
+    ImportedUser, NotificationFilter, NotificationOutcome, PolicySubject, RecoveryCodesStatus,
+    RecoveryFinish, SqlStore, Store, StoreError,
 };
 use keyplane_testkit::{Backend, TestDatabase};
 
@@ -146,7 +146,7 @@ macro_rules! suite {
 async fn tenants_round_trip_and_names_and_hostnames_are_unique(backend: Backend) {
     let f = fixture(backend).await;
     let s = &f.store;
-    assert_eq!(s.migration_level().await.unwrap(), 12);
+    assert_eq!(s.migration_level().await.unwrap(), 13);
     let acme = tenant("acme");
     s.create_tenant(&acme, none()).await.unwrap();
     assert_eq!(s.tenant_by_name("acme").await.unwrap().unwrap(), acme);
@@ -2793,7 +2793,409 @@ async fn notifications_are_claimed_once_finished_and_retried(backend: Backend) {
     f.done().await;
 }
 
+async fn lost_credentials_are_revoked_once_with_their_sessions_and_what_is_left_decides(
+    backend: Backend,
+) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.create_tenant(&a, none()).await.unwrap();
+    s.create_tenant(&b, none()).await.unwrap();
+    let u = user(&a, "u");
+    s.create_user(&u, none()).await.unwrap();
+    let (c1, c2) = (credential(&a, &u, b"lost1"), credential(&a, &u, b"lost2"));
+    s.register_credential(&c1, None, none()).await.unwrap();
+    s.register_credential(&c2, None, none()).await.unwrap();
+    let sess: &'static Session = Box::leak(Box::new(Session {
+        credential_id: Some(c1.id.clone()),
+        ..session(&a, &u, "lost-t1")
+    }));
+    let record = AssertionRecord {
+        credential: &c1.id,
+        sign_count: 9,
+        backup_eligible: true,
+        backup_state: false,
+        library_state: "{}",
+        used_at: Timestamp(5_000),
+        session: sess,
+        step_up: None,
+    };
+    assert!(s.record_assertion(&a.id, &record, none()).await.unwrap());
+    let seen = std::sync::Mutex::new(Vec::new());
+    let decide = |others: u64| {
+        seen.lock().unwrap().push(others);
+        let ev = NewEvent::new(Actor::system("t"), "credential.lost", "credential", "x");
+        ((others == 0).then(|| "none left".to_string()), vec![ev])
+    };
+    // The first of two passkeys: revoked, its session ended, the user left alone.
+    assert_eq!(
+        s.mark_credential_lost(&a.id, &c1.id, "lost: bus", Timestamp(6_000), &decide)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    let got = s.credential_by_id(&a.id, &c1.id).await.unwrap().unwrap();
+    assert_eq!(got.status, CredentialStatus::Revoked);
+    assert_eq!(got.status_reason.as_deref(), Some("lost: bus"));
+    assert!(s
+        .session_by_token(&a.id, &TokenHash::of(b"lost-t1"))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        s.user_by_id(&a.id, &u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .re_enrol_reason,
+        None
+    );
+    let after_first = all_events(s, &a.id).await.len();
+    // Again, or from another tenant: nothing changes, nothing is recorded, nothing is decided.
+    for (t, id) in [(&a.id, &c1.id), (&b.id, &c2.id)] {
+        assert_eq!(
+            s.mark_credential_lost(t, id, "again", Timestamp(7_000), &decide)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(all_events(s, &a.id).await.len(), after_first);
+    assert!(all_events(s, &b.id).await.is_empty());
+    assert_eq!(
+        s.credential_by_id(&a.id, &c2.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        CredentialStatus::Active
+    );
+    // The last one (suspended counts as usable-again): the decision sees none left.
+    assert!(s
+        .change_credential_status(
+            &a.id,
+            &c2.id,
+            &[CredentialStatus::Active],
+            CredentialStatus::Suspended,
+            "check",
+            true,
+            none()
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        s.mark_credential_lost(&a.id, &c2.id, "lost: too", Timestamp(8_000), &decide)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        s.user_by_id(&a.id, &u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .re_enrol_reason
+            .as_deref(),
+        Some("none left")
+    );
+    assert_eq!(*seen.lock().unwrap(), vec![1, 0]);
+    verify(&all_events(s, &a.id).await);
+    f.done().await;
+}
+
+fn campaign(t: &Tenant, aaguid: &str, at: i64) -> Campaign {
+    Campaign {
+        id: CampaignId::generate(),
+        tenant_id: t.id.clone(),
+        aaguid: aaguid.into(),
+        action: CampaignAction::ReEnrol,
+        reason: "compromised".into(),
+        source: "admin".into(),
+        status: "open".into(),
+        affected: 2,
+        marked: 0,
+        started_by: "cli:test".into(),
+        started_at: Timestamp(at),
+        closed_by: None,
+        closed_at: None,
+        close_note: None,
+    }
+}
+
+async fn campaigns_are_one_open_per_model_and_mark_each_user_once(backend: Backend) {
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.create_tenant(&a, none()).await.unwrap();
+    s.create_tenant(&b, none()).await.unwrap();
+    const BAD: &str = "11111111-1111-1111-1111-111111111111";
+    const GOOD: &str = "22222222-2222-2222-2222-222222222222";
+    let (u1, u2) = (user(&a, "u1"), user(&a, "u2"));
+    s.create_user(&u1, none()).await.unwrap();
+    s.create_user(&u2, none()).await.unwrap();
+    let bad1 = Credential {
+        aaguid: BAD.into(),
+        ..credential(&a, &u1, b"camp1")
+    };
+    let bad2 = Credential {
+        aaguid: BAD.into(),
+        ..credential(&a, &u2, b"camp2")
+    };
+    s.register_credential(&bad1, None, none()).await.unwrap();
+    s.register_credential(&bad2, None, none()).await.unwrap();
+    let sess: &'static Session = Box::leak(Box::new(Session {
+        credential_id: Some(bad1.id.clone()),
+        ..session(&a, &u1, "camp-t1")
+    }));
+    let record = AssertionRecord {
+        credential: &bad1.id,
+        sign_count: 9,
+        backup_eligible: true,
+        backup_state: false,
+        library_state: "{}",
+        used_at: Timestamp(5_000),
+        session: sess,
+        step_up: None,
+    };
+    assert!(s.record_assertion(&a.id, &record, none()).await.unwrap());
+    // u2 already had a re-enrolment pending: it keeps its reason.
+    s.set_re_enrolment(&a.id, &u2.id, Some("earlier"), none())
+        .await
+        .unwrap();
+
+    let c = campaign(&a, BAD, 10_000);
+    let started = [NewEvent::new(
+        Actor::system("t"),
+        "campaign.started",
+        "campaign",
+        c.id.as_str(),
+    )];
+    s.create_campaign(&c, AuditBatch::new(Timestamp(10_000), &started))
+        .await
+        .unwrap();
+    // A second open campaign for the model in the tenant is a conflict and records nothing;
+    // another model, or the same model in another tenant, is not.
+    let before = all_events(s, &a.id).await.len();
+    assert!(matches!(
+        s.create_campaign(
+            &campaign(&a, BAD, 10_001),
+            AuditBatch::new(Timestamp(10_001), &started)
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(all_events(s, &a.id).await.len(), before);
+    s.create_campaign(&campaign(&a, GOOD, 10_002), none())
+        .await
+        .unwrap();
+    s.create_campaign(&campaign(&b, BAD, 10_003), none())
+        .await
+        .unwrap();
+    assert!(s.campaign(&b.id, &c.id).await.unwrap().is_none());
+
+    let mark = |u: &User, cred: &Credential| CampaignMark {
+        user: u.id.clone(),
+        credentials: vec![cred.id.clone()],
+        events: vec![NewEvent::new(
+            Actor::system("t"),
+            "user.re_enrolment_required",
+            "user",
+            u.id.as_str(),
+        )],
+    };
+    let marks = [mark(&u1, &bad1), mark(&u2, &bad2)];
+    let before = all_events(s, &a.id).await.len();
+    assert_eq!(
+        s.campaign_mark(
+            &a.id,
+            &c.id,
+            &marks,
+            "campaign: compromised",
+            None,
+            &[],
+            Timestamp(11_000)
+        )
+        .await
+        .unwrap(),
+        2
+    );
+    assert_eq!(all_events(s, &a.id).await.len(), before + 2);
+    let reason_of = |u: &User| {
+        let (u, t) = (u.id.clone(), a.id.clone());
+        async move { s.user_by_id(&t, &u).await.unwrap().unwrap().re_enrol_reason }
+    };
+    assert_eq!(
+        reason_of(&u1).await.as_deref(),
+        Some("campaign: compromised")
+    );
+    assert_eq!(reason_of(&u2).await.as_deref(), Some("earlier"));
+    assert!(s
+        .session_by_token(&a.id, &TokenHash::of(b"camp-t1"))
+        .await
+        .unwrap()
+        .is_none());
+    // Without the revoke action the passkeys stay usable.
+    assert_eq!(
+        s.credential_by_id(&a.id, &bad1.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        CredentialStatus::Active
+    );
+    // Marking again (a resumed start) skips both users: no event but the batch's own.
+    let extra = [NewEvent::new(
+        Actor::system("t"),
+        "test.batch",
+        "campaign",
+        c.id.as_str(),
+    )];
+    assert_eq!(
+        s.campaign_mark(&a.id, &c.id, &marks, "x", None, &extra, Timestamp(12_000))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(all_events(s, &a.id).await.len(), before + 3);
+    assert_eq!(s.campaign(&a.id, &c.id).await.unwrap().unwrap().marked, 2);
+    assert_eq!(
+        s.open_campaign_models_of_user(&a.id, &u1.id).await.unwrap(),
+        vec![BAD.to_string()]
+    );
+    assert!(s
+        .open_campaign_models_of_user(&b.id, &u1.id)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Re-enrolled: a passkey of another model registered since the start, and only that.
+    let stored = s.campaign(&a.id, &c.id).await.unwrap().unwrap();
+    assert_eq!(s.campaign_re_enrolled(&a.id, &stored).await.unwrap(), 0);
+    let same_model = Credential {
+        aaguid: BAD.into(),
+        created_at: Timestamp(13_000),
+        ..credential(&a, &u2, b"camp3")
+    };
+    let old_other = Credential {
+        aaguid: GOOD.into(),
+        created_at: Timestamp(9_000),
+        ..credential(&a, &u2, b"camp4")
+    };
+    let new_other = Credential {
+        aaguid: GOOD.into(),
+        created_at: Timestamp(13_000),
+        ..credential(&a, &u1, b"camp5")
+    };
+    for cred in [&same_model, &old_other, &new_other] {
+        s.register_credential(cred, None, none()).await.unwrap();
+    }
+    assert_eq!(s.campaign_re_enrolled(&a.id, &stored).await.unwrap(), 1);
+
+    // The revoke action revokes the listed passkeys in the same batch.
+    let r = campaign(&b, GOOD, 14_000);
+    let ub = user(&b, "ub");
+    s.create_user(&ub, none()).await.unwrap();
+    let bc = Credential {
+        aaguid: GOOD.into(),
+        ..credential(&b, &ub, b"camp6")
+    };
+    s.register_credential(&bc, None, none()).await.unwrap();
+    s.create_campaign(&r, none()).await.unwrap();
+    assert_eq!(
+        s.campaign_mark(
+            &b.id,
+            &r.id,
+            &[mark(&ub, &bc)],
+            "why",
+            Some("campaign: revoke"),
+            &[],
+            Timestamp(15_000)
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    let revoked = s.credential_by_id(&b.id, &bc.id).await.unwrap().unwrap();
+    assert_eq!(revoked.status, CredentialStatus::Revoked);
+    assert_eq!(revoked.status_reason.as_deref(), Some("campaign: revoke"));
+
+    // Closing: once, recorded, from its own tenant only; then the model may have a new one.
+    let closed = [NewEvent::new(
+        Actor::system("t"),
+        "campaign.closed",
+        "campaign",
+        c.id.as_str(),
+    )];
+    assert!(!s
+        .close_campaign(
+            &b.id,
+            &c.id,
+            "cli:test",
+            "done",
+            AuditBatch::new(Timestamp(16_000), &closed)
+        )
+        .await
+        .unwrap());
+    let before = all_events(s, &a.id).await.len();
+    assert!(s
+        .close_campaign(
+            &a.id,
+            &c.id,
+            "cli:test",
+            "done",
+            AuditBatch::new(Timestamp(16_000), &closed)
+        )
+        .await
+        .unwrap());
+    assert!(!s
+        .close_campaign(
+            &a.id,
+            &c.id,
+            "cli:test",
+            "again",
+            AuditBatch::new(Timestamp(17_000), &closed)
+        )
+        .await
+        .unwrap());
+    assert_eq!(all_events(s, &a.id).await.len(), before + 1);
+    let c_closed = s.campaign(&a.id, &c.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            c_closed.status.as_str(),
+            c_closed.closed_by.as_deref(),
+            c_closed.close_note.as_deref(),
+            c_closed.closed_at
+        ),
+        (
+            "closed",
+            Some("cli:test"),
+            Some("done"),
+            Some(Timestamp(16_000))
+        )
+    );
+    assert!(s
+        .open_campaign_models_of_user(&a.id, &u1.id)
+        .await
+        .unwrap()
+        .is_empty());
+    s.create_campaign(&campaign(&a, BAD, 18_000), none())
+        .await
+        .unwrap();
+    let listed: Vec<i64> = s
+        .list_campaigns(&a.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.started_at.0)
+        .collect();
+    assert_eq!(listed, vec![18_000, 10_002, 10_000], "newest first");
+    verify(&all_events(s, &a.id).await);
+    f.done().await;
+}
+
 suite!(
+    lost_credentials_are_revoked_once_with_their_sessions_and_what_is_left_decides,
+    campaigns_are_one_open_per_model_and_mark_each_user_once,
     notifiable_events_write_their_outbox_row_in_the_same_transaction,
     notifications_are_claimed_once_finished_and_retried,
     recovery_cases_change_only_over_the_version_they_were_read_at,

@@ -399,6 +399,16 @@ pub async fn credential_action(
     who.require(&app, Permission::CredentialsManage).await?;
     let id = credential_id(&id)?;
     let (tenant, caller) = (who.tenant(), who.caller());
+    if action == "lost" {
+        let lost = app
+            .mark_credential_lost(tenant, &id, &req.reason, &caller)
+            .await?;
+        let mut v = credential_json(&lost.credential, &*app.catalogue().await?);
+        v["user"] = json!(lost.credential.user_id);
+        v["re_enrolment"] = json!(lost.re_enrolment);
+        v["other_active_passkeys"] = json!(lost.other_active_passkeys);
+        return Ok(Json(v));
+    }
     let c = match action.as_str() {
         "suspend" => {
             app.suspend_credential(tenant, &id, &req.reason, &caller)

@@ -18,8 +18,25 @@ fn credential_id(raw: &str) -> Result<CredentialRecordId, Error> {
         .ok_or_else(|| Error::not_found("credential_not_found", "no such passkey on your account"))
 }
 
-pub async fn me(auth: Auth) -> ApiResult<impl IntoResponse> {
+/// `recommendation` (present when the user has fewer than two active passkeys): a second
+/// passkey is the recovery path that needs no one else.
+fn recommendation_json(r: &crate::service::PasskeyRecommendation) -> serde_json::Value {
+    json!({
+        "code": "add_second_passkey",
+        "message": "Add a second passkey (another device or a security key). If you lose one, sign in with the other and remove the lost one here: no recovery case, no waiting.",
+        "active_passkeys": r.active_passkeys,
+        "policy": r.required_by_policy.then_some("enrolment.require_two"),
+    })
+}
+
+pub async fn me(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl IntoResponse> {
     let mut body = json!({ "user": user_json(&auth.user), "session": session_json(&auth.session) });
+    if let Some(r) = app
+        .passkey_recommendation(&auth.tenant, &auth.user.id)
+        .await?
+    {
+        body["recommendation"] = recommendation_json(&r);
+    }
     if auth.method == AuthMethod::Cookie {
         body["csrf_token"] = json!(auth.token.derive("csrf"));
     }
@@ -32,9 +49,14 @@ pub async fn list_credentials(
 ) -> ApiResult<impl IntoResponse> {
     let creds = app.my_credentials(&auth.tenant, &auth.user.id).await?;
     let catalogue = app.catalogue().await?;
-    Ok(Json(
-        json!({ "credentials": creds.iter().map(|c| credential_json(c, &catalogue)).collect::<Vec<_>>() }),
-    ))
+    let mut body = json!({ "credentials": creds.iter().map(|c| credential_json(c, &catalogue)).collect::<Vec<_>>() });
+    if let Some(r) = app
+        .passkey_recommendation(&auth.tenant, &auth.user.id)
+        .await?
+    {
+        body["recommendation"] = recommendation_json(&r);
+    }
+    Ok(Json(body))
 }
 
 pub async fn get_credential(

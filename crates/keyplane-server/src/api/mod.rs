@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod campaigns;
 pub mod ceremonies;
 pub mod clients;
 pub mod error;
@@ -145,6 +146,12 @@ pub fn router(app: Arc<App>) -> Router {
             post(manage::revoke_exception),
         )
         .route("/api/v1/admin/reports/{name}", get(manage::report))
+        .route(
+            "/api/v1/admin/campaigns",
+            get(campaigns::list).post(campaigns::start),
+        )
+        .route("/api/v1/admin/campaigns/{id}", get(campaigns::get))
+        .route("/api/v1/admin/campaigns/{id}/close", post(campaigns::close))
         .route(
             "/api/v1/admin/clients",
             get(clients::list).post(clients::create),

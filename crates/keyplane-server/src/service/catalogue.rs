@@ -130,6 +130,9 @@ pub struct MdsImport {
     /// Entries skipped (U2F/UAF entries without an AAGUID, malformed entries), with why.
     pub skipped: Vec<String>,
     pub legal_header: String,
+    /// Re-enrolment campaigns the import started (models with a new compromise status that
+    /// have active passkeys in a tenant).
+    pub campaigns: Vec<super::StartedCampaign>,
 }
 
 impl App {
@@ -233,6 +236,16 @@ impl App {
                 "signer": info.signer,
                 "allow_older": allow_older,
             }));
+        // Compromise statuses this BLOB brings that the imported one did not report.
+        let before = self.catalogue().await?;
+        let triggers: Vec<(MdsEntry, Vec<String>)> = verified
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let new = super::new_compromise_statuses(before.mds_entry(&e.aaguid), e);
+                (!new.is_empty()).then(|| (e.clone(), new))
+            })
+            .collect();
         let tenants: Vec<_> = self
             .store
             .list_tenants()
@@ -256,10 +269,12 @@ impl App {
                 other => other.into(),
             })?;
         self.invalidate_catalogue();
+        let campaigns = self.start_mds_campaigns(&info, &triggers).await?;
         Ok(MdsImport {
             blob: info,
             skipped: verified.skipped,
             legal_header: verified.legal_header,
+            campaigns,
         })
     }
 

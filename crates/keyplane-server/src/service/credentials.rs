@@ -1,4 +1,5 @@
-//! Self-service management of one's own passkeys: list, rename, remove.
+//! Self-service management of one's own passkeys: list, rename, remove, and the recommendation
+//! to keep a second one (the recovery path that needs no one else).
 
 use super::App;
 use keyplane_core::audit::{Caller, Outcome};
@@ -6,7 +7,44 @@ use keyplane_core::*;
 use keyplane_store::AuditBatch;
 use serde_json::json;
 
+/// Advice shown to a user with fewer than two active passkeys: a second passkey is the
+/// recommended way back from a lost device (sign in with the other, remove the lost one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasskeyRecommendation {
+    pub active_passkeys: usize,
+    /// Whether the active policy asks for two (`enrolment.require_two`).
+    pub required_by_policy: bool,
+}
+
 impl App {
+    /// `Some` when the user has fewer than two active passkeys.
+    pub async fn passkey_recommendation(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+    ) -> Result<Option<PasskeyRecommendation>, Error> {
+        let active = self
+            .store
+            .list_credentials(&tenant.id, Some(user))
+            .await?
+            .iter()
+            .filter(|c| c.status == CredentialStatus::Active)
+            .count();
+        if active >= 2 {
+            return Ok(None);
+        }
+        let required_by_policy = self
+            .active_policy(tenant)
+            .await?
+            .policy
+            .enrolment
+            .require_two;
+        Ok(Some(PasskeyRecommendation {
+            active_passkeys: active,
+            required_by_policy,
+        }))
+    }
+
     /// The user's passkeys that are not revoked, oldest first.
     pub async fn my_credentials(
         &self,

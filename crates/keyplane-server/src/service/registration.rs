@@ -344,8 +344,17 @@ impl App {
                 ),
                 other => other.into(),
             })?;
-        // A compliant passkey ends a forced re-enrolment.
-        if let Some(why) = &user.re_enrol_reason {
+        // A compliant passkey ends a forced re-enrolment, unless it is of a model an open
+        // campaign is replacing for this user.
+        let replaced_model = match &user.re_enrol_reason {
+            Some(_) => self
+                .store
+                .open_campaign_models_of_user(&tenant.id, &user.id)
+                .await?
+                .contains(&record.aaguid),
+            None => false,
+        };
+        if let Some(why) = user.re_enrol_reason.as_ref().filter(|_| !replaced_model) {
             let event = caller
                 .event_as(
                     Actor::user(&user.id),

@@ -487,6 +487,7 @@ pub const REPORTS: &[&str] = &[
     "fraud",
     "clients",
     "controls",
+    "campaigns",
 ];
 
 impl App {
@@ -508,6 +509,7 @@ impl App {
             "fraud" => self.fraud_report(tenant).await,
             "clients" => self.clients_report(tenant).await,
             "controls" => to_json(serde_json::to_value(self.controls_report(tenant).await?)),
+            "campaigns" => self.campaigns_report(tenant).await,
             _ => Err(Error::not_found(
                 "report_not_found",
                 format!("no report {name:?}; there are: {}", REPORTS.join(", ")),
@@ -584,6 +586,24 @@ pub fn report_rows(name: &str, report: &Value) -> (Vec<&'static str>, Vec<Value>
                 "findings",
             ],
             list("clients"),
+        ),
+        "campaigns" => (
+            vec![
+                "id",
+                "aaguid",
+                "model",
+                "action",
+                "source",
+                "status",
+                "affected",
+                "marked",
+                "re_enrolled",
+                "remaining",
+                "started_at",
+                "started_by",
+                "closed_at",
+            ],
+            list("campaigns"),
         ),
         _ => (
             vec!["framework", "control", "status", "title", "evidence"],
