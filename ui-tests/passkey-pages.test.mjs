@@ -148,6 +148,14 @@ async function outcome() {
   return page.$eval("#status", (el) => ({ kind: el.className, text: el.textContent }));
 }
 
+/** Empties the status line, so that the next outcome read is the next action's. */
+async function clearStatus() {
+  await page.$eval("#status", (el) => {
+    el.textContent = "";
+    el.className = "";
+  });
+}
+
 async function assertOutcome(kind, pattern) {
   const got = await outcome();
   assert.equal(got.kind, kind, `status line: ${JSON.stringify(got.text)}`);
@@ -306,8 +314,60 @@ test("sign-in: clicking before the autofill request has started cancels it", asy
   }
 });
 
+test("account page: passkeys with their kind, rename, guarded removal, sessions, recovery codes", async () => {
+  await page.context().clearCookies();
+  await loadSignInWithAutofillPending();
+  await page.fill("#username", USERNAME);
+  await page.click("#signin-button");
+  await assertOutcome("ok", /^Signed in as /);
+  await load("/account");
+  await page.waitForFunction(() => document.getElementById("who").textContent.startsWith("Signed in as"));
+  await page.waitForSelector("#passkeys li");
+  assert.equal(await page.locator("#passkeys li").count(), 1);
+  assert.match(await page.textContent("#passkeys li"), new RegExp(`${NICKNAME}\\s+Device-bound`), "the virtual authenticator does not sync");
+  assert.equal(await page.isVisible("#recommendation"), true, "one passkey: the page nudges to a second");
+  await page.waitForSelector("#sessions li");
+  assert.match(await page.textContent("#sessions"), /This browser/);
+
+  // Rename (the browser's prompt answered).
+  page.once("dialog", (d) => d.accept("Laptop"));
+  await clearStatus();
+  await page.click("#passkeys li button:has-text('Rename')");
+  await assertOutcome("ok", /^Renamed to "Laptop"\.$/);
+  await page.waitForFunction(() => document.querySelector("#passkeys li").textContent.includes("Laptop"));
+
+  // The only passkey cannot be removed.
+  page.once("dialog", (d) => d.accept());
+  await clearStatus();
+  await page.click("#passkeys li button:has-text('Remove')");
+  await assertOutcome("error", /only passkey: add another before removing it/);
+  assert.equal(await page.locator("#passkeys li").count(), 1);
+
+  // This authenticator already holds alice's passkey: adding another here is refused by it.
+  await clearStatus();
+  await page.click("#add-passkey");
+  await assertOutcome("error", /already holds a passkey for your account/);
+
+  // Recovery codes (the test policy allows them): shown once.
+  await page.waitForSelector("#codes-section:not([hidden])");
+  await clearStatus();
+  await page.click("#generate-codes");
+  await assertOutcome("ok", /^New recovery codes generated\.$/);
+  const codes = (await page.textContent("#codes")).split("\n");
+  assert.equal(codes.length, 10);
+  assert.ok(codes.every((c) => /^[0-9A-Z]{4}(-[0-9A-Z]{4}){6}$/.test(c)), codes.join(" "));
+  await page.waitForFunction(() => document.getElementById("codes-status").textContent.startsWith("10 unused"));
+  await screenshot("account");
+
+  // Renamed back, for the checks the Rust side makes afterwards.
+  page.once("dialog", (d) => d.accept(NICKNAME));
+  await clearStatus();
+  await page.click("#passkeys li button:has-text('Rename')");
+  await assertOutcome("ok", /^Renamed to /);
+});
+
 test("Content-Security-Policy: sent on the pages, and nothing in them violates it", async () => {
-  for (const path of ["/enrol", "/signin", "/recover"]) {
+  for (const path of ["/enrol", "/signin", "/recover", "/account"]) {
     const response = await load(path);
     const csp = response.headers()["content-security-policy"];
     assert.ok(csp, `${path} has a Content-Security-Policy header`);

@@ -64,6 +64,11 @@ const MESSAGES = {
   recovery_session_used: "This recovery was already used to create a passkey. Sign in with it.",
   rate_limited: "Too many attempts. Please wait a while and try again.",
   policy_denied: "Your organisation's policy does not accept this kind of passkey. Try another device or security key.",
+  last_credential: "This is your only passkey: add another before removing it.",
+  unauthenticated: "You are not signed in.",
+  re_enrolment_required: "This session may only register a new passkey.",
+  recently_recovered: "Your account was recovered recently; this is possible again later.",
+  step_up_unreachable: "None of your passkeys can confirm this action. Ask your help desk.",
 };
 
 function show(text, kind) {
@@ -150,6 +155,211 @@ async function startAutofill() {
   }
 }
 
+// --- the account page -----------------------------------------------------------------------
+
+let csrf = null;
+
+async function call(method, path, body) {
+  const headers = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (method !== "GET" && csrf) headers["x-csrf-token"] = csrf;
+  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+  const data = resp.status === 204 ? {} : await resp.json();
+  if (!resp.ok) {
+    const code = (data.error && data.error.code) || "error";
+    const err = new Error(MESSAGES[code] || (data.error && data.error.message) || "Something went wrong.");
+    err.code = code;
+    err.level = data.error && data.error.level;
+    throw err;
+  }
+  return data;
+}
+
+// An action the policy guards with a step-up: confirm with a passkey, then try once more.
+async function withStepUp(action, run) {
+  try {
+    return await run();
+  } catch (e) {
+    if (e.code !== "step_up_required") throw e;
+    show("Confirm with your passkey to continue…");
+    const start = await call("POST", "/api/v1/step-up/options", { action });
+    const assertion = await navigator.credentials.get({ publicKey: requestOptions(start.publicKey) });
+    await call("POST", "/api/v1/step-up/verify", { ceremony: start.ceremony, credential: credentialJSON(assertion) });
+    return await run();
+  }
+}
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "never";
+}
+
+function kind(c) {
+  if (c.backup_state) return "Synced";
+  if (c.backup_eligible) return "Can sync";
+  return "Device-bound";
+}
+
+async function loadPasskeys() {
+  const { credentials, recommendation } = await call("GET", "/api/v1/me/credentials");
+  document.getElementById("recommendation").hidden = !recommendation;
+  const list = document.getElementById("passkeys");
+  list.replaceChildren();
+  for (const c of credentials) {
+    const li = el("li");
+    li.dataset.id = c.id;
+    const title = el("p");
+    title.append(el("strong", c.nickname), " ", el("span", kind(c), "badge"));
+    li.append(title);
+    li.append(el("p", (c.authenticator && c.authenticator.name) || "Unknown authenticator model", "muted"));
+    li.append(el("p", `Added ${when(c.created_at)} · last used ${when(c.last_used_at)}`, "muted"));
+    const rename = el("button", "Rename", "secondary");
+    rename.type = "button";
+    rename.addEventListener("click", () => renamePasskey(c));
+    const remove = el("button", "Remove", "danger");
+    remove.type = "button";
+    remove.addEventListener("click", () => removePasskey(c));
+    li.append(rename, " ", remove);
+    list.append(li);
+  }
+}
+
+async function renamePasskey(c) {
+  const nickname = window.prompt("New name for this passkey", c.nickname);
+  if (nickname === null) return;
+  try {
+    await call("PATCH", `/api/v1/me/credentials/${c.id}`, { nickname: nickname.trim() });
+    show(`Renamed to "${nickname.trim()}".`, "ok");
+    await loadPasskeys();
+  } catch (e) {
+    show(browserError(e), "error");
+  }
+}
+
+async function removePasskey(c) {
+  if (!window.confirm(`Remove the passkey "${c.nickname}"? It will no longer sign in to this account.`)) return;
+  try {
+    await call("DELETE", `/api/v1/me/credentials/${c.id}`);
+    show(`Removed "${c.nickname}".`, "ok");
+    await loadPasskeys();
+  } catch (e) {
+    show(browserError(e), "error");
+  }
+}
+
+async function addPasskey() {
+  try {
+    show("Follow your device's prompt…");
+    const start = await call("POST", "/api/v1/registration/options", {});
+    const created = await navigator.credentials.create({ publicKey: creationOptions(start.publicKey) });
+    const stored = await call("POST", "/api/v1/registration/verify", { ceremony: start.ceremony, credential: credentialJSON(created) });
+    show(`Passkey "${stored.nickname}" added.`, "ok");
+    await loadPasskeys();
+  } catch (e) {
+    show(browserError(e), "error");
+  }
+}
+
+async function loadSessions() {
+  const { sessions } = await call("GET", "/api/v1/me/sessions");
+  const list = document.getElementById("sessions");
+  list.replaceChildren();
+  for (const s of sessions) {
+    const li = el("li");
+    const title = el("p");
+    title.append(el("strong", s.current ? "This browser" : "Another browser or app"), " ", el("span", s.aal.toUpperCase(), "badge"));
+    li.append(title, el("p", `Signed in ${when(s.created_at)}${s.passkey ? ` with "${s.passkey}"` : ""} · last seen ${when(s.last_seen_at)}`, "muted"));
+    list.append(li);
+  }
+  document.getElementById("end-others").hidden = sessions.length < 2;
+}
+
+async function endOthers() {
+  try {
+    const { ended } = await withStepUp("session.end_others", () => call("POST", "/api/v1/me/sessions/end-others", {}));
+    show(`Signed out ${ended} other session(s).`, "ok");
+    await loadSessions();
+  } catch (e) {
+    show(browserError(e), "error");
+  }
+}
+
+async function loadCodes() {
+  const section = document.getElementById("codes-section");
+  const status = await call("GET", "/api/v1/me/recovery-codes");
+  section.hidden = false;
+  document.getElementById("codes-status").textContent = status.remaining
+    ? `${status.remaining} unused code(s), generated ${when(status.generated_at)}.`
+    : "You have no recovery codes.";
+}
+
+async function generateCodes() {
+  try {
+    const { codes } = await withStepUp("recovery.codes.generate", () => call("POST", "/api/v1/me/recovery-codes", {}));
+    document.getElementById("codes").textContent = codes.join("\n");
+    document.getElementById("codes-shown").hidden = false;
+    show("New recovery codes generated.", "ok");
+    await loadCodes();
+  } catch (e) {
+    if (e.code === "recovery_codes_denied") {
+      document.getElementById("codes-section").hidden = true;
+      show("Your organisation does not use recovery codes: keep a second passkey instead.", "error");
+    } else {
+      show(browserError(e), "error");
+    }
+  }
+}
+
+async function loadCases() {
+  const { cases } = await call("GET", "/api/v1/me/recovery-cases");
+  document.getElementById("cases-section").hidden = cases.length === 0;
+  const list = document.getElementById("cases");
+  list.replaceChildren();
+  for (const c of cases) {
+    const li = el("li");
+    li.append(el("p", `Opened ${when(c.opened_at)} · ${c.state.replace(/_/g, " ")}${c.cooling_off_until ? ` until ${when(c.cooling_off_until)}` : ""}`));
+    const cancel = el("button", "Cancel this request", "danger");
+    cancel.type = "button";
+    cancel.addEventListener("click", async () => {
+      try {
+        await call("POST", `/api/v1/me/recovery-cases/${c.id}/cancel`, {});
+        show("The recovery request is cancelled.", "ok");
+        await loadCases();
+      } catch (e) {
+        show(browserError(e), "error");
+      }
+    });
+    li.append(cancel);
+    list.append(li);
+  }
+}
+
+async function account() {
+  let me;
+  try {
+    me = await call("GET", "/api/v1/me");
+  } catch (e) {
+    document.getElementById("who").replaceChildren("You are not signed in. ", Object.assign(el("a", "Sign in"), { href: "/signin" }));
+    return;
+  }
+  csrf = me.csrf_token || null;
+  document.getElementById("who").textContent = `Signed in as ${me.user.display_name} (${me.user.username}).`;
+  document.getElementById("add-passkey").addEventListener("click", addPasskey);
+  document.getElementById("end-others").addEventListener("click", endOthers);
+  document.getElementById("generate-codes").addEventListener("click", generateCodes);
+  document.getElementById("sign-out").addEventListener("click", async () => {
+    await call("POST", "/api/v1/logout", {}).catch(() => {});
+    location.assign("/signin");
+  });
+  await Promise.all([loadPasskeys(), loadSessions(), loadCases(), loadCodes()].map((p) => p.catch((e) => show(browserError(e), "error"))));
+}
+
 // Recovery: a recovery code or a help-desk link opens a recovery session (cookies), which may only
 // register a passkey; registering ends it.
 async function registerWithRecovery(session) {
@@ -204,6 +414,7 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   const page = document.body.dataset.page;
   if (page === "enrol") document.getElementById("enrol-form").addEventListener("submit", enrol);
+  if (page === "account") account();
   if (page === "recover") {
     if (new URLSearchParams(location.hash.slice(1)).get("token")) {
       document.getElementById("link-section").hidden = false;

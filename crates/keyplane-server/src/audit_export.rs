@@ -42,7 +42,7 @@ fn ocsf_class(action: &str) -> (u32, &'static str, u32, u32, &'static str) {
         "authentication.succeeded" | "authentication.failed" => {
             (3002, "Authentication", 3, 1, "Logon")
         }
-        "session.ended" => (3002, "Authentication", 3, 2, "Logoff"),
+        "session.ended" | "session.others_ended" => (3002, "Authentication", 3, 2, "Logoff"),
         "user.created" => (3001, "Account Change", 3, 1, "Create"),
         "credential.registered" | "registration.failed" => {
             (3001, "Account Change", 3, 10, "MFA Factor Enable")

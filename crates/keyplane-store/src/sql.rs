@@ -671,6 +671,52 @@ impl Store for SqlStore {
         row.as_ref().map(rows::session).transpose()
     }
 
+    async fn user_sessions(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        now: Timestamp,
+    ) -> Result<Vec<Session>> {
+        let q = format!(
+            "SELECT {SESSION_READ_COLUMNS} FROM sessions WHERE tenant_id = $1 AND user_id = $2 \
+             AND revoked_at IS NULL AND expires_at > $3 ORDER BY created_at DESC, id LIMIT 100"
+        );
+        sqlx::query(AssertSqlSafe(q))
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .bind(now.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(rows::session)
+            .collect()
+    }
+
+    async fn end_other_sessions(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        keep: &SessionId,
+        audit: AuditBatch<'_>,
+    ) -> Result<u64> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let r = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND user_id = $3 AND id <> $4 \
+             AND revoked_at IS NULL",
+        )
+        .bind(audit.at.0)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .bind(keep.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let n = r.rows_affected();
+        finish(tx, tenant, n > 0, audit).await?;
+        Ok(n)
+    }
+
     async fn touch_session(&self, tenant: &TenantId, id: &SessionId, at: Timestamp) -> Result<()> {
         sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE tenant_id = $2 AND id = $3 AND last_seen_at < $1")
             .bind(at.0)

@@ -271,6 +271,22 @@ pub trait Store: Send + Sync + 'static {
     async fn last_recovery(&self, tenant: &TenantId, user: &UserId) -> Result<Option<Timestamp>>;
 
     // Sessions
+    /// The user's sessions not ended and not past their lifetime at `now` (idle ones included:
+    /// the caller applies the idle timeout), newest first.
+    async fn user_sessions(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        now: Timestamp,
+    ) -> Result<Vec<Session>>;
+    /// Ends every session of the user but `keep`, with `audit` (only if any ended). How many.
+    async fn end_other_sessions(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        keep: &SessionId,
+        audit: AuditBatch<'_>,
+    ) -> Result<u64>;
     async fn session_by_token(
         &self,
         tenant: &TenantId,

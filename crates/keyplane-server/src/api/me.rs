@@ -118,6 +118,46 @@ pub async fn logout(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl I
     Ok((StatusCode::NO_CONTENT, headers))
 }
 
+/// `GET /api/v1/me/sessions`: the user's live sessions, the current one marked.
+pub async fn sessions(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl IntoResponse> {
+    let sessions = app.my_sessions(&auth.tenant, &auth.user.id).await?;
+    let creds = app.my_credentials(&auth.tenant, &auth.user.id).await?;
+    let nickname = |id: &Option<keyplane_core::CredentialRecordId>| {
+        id.as_ref()
+            .and_then(|id| creds.iter().find(|c| &c.id == id))
+            .map(|c| c.nickname.clone())
+    };
+    let list: Vec<_> = sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "current": s.id == auth.session.id,
+                "aal": s.aal.as_str(),
+                "created_at": s.created_at.to_rfc3339(),
+                "last_seen_at": s.last_seen_at.to_rfc3339(),
+                "expires_at": s.expires_at.to_rfc3339(),
+                "credential": s.credential_id,
+                "passkey": nickname(&s.credential_id),
+                "restricted": s.restricted.is_some(),
+                "recovery": s.recovery.is_some(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "sessions": list })))
+}
+
+/// `POST /api/v1/me/sessions/end-others`: signs out everywhere else.
+pub async fn end_other_sessions(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+) -> ApiResult<impl IntoResponse> {
+    let ended = app
+        .end_other_sessions(&auth.tenant, &auth.session, &auth.caller())
+        .await?;
+    Ok(Json(json!({ "ended": ended })))
+}
+
 /// `POST /api/v1/me/recovery-codes`: fresh codes, shown this once (`Cache-Control: no-store`).
 pub async fn generate_recovery_codes(
     State(app): State<Arc<App>>,

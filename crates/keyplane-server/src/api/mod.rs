@@ -71,6 +71,11 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/me/credentials/{id}",
             get(me::get_credential).patch(me::rename_credential).delete(me::delete_credential),
         )
+        .route("/api/v1/me/sessions", get(me::sessions))
+        .route(
+            "/api/v1/me/sessions/end-others",
+            post(me::end_other_sessions),
+        )
         .route("/api/v1/logout", post(me::logout))
         .route(
             "/api/v1/recovery/codes/redeem",
@@ -164,6 +169,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/enrol", get(pages::enrol))
         .route("/signin", get(pages::signin))
         .route("/recover", get(pages::recover))
+        .route("/account", get(pages::account))
         .route("/assets/{name}", get(pages::asset))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

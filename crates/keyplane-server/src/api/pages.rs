@@ -43,6 +43,13 @@ pub async fn signin() -> Response {
     )
 }
 
+pub async fn account() -> Response {
+    page(
+        include_str!("../../assets/account.html"),
+        "text/html; charset=utf-8",
+    )
+}
+
 pub async fn recover() -> Response {
     page(
         include_str!("../../assets/recover.html"),

@@ -1,6 +1,7 @@
 //! Application services: the operations Keyplane offers, each a function of [`App`]. HTTP
 //! handlers and CLI commands call these and nothing below them.
 
+mod account;
 mod approvals;
 mod audit;
 mod audit_pages;
