@@ -366,8 +366,33 @@ test("account page: passkeys with their kind, rename, guarded removal, sessions,
   await assertOutcome("ok", /^Renamed to /);
 });
 
+test("admin console: coverage charts as SVG, approving a request, the recovery case queue", async () => {
+  // Signed in as alice (an administrator) by the account test.
+  await load("/admin");
+  await page.waitForFunction(() => document.getElementById("who").textContent.includes("(admin)"));
+  await page.waitForSelector("#coverage-section:not([hidden]) #chart-sign-ins svg");
+  for (const id of ["chart-coverage", "chart-kinds", "chart-models", "chart-sign-ins"]) {
+    const label = await page.getAttribute(`#${id} svg`, "aria-label");
+    assert.ok(label && label.length > 10, `${id} describes itself: ${label}`);
+    assert.ok((await page.locator(`#${id} svg rect`).count()) > 0, `${id} draws bars`);
+  }
+  assert.match(await page.getAttribute("#chart-coverage svg", "aria-label"), /All users: \d+ none, \d+ one, \d+ two or more/);
+  assert.match(await page.getAttribute("#chart-sign-ins svg", "aria-label"), /\d{4}-\d{2}-\d{2}: \d+ AAL1, \d+ AAL2/);
+
+  await page.waitForSelector("#cases-section:not([hidden]) #cases li");
+  assert.match(await page.textContent("#cases"), /ready/);
+
+  await page.waitForSelector("#approvals li[data-id]");
+  assert.match(await page.textContent("#approvals"), /re-apply the recovery policy/);
+  await clearStatus();
+  await page.click("#approvals li[data-id] button:has-text('Approve')");
+  await assertOutcome("ok", /^Approved: re-apply the recovery policy$/);
+  await page.waitForFunction(() => document.getElementById("approvals").textContent.includes("Nothing waiting"));
+  await screenshot("admin");
+});
+
 test("Content-Security-Policy: sent on the pages, and nothing in them violates it", async () => {
-  for (const path of ["/enrol", "/signin", "/recover", "/account"]) {
+  for (const path of ["/enrol", "/signin", "/recover", "/account", "/admin"]) {
     const response = await load(path);
     const csp = response.headers()["content-security-policy"];
     assert.ok(csp, `${path} has a Content-Security-Policy header`);

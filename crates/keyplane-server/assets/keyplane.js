@@ -360,6 +360,194 @@ async function account() {
   await Promise.all([loadPasskeys(), loadSessions(), loadCases(), loadCodes()].map((p) => p.catch((e) => show(browserError(e), "error"))));
 }
 
+// --- the admin console ------------------------------------------------------------------------
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svgEl(tag, attrs, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+// A horizontal stacked bar chart: one row per label, one segment per series. Drawn as SVG with
+// the numbers written out, so that it reads without colour too.
+function stackedBars(container, title, rows, series) {
+  const rowH = 28, labelW = 200, width = 660, barW = width - labelW - 10;
+  const height = rows.length * rowH + 30;
+  const max = Math.max(1, ...rows.map((r) => series.reduce((n, s) => n + (r.values[s.key] || 0), 0)));
+  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", class: "chart-svg" });
+  const summary = rows.map((r) => `${r.label}: ${series.map((s) => `${r.values[s.key] || 0} ${s.name}`).join(", ")}`).join("; ");
+  svg.append(svgEl("title", {}, title), svgEl("desc", {}, summary));
+  svg.setAttribute("aria-label", `${title}. ${summary}`);
+  rows.forEach((r, i) => {
+    const y = i * rowH;
+    svg.append(svgEl("text", { x: 0, y: y + 18, class: "chart-label" }, r.label));
+    let x = labelW;
+    for (const s of series) {
+      const v = r.values[s.key] || 0;
+      if (!v) continue;
+      const w = (v / max) * barW;
+      const rect = svgEl("rect", { x, y: y + 4, width: Math.max(w, 1), height: rowH - 8, class: `seg ${s.cls}` });
+      rect.append(svgEl("title", {}, `${r.label}: ${v} ${s.name}`));
+      svg.append(rect);
+      if (w > 24) svg.append(svgEl("text", { x: x + 4, y: y + 18, class: "chart-value" }, String(v)));
+      x += w;
+    }
+  });
+  let lx = labelW;
+  for (const s of series) {
+    svg.append(svgEl("rect", { x: lx, y: height - 18, width: 12, height: 12, class: `seg ${s.cls}` }));
+    svg.append(svgEl("text", { x: lx + 16, y: height - 8, class: "chart-label" }, s.name));
+    lx += 24 + s.name.length * 8;
+  }
+  container.replaceChildren(svg);
+}
+
+// Stacked columns per day.
+function stackedColumns(container, title, days, series) {
+  const width = 640, height = 220, bottom = 40, left = 30;
+  const max = Math.max(1, ...days.map((d) => series.reduce((n, s) => n + (d.values[s.key] || 0), 0)));
+  const colW = Math.max(4, Math.min(40, (width - left) / Math.max(days.length, 1) - 4));
+  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", class: "chart-svg" });
+  const summary = days.map((d) => `${d.label}: ${series.map((s) => `${d.values[s.key] || 0} ${s.name}`).join(", ")}`).join("; ") || "no sign-ins";
+  svg.append(svgEl("title", {}, title), svgEl("desc", {}, summary));
+  svg.setAttribute("aria-label", `${title}. ${summary}`);
+  svg.append(svgEl("text", { x: 0, y: 12, class: "chart-label" }, String(max)));
+  days.forEach((d, i) => {
+    const x = left + i * (colW + 4);
+    let y = height - bottom;
+    for (const s of series) {
+      const v = d.values[s.key] || 0;
+      if (!v) continue;
+      const h = (v / max) * (height - bottom - 20);
+      y -= h;
+      const rect = svgEl("rect", { x, y, width: colW, height: Math.max(h, 1), class: `seg ${s.cls}` });
+      rect.append(svgEl("title", {}, `${d.label}: ${v} ${s.name}`));
+      svg.append(rect);
+    }
+    if (days.length <= 10 || i % Math.ceil(days.length / 10) === 0) {
+      svg.append(svgEl("text", { x, y: height - bottom + 14, class: "chart-label small" }, d.label.slice(5)));
+    }
+  });
+  let lx = left;
+  for (const s of series) {
+    svg.append(svgEl("rect", { x: lx, y: height - 16, width: 12, height: 12, class: `seg ${s.cls}` }));
+    svg.append(svgEl("text", { x: lx + 16, y: height - 6, class: "chart-label" }, s.name));
+    lx += 70;
+  }
+  container.replaceChildren(svg);
+}
+
+async function loadDashboard() {
+  let cov;
+  try {
+    cov = await withStepUp("admin.reports.read", () => call("GET", "/api/v1/admin/reports/coverage?days=30"));
+  } catch (e) {
+    if (e.code === "forbidden_role") return; // this role does not read reports
+    throw e;
+  }
+  document.getElementById("coverage-section").hidden = false;
+  const pops = Object.entries(cov.populations).map(([label, c]) => ({ label: label === "(all)" ? "All users" : label, c }));
+  stackedBars(document.getElementById("chart-coverage"), "Users by compliant passkeys",
+    pops.map((p) => ({ label: p.label, values: { none: p.c.users_without_compliant, one: p.c.users_with_one_compliant, two: p.c.users_with_two_or_more_compliant } })),
+    [{ key: "none", name: "none", cls: "bad" }, { key: "one", name: "one", cls: "warn" }, { key: "two", name: "two or more", cls: "good" }]);
+  stackedBars(document.getElementById("chart-kinds"), "Passkeys by kind",
+    pops.map((p) => ({ label: p.label, values: { synced: p.c.synced, bound: p.c.device_bound } })),
+    [{ key: "synced", name: "synced", cls: "s1" }, { key: "bound", name: "device-bound", cls: "s2" }]);
+  const all = (cov.populations["(all)"] || { models: {} }).models;
+  const models = Object.entries(all).sort((a, b) => b[1] - a[1]).slice(0, 8);
+  stackedBars(document.getElementById("chart-models"), "Passkeys by authenticator model",
+    models.map(([label, n]) => ({ label: label.length > 26 ? `${label.slice(0, 25)}…` : label, values: { n } })),
+    [{ key: "n", name: "passkeys", cls: "s1" }]);
+  document.getElementById("sign-ins-window").textContent = `The last ${cov.window_days} days, per day (UTC).`;
+  stackedColumns(document.getElementById("chart-sign-ins"), "Sign-ins per day by level",
+    Object.entries(cov.sign_ins_by_day || {}).map(([label, values]) => ({ label, values })),
+    [{ key: "aal1", name: "AAL1", cls: "s3" }, { key: "aal2", name: "AAL2", cls: "s1" }, { key: "aal3", name: "AAL3", cls: "good" }]);
+}
+
+async function loadApprovals() {
+  let list;
+  try {
+    list = await withStepUp("admin.approvals.read", () => call("GET", "/api/v1/admin/approvals"));
+  } catch (e) {
+    if (e.code === "forbidden_role") return;
+    throw e;
+  }
+  const open = list.approvals.filter((a) => a.status === "requested");
+  document.getElementById("approvals-section").hidden = false;
+  const ul = document.getElementById("approvals");
+  ul.replaceChildren();
+  if (!open.length) ul.append(el("li", "Nothing waiting."));
+  for (const a of open) {
+    const li = el("li");
+    li.dataset.id = a.id;
+    li.append(el("p", a.summary), el("p", `${a.action} · asked by ${a.requested_by} · expires ${when(a.expires_at)}`, "muted"));
+    for (const [label, verb, cls] of [["Approve", "approve", ""], ["Deny", "deny", "danger"]]) {
+      const b = el("button", label, cls);
+      b.type = "button";
+      b.addEventListener("click", async () => {
+        try {
+          await withStepUp("admin.approvals.decide", () => call("POST", `/api/v1/admin/approvals/${a.id}/${verb}`, verb === "deny" ? { note: "denied from the console" } : undefined));
+          show(`${label === "Approve" ? "Approved" : "Denied"}: ${a.summary}`, "ok");
+          await loadApprovals();
+        } catch (e) {
+          show(browserError(e), "error");
+        }
+      });
+      li.append(b, " ");
+    }
+    ul.append(li);
+  }
+}
+
+async function loadCasesQueue() {
+  let list;
+  try {
+    list = await withStepUp("admin.users.read", () => call("GET", "/api/v1/admin/recovery-cases?open=true"));
+  } catch (e) {
+    if (e.code === "forbidden_role") return;
+    throw e;
+  }
+  document.getElementById("cases-section").hidden = false;
+  const ul = document.getElementById("cases");
+  ul.replaceChildren();
+  if (!list.cases.length) ul.append(el("li", "No open recovery cases."));
+  for (const c of list.cases) {
+    const li = el("li");
+    const title = el("p");
+    title.append(el("strong", c.state.replace(/_/g, " ")), " ");
+    if (c.on_hold) title.append(el("span", "fraud hold", "badge bad-text"));
+    li.append(title, el("p", `User ${c.user_id} · opened ${when(c.created_at)} by ${c.opened_by}${c.missing_checks.length ? ` · checks to go: ${c.missing_checks.join(", ")}` : ""}`, "muted"));
+    for (const h of c.holds) li.append(el("p", `${h.signal}: ${h.detail}`, "muted"));
+    ul.append(li);
+  }
+}
+
+async function admin() {
+  let me;
+  try {
+    me = await call("GET", "/api/v1/me");
+  } catch (e) {
+    document.getElementById("who").replaceChildren("You are not signed in. ", Object.assign(el("a", "Sign in"), { href: "/signin" }));
+    return;
+  }
+  csrf = me.csrf_token || null;
+  if (!me.user.role) {
+    document.getElementById("who").textContent = "Your account has no administrative role.";
+    return;
+  }
+  document.getElementById("who").textContent = `Signed in as ${me.user.display_name} (${me.user.role}).`;
+  for (const load of [loadDashboard, loadApprovals, loadCasesQueue]) {
+    try {
+      await load();
+    } catch (e) {
+      show(browserError(e), "error");
+    }
+  }
+}
+
 // Recovery: a recovery code or a help-desk link opens a recovery session (cookies), which may only
 // register a passkey; registering ends it.
 async function registerWithRecovery(session) {
@@ -415,6 +603,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const page = document.body.dataset.page;
   if (page === "enrol") document.getElementById("enrol-form").addEventListener("submit", enrol);
   if (page === "account") account();
+  if (page === "admin") admin();
   if (page === "recover") {
     if (new URLSearchParams(location.hash.slice(1)).get("token")) {
       document.getElementById("link-section").hidden = false;

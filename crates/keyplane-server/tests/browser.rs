@@ -79,6 +79,9 @@ fn forward(
     })
 }
 
+/// The tenant's policy during the browser run: recovery codes allowed, no cooling-off.
+const POLICY: &str = "version = 1\n[recovery]\ncodes = \"allow\"\ncooling_off_secs = 0\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrol_and_sign_in_pages_work_in_chromium() {
     let root = repo_root();
@@ -109,11 +112,44 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         .app
         .apply_policy(
             &tenant,
-            "version = 1\n[recovery]\ncodes = \"allow\"\ncooling_off_secs = 0\n",
+            POLICY,
             &keyplane_core::audit::Caller::operator("test"),
         )
         .await
         .expect("policy");
+    // alice administers: the console shows her the dashboard, a request another administrator
+    // made (re-applying the same policy) to approve, and rob's recovery case.
+    let alice_id = server
+        .app
+        .store
+        .user_by_username(&tenant.id, username)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    server
+        .app
+        .set_role(
+            &tenant,
+            &alice_id,
+            Some(keyplane_core::admin::Role::Admin),
+            &keyplane_core::audit::Caller::operator("test"),
+        )
+        .await
+        .expect("role");
+    let active = server.app.active_policy(&tenant).await.unwrap();
+    server
+        .app
+        .request_approval(
+            &tenant,
+            "policy.apply",
+            json!({ "document": POLICY }),
+            "re-apply the recovery policy".into(),
+            &active.policy.governance,
+            &keyplane_core::audit::Caller::operator("olga"),
+        )
+        .await
+        .expect("approval request");
     let (_rita_device, rita) = server.user_with_passkey("rita").await;
     let codes = server
         .request(
@@ -248,6 +284,14 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
     assert!(robs
         .iter()
         .any(|c| c.status == keyplane_core::CredentialStatus::Revoked));
+    let approvals = server.app.list_approvals(&tenant).await.unwrap();
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(approvals[0].status, keyplane_core::ApprovalStatus::Approved);
+    assert_eq!(
+        approvals[0].decided_by.as_deref(),
+        Some(alice_id.as_str()),
+        "approved from the console by alice"
+    );
     let case = server.app.recovery_case(&tenant, &case.id).await.unwrap();
     assert_eq!(
         case.state,

@@ -170,6 +170,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/signin", get(pages::signin))
         .route("/recover", get(pages::recover))
         .route("/account", get(pages::account))
+        .route("/admin", get(pages::admin))
         .route("/assets/{name}", get(pages::asset))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

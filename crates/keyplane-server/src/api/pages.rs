@@ -43,6 +43,13 @@ pub async fn signin() -> Response {
     )
 }
 
+pub async fn admin() -> Response {
+    page(
+        include_str!("../../assets/admin.html"),
+        "text/html; charset=utf-8",
+    )
+}
+
 pub async fn account() -> Response {
     page(
         include_str!("../../assets/account.html"),

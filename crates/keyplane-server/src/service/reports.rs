@@ -37,6 +37,8 @@ pub struct CoverageReport {
     /// Sign-ins in the window by the level they reached (all with passkeys, so all phishing-
     /// resistant; the level says how strongly).
     pub sign_ins_by_level: BTreeMap<String, u64>,
+    /// The same per UTC day (`YYYY-MM-DD`), for the dashboard's chart over time.
+    pub sign_ins_by_day: BTreeMap<String, BTreeMap<String, u64>>,
     pub window_days: i64,
 }
 
@@ -92,9 +94,11 @@ impl App {
         tenant: &Tenant,
         days: i64,
     ) -> Result<CoverageReport, Error> {
-        let (subjects, sign_ins) =
+        let (subjects, (sign_ins, by_day)) =
             tokio::try_join!(self.subjects(tenant), self.sign_ins_by_level(tenant, days))?;
-        self.coverage_of(tenant, &subjects, sign_ins, days).await
+        let mut report = self.coverage_of(tenant, &subjects, sign_ins, days).await?;
+        report.sign_ins_by_day = by_day;
+        Ok(report)
     }
 
     async fn coverage_of(
@@ -169,13 +173,22 @@ impl App {
         Ok(report)
     }
 
-    /// Sign-ins in the last `days` days by the level they reached (from the audit log).
+    /// Sign-ins in the last `days` days by the level they reached (from the audit log), in all
+    /// and per UTC day.
+    #[allow(clippy::type_complexity)]
     async fn sign_ins_by_level(
         &self,
         tenant: &Tenant,
         days: i64,
-    ) -> Result<BTreeMap<String, u64>, Error> {
+    ) -> Result<
+        (
+            BTreeMap<String, u64>,
+            BTreeMap<String, BTreeMap<String, u64>>,
+        ),
+        Error,
+    > {
         let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        let mut by_day: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         let since = self.clock.now().plus_secs(-days * 86_400);
         let mut after = 0;
         loop {
@@ -197,6 +210,12 @@ impl App {
                     .ok()
                     .and_then(|d| d["aal"].as_str().map(str::to_string))
                     .unwrap_or_else(|| "unknown".into());
+                let day = e.time.to_rfc3339()[..10].to_string();
+                *by_day
+                    .entry(day)
+                    .or_default()
+                    .entry(level.clone())
+                    .or_default() += 1;
                 *out.entry(level).or_default() += 1;
             }
             match page.last() {
@@ -204,7 +223,7 @@ impl App {
                 _ => break,
             }
         }
-        Ok(out)
+        Ok((out, by_day))
     }
 
     /// Active credentials the active policy no longer accepts (exceptions taken into account),
@@ -314,7 +333,7 @@ impl App {
                 })
             })
             .count() as u64;
-        let coverage = self.coverage_of(tenant, &subjects, sign_ins, 30).await?;
+        let coverage = self.coverage_of(tenant, &subjects, sign_ins.0, 30).await?;
         let all = coverage
             .populations
             .get("(all)")
