@@ -236,7 +236,7 @@ async function renamePasskey(c) {
   try {
     await call("PATCH", `/api/v1/me/credentials/${c.id}`, { nickname: nickname.trim() });
     show(`Renamed to "${nickname.trim()}".`, "ok");
-    await loadPasskeys();
+    await Promise.all([loadPasskeys(), loadSessions()]);
   } catch (e) {
     show(browserError(e), "error");
   }
