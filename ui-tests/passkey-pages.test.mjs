@@ -388,6 +388,27 @@ test("admin console: coverage charts as SVG, approving a request, the recovery c
   await page.click("#approvals li[data-id] button:has-text('Approve')");
   await assertOutcome("ok", /^Approved: re-apply the recovery policy$/);
   await page.waitForFunction(() => document.getElementById("approvals").textContent.includes("Nothing waiting"));
+
+  // Users: search, suspend with a reason, then reactivate.
+  await page.waitForSelector("#users-section:not([hidden]) #users li");
+  await page.fill("#users-q", RECOVERY_USERNAME);
+  await page.click("#users-search");
+  await page.waitForFunction((name) => {
+    const items = [...document.querySelectorAll("#users li")];
+    return items.length === 1 && items[0].dataset.username === name;
+  }, RECOVERY_USERNAME);
+  await clearStatus();
+  page.once("dialog", (d) => d.accept("left the company"));
+  await page.click("#users li button:has-text('Suspend')");
+  await assertOutcome("ok", new RegExp(`^${RECOVERY_USERNAME} is suspended\\.$`));
+  await page.waitForSelector("#users li button:has-text('Reactivate')");
+  await clearStatus();
+  page.once("dialog", (d) => d.accept("came back"));
+  await page.click("#users li button:has-text('Reactivate')");
+  await assertOutcome("ok", new RegExp(`^${RECOVERY_USERNAME} is active\\.$`));
+  await page.fill("#users-q", "");
+  await page.click("#users-search");
+  await page.waitForFunction(() => document.querySelectorAll("#users li").length > 1);
   await screenshot("admin");
 });
 

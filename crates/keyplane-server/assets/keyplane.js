@@ -525,6 +525,76 @@ async function loadCasesQueue() {
   }
 }
 
+// Lifecycle actions need a reason, asked with the browser's prompt; the step-up the policy asks
+// for admin acts is done on the spot.
+async function userAction(u, action, permission) {
+  const reason = window.prompt(`Reason to ${action.replace("-", " ")} ${u.username}`);
+  if (reason === null) return;
+  try {
+    const updated = await withStepUp(`admin.${permission}`, () => call("POST", `/api/v1/admin/users/${u.id}/${action}`, { reason }));
+    show(`${updated.username} is ${updated.status}${updated.re_enrolment_required ? " (re-enrolment required)" : ""}.`, "ok");
+    await searchUsers();
+  } catch (e) {
+    show(browserError(e), "error");
+  }
+}
+
+async function openCaseFor(u) {
+  try {
+    const c = await withStepUp("admin.users.manage", () => call("POST", "/api/v1/admin/recovery-cases", { user_id: u.id }));
+    show(`Recovery case opened for ${u.username}${c.on_hold ? " (held for fraud review)" : ""}.`, "ok");
+    await loadCasesQueue();
+  } catch (e) {
+    show(browserError(e), "error");
+  }
+}
+
+async function searchUsers(event) {
+  if (event) event.preventDefault();
+  const params = new URLSearchParams();
+  const q = document.getElementById("users-q").value.trim();
+  const status = document.getElementById("users-status").value;
+  if (q) params.set("q", q);
+  if (status) params.set("status", status);
+  params.set("limit", "50");
+  let list;
+  try {
+    list = await withStepUp("admin.users.read", () => call("GET", `/api/v1/admin/users?${params}`));
+  } catch (e) {
+    if (e.code === "forbidden_role") return;
+    show(browserError(e), "error");
+    return;
+  }
+  document.getElementById("users-section").hidden = false;
+  document.getElementById("users-total").textContent = `${list.total} user(s)${list.total > list.users.length ? `, the first ${list.users.length} shown` : ""}.`;
+  const ul = document.getElementById("users");
+  ul.replaceChildren();
+  for (const u of list.users) {
+    const li = el("li");
+    li.dataset.username = u.username;
+    const title = el("p");
+    title.append(el("strong", u.username), " ", el("span", u.status, u.status === "active" ? "badge" : "badge bad-text"));
+    if (u.role) title.append(" ", el("span", u.role, "badge"));
+    li.append(title, el("p", `${u.display_name} · since ${when(u.created_at)}${u.contact_email ? ` · ${u.contact_email}` : ""}`, "muted"));
+    const actions = u.status === "active"
+      ? [["Suspend", "suspend", "users.suspend", "danger"], ["Require re-enrolment", "re-enrol", "users.manage", "secondary"]]
+      : u.status === "suspended" ? [["Reactivate", "reactivate", "users.suspend", ""]] : [];
+    for (const [label, action, permission, cls] of actions) {
+      const b = el("button", label, cls);
+      b.type = "button";
+      b.addEventListener("click", () => userAction(u, action, permission));
+      li.append(b, " ");
+    }
+    if (u.status === "active") {
+      const b = el("button", "Open a recovery case", "secondary");
+      b.type = "button";
+      b.addEventListener("click", () => openCaseFor(u));
+      li.append(b);
+    }
+    ul.append(li);
+  }
+}
+
 async function admin() {
   let me;
   try {
@@ -539,7 +609,8 @@ async function admin() {
     return;
   }
   document.getElementById("who").textContent = `Signed in as ${me.user.display_name} (${me.user.role}).`;
-  for (const load of [loadDashboard, loadApprovals, loadCasesQueue]) {
+  document.getElementById("users-form").addEventListener("submit", searchUsers);
+  for (const load of [loadDashboard, () => searchUsers(), loadApprovals, loadCasesQueue]) {
     try {
       await load();
     } catch (e) {

@@ -292,6 +292,24 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         Some(alice_id.as_str()),
         "approved from the console by alice"
     );
+    // The console's lifecycle actions, as the audit log saw them.
+    for action in ["user.suspended", "user.reactivated"] {
+        let events = server
+            .app
+            .store
+            .list_audit_events(
+                &tenant.id,
+                &keyplane_store::AuditFilter {
+                    action: Some(action.into()),
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1, "{action}");
+        assert_eq!(events[0].actor_id, alice_id.as_str(), "{action} by alice");
+    }
     let case = server.app.recovery_case(&tenant, &case.id).await.unwrap();
     assert_eq!(
         case.state,
