@@ -406,10 +406,31 @@ test("admin console: coverage charts as SVG, approving a request, the recovery c
   page.once("dialog", (d) => d.accept("came back"));
   await page.click("#users li button:has-text('Reactivate')");
   await assertOutcome("ok", new RegExp(`^${RECOVERY_USERNAME} is active\\.$`));
+
+  // A recovery case from the console: opened for the user, taken, the policy's check recorded,
+  // declared verified (no cooling-off in the test policy: ready at once).
+  await clearStatus();
+  await page.click("#users li button:has-text('Open a recovery case')");
+  await assertOutcome("ok", new RegExp(`^Recovery case opened for ${RECOVERY_USERNAME}\\.$`));
+  const mine = "#cases li[data-state]:not([data-state='ready'])";
+  await page.waitForSelector(`${mine}[data-state='requested']`);
+  await clearStatus();
+  await page.click(`${mine} button:has-text('Take')`);
+  await assertOutcome("ok", /^You are verifying this case\.$/);
+  await page.waitForSelector(`${mine}[data-state='verifying'] button:has-text('Record identity document')`);
+  await clearStatus();
+  page.once("dialog", (d) => d.accept("video call, passport shown"));
+  await page.click(`${mine} button:has-text('Record identity document')`);
+  await assertOutcome("ok", /^Recorded identity_document\.$/);
+  await clearStatus();
+  await page.click(`${mine} button:has-text('Identity verified')`);
+  await assertOutcome("ok", /^The case is ready\.$/);
+  await page.waitForFunction(() => document.querySelectorAll("#cases li[data-state='ready']").length === 2);
+  await screenshot("admin");
+
   await page.fill("#users-q", "");
   await page.click("#users-search");
   await page.waitForFunction(() => document.querySelectorAll("#users li").length > 1);
-  await screenshot("admin");
 });
 
 test("Content-Security-Policy: sent on the pages, and nothing in them violates it", async () => {

@@ -502,6 +502,25 @@ async function loadApprovals() {
   }
 }
 
+let me_id = null;
+
+async function caseAction(c, action, body, permission, done) {
+  try {
+    const after = await withStepUp(`admin.${permission}`, () => call("POST", `/api/v1/admin/recovery-cases/${c.id}/${action}`, body));
+    show(done(after), "ok");
+    await loadCasesQueue();
+  } catch (e) {
+    show(browserError(e), "error");
+  }
+}
+
+function caseButton(li, label, cls, handler) {
+  const b = el("button", label, cls);
+  b.type = "button";
+  b.addEventListener("click", handler);
+  li.append(b, " ");
+}
+
 async function loadCasesQueue() {
   let list;
   try {
@@ -516,11 +535,43 @@ async function loadCasesQueue() {
   if (!list.cases.length) ul.append(el("li", "No open recovery cases."));
   for (const c of list.cases) {
     const li = el("li");
+    li.dataset.user = c.user_id;
+    li.dataset.state = c.state;
     const title = el("p");
     title.append(el("strong", c.state.replace(/_/g, " ")), " ");
     if (c.on_hold) title.append(el("span", "fraud hold", "badge bad-text"));
     li.append(title, el("p", `User ${c.user_id} · opened ${when(c.created_at)} by ${c.opened_by}${c.missing_checks.length ? ` · checks to go: ${c.missing_checks.join(", ")}` : ""}`, "muted"));
     for (const h of c.holds) li.append(el("p", `${h.signal}: ${h.detail}`, "muted"));
+    if (c.state === "requested") {
+      caseButton(li, "Take", "", () => caseAction(c, "take", {}, "users.manage", () => "You are verifying this case."));
+    }
+    if (c.state === "verifying" && c.agent === me_id) {
+      for (const check of c.missing_checks) {
+        caseButton(li, `Record ${check.replace(/_/g, " ")}`, "secondary", () => {
+          const evidence = window.prompt(`What did you see for "${check}"? (evidence)`);
+          if (evidence === null) return;
+          caseAction(c, "check", { check, passed: true, evidence }, "users.manage", () => `Recorded ${check}.`);
+        });
+      }
+      if (!c.missing_checks.length) {
+        caseButton(li, "Identity verified", "", () => caseAction(c, "verified", {}, "users.manage", (a) => `The case is ${a.state.replace(/_/g, " ")}.`));
+      }
+    }
+    if (c.on_hold) {
+      caseButton(li, "Release hold", "secondary", () => {
+        const note = window.prompt("Review note (what you checked in the timeline)");
+        if (note === null) return;
+        caseAction(c, "review", { note }, "fraud.resolve", () => "Hold released.");
+      });
+    }
+    if (c.state === "ready" && !c.on_hold) {
+      caseButton(li, "Send a new link", "secondary", () => caseAction(c, "send-link", {}, "users.manage", () => "A new recovery link goes to the user's verified contact."));
+    }
+    caseButton(li, "Deny", "danger", () => {
+      const reason = window.prompt("Reason to deny this case");
+      if (reason === null) return;
+      caseAction(c, "deny", { reason }, "users.manage", () => "The case is denied.");
+    });
     ul.append(li);
   }
 }
@@ -604,6 +655,7 @@ async function admin() {
     return;
   }
   csrf = me.csrf_token || null;
+  me_id = me.user.id;
   if (!me.user.role) {
     document.getElementById("who").textContent = "Your account has no administrative role.";
     return;

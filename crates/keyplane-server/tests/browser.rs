@@ -292,6 +292,28 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         Some(alice_id.as_str()),
         "approved from the console by alice"
     );
+    // The case alice handled from the console for rita: ready, with her check and evidence.
+    let ritas_cases = server
+        .app
+        .list_recovery_cases(
+            &tenant,
+            &keyplane_store::CaseFilter {
+                user: Some(rita_id.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ritas_cases.len(), 1);
+    assert_eq!(
+        ritas_cases[0].state,
+        keyplane_core::recovery_case::CaseState::Ready
+    );
+    assert_eq!(ritas_cases[0].agent.as_deref(), Some(alice_id.as_str()));
+    assert_eq!(
+        ritas_cases[0].checks[0].evidence,
+        "video call, passport shown"
+    );
     // The console's lifecycle actions, as the audit log saw them.
     for action in ["user.suspended", "user.reactivated"] {
         let events = server
