@@ -1394,7 +1394,60 @@ async fn two_nodes_on_one_postgres_keep_one_chain() {
     a.shutdown().await;
 }
 
+async fn the_admin_api_reports_the_chain_intact_and_names_the_first_tampered_event(
+    backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
+    let admin = common::member(&server, "ada", Some("admin")).await;
+    server.user_with_passkey("alice").await;
+    let (s, body) = common::call(
+        &server,
+        Method::GET,
+        "/api/v1/audit/verify?full=true",
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body:?}");
+    assert_eq!(body["ok"], true, "{body:?}");
+    assert!(body["events_checked"].as_u64().unwrap() >= 6);
+    let tenant = server.default_tenant().await;
+    // An edited field: verification names the event.
+    sqlx::query("UPDATE audit_events SET action = 'user.created' WHERE tenant_id = $1 AND seq = 3")
+        .bind(tenant.id.as_str())
+        .execute(server.store.pool())
+        .await
+        .unwrap();
+    let (_, body) = common::call(
+        &server,
+        Method::GET,
+        "/api/v1/audit/verify?full=true",
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(body["ok"], false, "{body:?}");
+    assert_eq!(body["problems"][0]["seq"], 3, "{body:?}");
+    let (s, body) = common::call(
+        &server,
+        Method::GET,
+        "/api/v1/audit/verify?fast=1",
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_query"))
+    );
+    let plain = common::member(&server, "pat", None).await;
+    let (s, _) = common::call(&server, Method::GET, "/api/v1/audit/verify", &plain, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    server.shutdown().await;
+}
+
 both_backends!(
+    the_admin_api_reports_the_chain_intact_and_names_the_first_tampered_event,
     every_change_writes_its_event_in_order,
     client_request_ids_are_recorded_only_when_short_and_printable,
     failed_attempts_are_recorded_and_malformed_bodies_are_not,

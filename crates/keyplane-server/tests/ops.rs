@@ -167,6 +167,7 @@ async fn openapi_documents_every_route(backend: Backend) {
         ("/api/v1/me/credentials/{id}", "DELETE"),
         ("/api/v1/logout", "POST"),
         ("/api/v1/audit/events", "GET"),
+        ("/api/v1/audit/verify", "GET"),
         ("/api/v1/admin/policy", "GET"),
         ("/api/v1/admin/policy/versions", "GET"),
         ("/api/v1/admin/policy/lint", "POST"),

@@ -96,3 +96,29 @@ pub async fn keys(State(app): State<Arc<App>>) -> impl IntoResponse {
         .collect();
     Json(json!({ "keys": keys }))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyQuery {
+    /// From genesis instead of from the latest valid checkpoint.
+    full: Option<bool>,
+}
+
+/// `GET /api/v1/audit/verify`: the tenant's chain checked now — every checkpoint's signature
+/// against this node's checkpoint keys, the hash chain from the latest valid checkpoint (or from
+/// genesis with `full=true`), and the head. The console's "verify status"; an auditor who wants
+/// an independent check runs `keyplane audit verify --trusted-keys` with pinned keys.
+pub async fn verify(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<VerifyQuery>,
+) -> ApiResult<impl IntoResponse> {
+    who.require(&app, Permission::AuditRead).await?;
+    let keys = crate::audit_keys::read_public_keys(&app.settings.audit_key_dir())?;
+    let report = app
+        .verify_audit(who.tenant(), &keys, !q.full.unwrap_or(false), &|_| {})
+        .await?;
+    let mut body = json!(report);
+    body["ok"] = json!(report.ok());
+    Ok(Json(body))
+}

@@ -101,6 +101,7 @@ pub fn router(app: Arc<App>) -> Router {
             post(recovery::case_action),
         )
         .route("/api/v1/audit/events", get(audit::events))
+        .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/admin/policy", get(admin::policy))
         .route("/api/v1/admin/policy/versions", get(admin::versions))
         .route("/api/v1/admin/policy/lint", post(admin::lint))
