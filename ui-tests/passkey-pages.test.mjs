@@ -433,6 +433,50 @@ test("admin console: coverage charts as SVG, approving a request, the recovery c
   await page.waitForFunction(() => document.querySelectorAll("#users li").length > 1);
 });
 
+test("admin console: passkeys, policy lint, diff and simulate, the audit log with its verify status", async () => {
+  await load("/admin");
+  // Passkeys: searched by username, suspended with a reason, reactivated.
+  await page.waitForSelector("#creds-section:not([hidden]) #creds li");
+  await page.fill("#creds-user", RECOVERY_USERNAME);
+  await page.click("#creds-search");
+  await page.waitForFunction(() => document.getElementById("creds-total").textContent.startsWith("1 passkey"));
+  await clearStatus();
+  page.once("dialog", (d) => d.accept("checking a report"));
+  await page.click("#creds li:first-child button:has-text('Suspend')");
+  await assertOutcome("ok", /: suspended\.$/);
+  await page.waitForSelector("#creds li:first-child button:has-text('Reactivate')");
+  await clearStatus();
+  page.once("dialog", (d) => d.accept("all clear"));
+  await page.click("#creds li:first-child button:has-text('Reactivate')");
+  await assertOutcome("ok", /: reactivated\.$/);
+
+  // Policy: the active document is shown; lint finds a mistake by line; diff and simulate.
+  await page.waitForSelector("#policy-section:not([hidden])");
+  assert.match(await page.inputValue("#policy-doc"), /codes = "allow"/);
+  const good = await page.inputValue("#policy-doc");
+  await page.fill("#policy-doc", `${good}[sessions]\nidle_secs = 5\n`);
+  await page.click("#policy-lint");
+  await page.waitForFunction(() => /line \d+, column \d+: sessions\.idle_secs/.test(document.getElementById("policy-result").textContent));
+  await page.fill("#policy-doc", good.replace("cooling_off_secs = 0", "cooling_off_secs = 3600"));
+  await page.click("#policy-lint");
+  await page.waitForFunction(() => document.getElementById("policy-result").textContent.startsWith("Valid."));
+  await page.click("#policy-diff");
+  await page.waitForFunction(() => document.getElementById("policy-result").textContent.includes("+cooling_off_secs = 3600"));
+  await page.click("#policy-simulate");
+  await page.waitForFunction(() => /^\(none\): \d+ user\(s\)/m.test(document.getElementById("policy-result").textContent));
+
+  // The audit log: intact, newest events listed; a full verification from genesis.
+  await page.waitForSelector("#audit-section:not([hidden]) #audit li");
+  assert.match(await page.textContent("#audit-verify"), /^Chain intact: \d+ event\(s\) checked/);
+  await page.click("#audit-verify-button");
+  await page.waitForFunction(() => /checked from the first/.test(document.getElementById("audit-verify").textContent));
+  // The list was refreshed with the verification: the newest event is the reactivation above.
+  await page.waitForFunction(() => /^#\d+ credential\.reactivated/.test(document.querySelector("#audit li").textContent));
+  await page.waitForSelector("#clients-section:not([hidden])");
+  await page.waitForSelector("#exceptions-section:not([hidden])");
+  await screenshot("admin-more");
+});
+
 test("Content-Security-Policy: sent on the pages, and nothing in them violates it", async () => {
   for (const path of ["/enrol", "/signin", "/recover", "/account", "/admin"]) {
     const response = await load(path);

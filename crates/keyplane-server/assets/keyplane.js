@@ -646,6 +646,172 @@ async function searchUsers(event) {
   }
 }
 
+async function optional(permission, path) {
+  try {
+    return await withStepUp(`admin.${permission}`, () => call("GET", path));
+  } catch (e) {
+    if (e.code === "forbidden_role") return null;
+    throw e;
+  }
+}
+
+async function credentialAction(c, action) {
+  const reason = window.prompt(`Reason to ${action === "lost" ? "mark lost" : action} the passkey "${c.nickname}"`);
+  if (reason === null) return;
+  try {
+    await withStepUp("admin.credentials.manage", () => call("POST", `/api/v1/admin/credentials/${c.id}/${action}`, { reason }));
+    const done = { suspend: "suspended", reactivate: "reactivated", revoke: "revoked", lost: "marked lost" }[action];
+    show(`"${c.nickname}": ${done}.`, "ok");
+    await searchCredentials();
+  } catch (e) {
+    show(browserError(e), "error");
+  }
+}
+
+async function searchCredentials(event) {
+  if (event) event.preventDefault();
+  const params = new URLSearchParams(document.getElementById("creds-filter").value);
+  const username = document.getElementById("creds-user").value.trim();
+  if (username) params.set("username", username);
+  params.set("limit", "50");
+  const list = await optional("credentials.read", `/api/v1/admin/credentials?${params}`);
+  if (!list) return;
+  document.getElementById("creds-section").hidden = false;
+  document.getElementById("creds-total").textContent = `${list.total} passkey(s)${list.total > list.credentials.length ? `, the first ${list.credentials.length} shown` : ""}.`;
+  const ul = document.getElementById("creds");
+  ul.replaceChildren();
+  for (const c of list.credentials) {
+    const li = el("li");
+    li.dataset.id = c.id;
+    const title = el("p");
+    li.dataset.user = c.user;
+    title.append(el("strong", c.nickname), " ", el("span", kind(c), "badge"), " ", el("span", c.status, c.status === "active" ? "badge" : "badge bad-text"));
+    li.append(title, el("p", `${(c.authenticator && c.authenticator.name) || c.aaguid} · user ${c.user} · added ${when(c.created_at)} · last used ${when(c.last_used_at)}`, "muted"));
+    const actions = c.status === "active" ? [["Suspend", "suspend", "secondary"], ["Mark lost", "lost", "danger"], ["Revoke", "revoke", "danger"]]
+      : c.status === "suspended" ? [["Reactivate", "reactivate", ""], ["Revoke", "revoke", "danger"]] : [];
+    for (const [label, action, cls] of actions) {
+      const b = el("button", label, cls);
+      b.type = "button";
+      b.addEventListener("click", () => credentialAction(c, action));
+      li.append(b, " ");
+    }
+    ul.append(li);
+  }
+}
+
+async function loadExceptions() {
+  const list = await optional("exceptions.read", "/api/v1/admin/exceptions");
+  if (!list) return;
+  document.getElementById("exceptions-section").hidden = false;
+  const ul = document.getElementById("exceptions");
+  ul.replaceChildren();
+  if (!list.exceptions.length) ul.append(el("li", "No exceptions."));
+  for (const e of list.exceptions) {
+    const li = el("li");
+    const who = e.subject && (e.subject.user || e.subject.population || JSON.stringify(e.subject));
+    li.append(el("p", `${e.rule} waived for ${who}`), el("p", `${e.status} · until ${when(e.expires_at)} · ${e.reason}`, "muted"));
+    ul.append(li);
+  }
+}
+
+async function loadClients() {
+  const list = await optional("clients.read", "/api/v1/admin/clients");
+  if (!list) return;
+  document.getElementById("clients-section").hidden = false;
+  const ul = document.getElementById("clients");
+  ul.replaceChildren();
+  if (!list.clients.length) ul.append(el("li", "No machine clients."));
+  for (const c of list.clients) {
+    const li = el("li");
+    const title = el("p");
+    title.append(el("strong", c.name), " ", el("span", c.status, c.status === "active" ? "badge" : "badge bad-text"));
+    for (const f of c.findings || []) title.append(" ", el("span", f.replace(/_/g, " "), "badge bad-text"));
+    li.append(title, el("p", `owner ${c.owner_username || c.owner} · scopes ${(c.scopes || []).join(", ")} · expires ${when(c.expires_at)}`, "muted"));
+    ul.append(li);
+  }
+}
+
+function showResult(text) {
+  document.getElementById("policy-result").textContent = text;
+}
+
+function lintText(r) {
+  return r.valid ? `Valid. Populations: ${(r.populations || []).join(", ") || "none"}; ${r.step_up_rules} step-up rule(s).`
+    : r.errors.map((e) => `line ${e.line}, column ${e.column}: ${e.path ? `${e.path}: ` : ""}${e.message}`).join("\n");
+}
+
+async function policyCall(path, render, permission) {
+  const document_ = document.getElementById("policy-doc").value;
+  try {
+    const r = await withStepUp(`admin.${permission}`, () => call("POST", path, { document: document_ }));
+    showResult(render(r));
+    return r;
+  } catch (e) {
+    if (e.code === "policy_invalid") showResult("The document has problems; lint it to see them.");
+    show(browserError(e), "error");
+    return null;
+  }
+}
+
+async function loadPolicy() {
+  const p = await optional("policy.read", "/api/v1/admin/policy");
+  if (!p) return;
+  document.getElementById("policy-section").hidden = false;
+  document.getElementById("policy-version").textContent = p.builtin ? "The built-in policy is in force (no document applied yet)." : `Version ${p.version}, applied ${when(p.created_at)} by ${p.created_by}.`;
+  document.getElementById("policy-doc").value = p.document || "version = 1\n";
+  document.getElementById("policy-lint").onclick = () => policyCall("/api/v1/admin/policy/lint", lintText, "policy.read");
+  document.getElementById("policy-diff").onclick = () => policyCall("/api/v1/admin/policy/diff", (r) => (r.changed ? r.diff : "No change."), "policy.read");
+  document.getElementById("policy-simulate").onclick = () => policyCall("/api/v1/admin/policy/simulate", (r) => Object.entries(r.populations).map(([pop, x]) =>
+    `${pop}: ${x.users} user(s), ${x.credentials} passkey(s); ${x.credentials_becoming_non_compliant} would stop complying, ${x.credentials_becoming_compliant} would start; ${x.users_losing_every_compliant_credential} user(s) would lose every compliant passkey`).join("\n"), "policy.read");
+  document.getElementById("policy-apply").onclick = async () => {
+    if (!window.confirm("Apply this policy to the tenant now?")) return;
+    const r = await policyCall("/api/v1/admin/policy/apply", (x) => (x.status === "applied" ? `Applied as version ${x.version}.` : "Waiting for a second administrator's approval."), "policy.apply");
+    if (r) {
+      show(r.status === "applied" ? `Policy version ${r.version} applied.` : "The change waits for approval.", "ok");
+      await loadApprovals();
+    }
+  };
+}
+
+async function verifyAudit(full) {
+  const r = await optional("audit.read", `/api/v1/audit/verify${full ? "?full=true" : ""}`);
+  if (!r) return false;
+  const p = document.getElementById("audit-verify");
+  p.className = r.ok ? "ok-text" : "bad-text";
+  p.textContent = r.ok
+    ? `Chain intact: ${r.events_checked} event(s) checked ${r.started_after ? `after checkpoint ${r.started_after}` : "from the first"}, up to ${r.last_seq}; ${r.checkpoints_valid} signed checkpoint(s) valid.`
+    : `Chain broken: ${r.problems.map((x) => x.message).join("; ")}`;
+  return true;
+}
+
+async function loadAudit() {
+  if (!(await verifyAudit(false))) return;
+  document.getElementById("audit-section").hidden = false;
+  document.getElementById("audit-verify-button").onclick = () =>
+    verifyAudit(true).then(loadAuditEvents).catch((e) => show(browserError(e), "error"));
+  await loadAuditEvents();
+}
+
+async function loadAuditEvents() {
+  // The newest events: find the end of the log, then read its last page.
+  const first = await call("GET", "/api/v1/audit/events?limit=1");
+  let after = 0;
+  let page = first;
+  while (page.next_after_seq !== null && page.next_after_seq !== undefined) {
+    after = page.next_after_seq;
+    page = await call("GET", `/api/v1/audit/events?after_seq=${after}&limit=1000`);
+    if (page.events.length < 1000) break;
+  }
+  const last = page.events.length ? page.events : first.events;
+  const ul = document.getElementById("audit");
+  ul.replaceChildren();
+  for (const e of last.slice(-25).reverse()) {
+    const li = el("li");
+    li.append(el("p", `#${e.seq} ${e.action}${e.outcome !== "success" ? ` (${e.outcome})` : ""}`), el("p", `${when(e.time)} · ${e.actor.type}:${e.actor.id} → ${e.target.type} ${e.target.id}`, "muted"));
+    ul.append(li);
+  }
+}
+
 async function admin() {
   let me;
   try {
@@ -662,7 +828,8 @@ async function admin() {
   }
   document.getElementById("who").textContent = `Signed in as ${me.user.display_name} (${me.user.role}).`;
   document.getElementById("users-form").addEventListener("submit", searchUsers);
-  for (const load of [loadDashboard, () => searchUsers(), loadApprovals, loadCasesQueue]) {
+  document.getElementById("creds-form").addEventListener("submit", (e) => searchCredentials(e).catch((x) => show(browserError(x), "error")));
+  for (const load of [loadDashboard, () => searchUsers(), loadApprovals, loadCasesQueue, () => searchCredentials(), loadExceptions, loadClients, loadPolicy, loadAudit]) {
     try {
       await load();
     } catch (e) {
