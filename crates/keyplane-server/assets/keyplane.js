@@ -484,7 +484,7 @@ async function loadApprovals() {
     const li = el("li");
     li.dataset.id = a.id;
     li.append(el("p", a.summary), el("p", `${a.action} · asked by ${a.requested_by} · expires ${when(a.expires_at)}`, "muted"));
-    for (const [label, verb, cls] of [["Approve", "approve", ""], ["Deny", "deny", "danger"]]) {
+    for (const [label, verb, cls] of may("approvals.decide") ? [["Approve", "approve", ""], ["Deny", "deny", "danger"]] : []) {
       const b = el("button", label, cls);
       b.type = "button";
       b.addEventListener("click", async () => {
@@ -503,6 +503,8 @@ async function loadApprovals() {
 }
 
 let me_id = null;
+let permissions = new Set();
+const may = (p) => permissions.has(p);
 
 async function caseAction(c, action, body, permission, done) {
   try {
@@ -542,10 +544,11 @@ async function loadCasesQueue() {
     if (c.on_hold) title.append(el("span", "fraud hold", "badge bad-text"));
     li.append(title, el("p", `User ${c.user_id} · opened ${when(c.created_at)} by ${c.opened_by}${c.missing_checks.length ? ` · checks to go: ${c.missing_checks.join(", ")}` : ""}`, "muted"));
     for (const h of c.holds) li.append(el("p", `${h.signal}: ${h.detail}`, "muted"));
-    if (c.state === "requested") {
+    const manage = may("users.manage");
+    if (c.state === "requested" && manage) {
       caseButton(li, "Take", "", () => caseAction(c, "take", {}, "users.manage", () => "You are verifying this case."));
     }
-    if (c.state === "verifying" && c.agent === me_id) {
+    if (c.state === "verifying" && c.agent === me_id && manage) {
       for (const check of c.missing_checks) {
         caseButton(li, `Record ${check.replace(/_/g, " ")}`, "secondary", () => {
           const evidence = window.prompt(`What did you see for "${check}"? (evidence)`);
@@ -557,17 +560,17 @@ async function loadCasesQueue() {
         caseButton(li, "Identity verified", "", () => caseAction(c, "verified", {}, "users.manage", (a) => `The case is ${a.state.replace(/_/g, " ")}.`));
       }
     }
-    if (c.on_hold) {
+    if (c.on_hold && may("fraud.resolve")) {
       caseButton(li, "Release hold", "secondary", () => {
         const note = window.prompt("Review note (what you checked in the timeline)");
         if (note === null) return;
         caseAction(c, "review", { note }, "fraud.resolve", () => "Hold released.");
       });
     }
-    if (c.state === "ready" && !c.on_hold) {
+    if (c.state === "ready" && !c.on_hold && manage) {
       caseButton(li, "Send a new link", "secondary", () => caseAction(c, "send-link", {}, "users.manage", () => "A new recovery link goes to the user's verified contact."));
     }
-    caseButton(li, "Deny", "danger", () => {
+    if (manage) caseButton(li, "Deny", "danger", () => {
       const reason = window.prompt("Reason to deny this case");
       if (reason === null) return;
       caseAction(c, "deny", { reason }, "users.manage", () => "The case is denied.");
@@ -627,16 +630,16 @@ async function searchUsers(event) {
     title.append(el("strong", u.username), " ", el("span", u.status, u.status === "active" ? "badge" : "badge bad-text"));
     if (u.role) title.append(" ", el("span", u.role, "badge"));
     li.append(title, el("p", `${u.display_name} · since ${when(u.created_at)}${u.contact_email ? ` · ${u.contact_email}` : ""}`, "muted"));
-    const actions = u.status === "active"
+    const actions = (u.status === "active"
       ? [["Suspend", "suspend", "users.suspend", "danger"], ["Require re-enrolment", "re-enrol", "users.manage", "secondary"]]
-      : u.status === "suspended" ? [["Reactivate", "reactivate", "users.suspend", ""]] : [];
+      : u.status === "suspended" ? [["Reactivate", "reactivate", "users.suspend", ""]] : []).filter((a) => may(a[2]));
     for (const [label, action, permission, cls] of actions) {
       const b = el("button", label, cls);
       b.type = "button";
       b.addEventListener("click", () => userAction(u, action, permission));
       li.append(b, " ");
     }
-    if (u.status === "active") {
+    if (u.status === "active" && may("users.manage")) {
       const b = el("button", "Open a recovery case", "secondary");
       b.type = "button";
       b.addEventListener("click", () => openCaseFor(u));
@@ -689,7 +692,7 @@ async function searchCredentials(event) {
     li.append(title, el("p", `${(c.authenticator && c.authenticator.name) || c.aaguid} · user ${c.user} · added ${when(c.created_at)} · last used ${when(c.last_used_at)}`, "muted"));
     const actions = c.status === "active" ? [["Suspend", "suspend", "secondary"], ["Mark lost", "lost", "danger"], ["Revoke", "revoke", "danger"]]
       : c.status === "suspended" ? [["Reactivate", "reactivate", ""], ["Revoke", "revoke", "danger"]] : [];
-    for (const [label, action, cls] of actions) {
+    for (const [label, action, cls] of may("credentials.manage") ? actions : []) {
       const b = el("button", label, cls);
       b.type = "button";
       b.addEventListener("click", () => credentialAction(c, action));
@@ -763,6 +766,7 @@ async function loadPolicy() {
   document.getElementById("policy-diff").onclick = () => policyCall("/api/v1/admin/policy/diff", (r) => (r.changed ? r.diff : "No change."), "policy.read");
   document.getElementById("policy-simulate").onclick = () => policyCall("/api/v1/admin/policy/simulate", (r) => Object.entries(r.populations).map(([pop, x]) =>
     `${pop}: ${x.users} user(s), ${x.credentials} passkey(s); ${x.credentials_becoming_non_compliant} would stop complying, ${x.credentials_becoming_compliant} would start; ${x.users_losing_every_compliant_credential} user(s) would lose every compliant passkey`).join("\n"), "policy.read");
+  document.getElementById("policy-apply").hidden = !may("policy.apply");
   document.getElementById("policy-apply").onclick = async () => {
     if (!window.confirm("Apply this policy to the tenant now?")) return;
     const r = await policyCall("/api/v1/admin/policy/apply", (x) => (x.status === "applied" ? `Applied as version ${x.version}.` : "Waiting for a second administrator's approval."), "policy.apply");
@@ -822,6 +826,7 @@ async function admin() {
   }
   csrf = me.csrf_token || null;
   me_id = me.user.id;
+  permissions = new Set(me.permissions || []);
   if (!me.user.role) {
     document.getElementById("who").textContent = "Your account has no administrative role.";
     return;

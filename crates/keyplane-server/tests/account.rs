@@ -73,4 +73,31 @@ async fn a_user_sees_their_sessions_and_signs_out_everywhere_else(backend: Backe
     server.shutdown().await;
 }
 
-both_backends!(a_user_sees_their_sessions_and_signs_out_everywhere_else);
+async fn an_administrator_sees_what_their_role_allows(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let helpdesk = common::member(&server, "hannah", Some("helpdesk")).await;
+    let (_, plain) = server.user_with_passkey("pat").await;
+    let (_, me) = call(&server, Method::GET, "/api/v1/me", &helpdesk, None).await;
+    let perms: Vec<&str> = me["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        perms.contains(&"users.manage") && perms.contains(&"fraud.read"),
+        "{perms:?}"
+    );
+    assert!(
+        !perms.contains(&"fraud.resolve") && !perms.contains(&"policy.apply"),
+        "{perms:?}"
+    );
+    let (_, me) = call(&server, Method::GET, "/api/v1/me", &plain, None).await;
+    assert!(me.get("permissions").is_none(), "{me:?}");
+    server.shutdown().await;
+}
+
+both_backends!(
+    a_user_sees_their_sessions_and_signs_out_everywhere_else,
+    an_administrator_sees_what_their_role_allows
+);

@@ -37,6 +37,20 @@ pub async fn me(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl IntoR
     {
         body["recommendation"] = recommendation_json(&r);
     }
+    // What the user's role allows, so that a console shows only the actions it may take (the
+    // server checks each request regardless).
+    if let Some(role) = auth
+        .user
+        .role
+        .as_deref()
+        .and_then(keyplane_core::admin::Role::parse)
+    {
+        body["permissions"] = json!(keyplane_core::admin::Permission::ALL
+            .into_iter()
+            .filter(|p| keyplane_core::admin::allows(role, *p))
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>());
+    }
     if auth.method == AuthMethod::Cookie {
         body["csrf_token"] = json!(auth.token.derive("csrf"));
     }
