@@ -383,10 +383,17 @@ test("admin console: coverage charts as SVG, approving a request, the recovery c
   assert.match(await page.textContent("#cases"), /ready/);
 
   await page.waitForSelector("#approvals li[data-id]");
-  assert.match(await page.textContent("#approvals"), /re-apply the recovery policy/);
+  assert.match(await page.textContent("#approvals"), /authenticators\.synced/);
+  // Deciding needs a passkey confirmation within 2 s (the test policy's step-up rule): wait
+  // that long since sign-in, then the console asks the authenticator and retries.
+  await page.waitForTimeout(2100);
+  const asserted = assertedCredentials.length;
+  const before = apiRequests.length;
   await clearStatus();
   await page.click("#approvals li[data-id] button:has-text('Approve')");
-  await assertOutcome("ok", /^Approved: re-apply the recovery policy$/);
+  await assertOutcome("ok", /^Approved: /);
+  assert.equal(assertedCredentials.length, asserted + 1, "the step-up signed one assertion");
+  assert.ok(apiRequests.slice(before).some((r) => r.path === "/api/v1/step-up/verify"), "a step-up ceremony ran");
   await page.waitForFunction(() => document.getElementById("approvals").textContent.includes("Nothing waiting"));
 
   // Users: search, suspend with a reason, then reactivate.

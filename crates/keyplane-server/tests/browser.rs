@@ -80,7 +80,9 @@ fn forward(
 }
 
 /// The tenant's policy during the browser run: recovery codes allowed, no cooling-off.
-const POLICY: &str = "version = 1\n[recovery]\ncodes = \"allow\"\ncooling_off_secs = 0\n";
+/// `admin.approvals.decide` needs a passkey confirmation within 2 s, so that the console's
+/// approval exercises the step-up prompt; every other admin act keeps the built-in rule.
+const POLICY: &str = "version = 1\n[[step_up]]\nid = \"decide\"\nactions = [\"admin.approvals.decide\"]\nlevel = \"aal2\"\nmax_age_secs = 2\n[[step_up]]\nid = \"admin\"\nactions = [\"admin.*\"]\nlevel = \"aal2\"\nmax_age_secs = 900\n[recovery]\ncodes = \"allow\"\ncooling_off_secs = 0\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrol_and_sign_in_pages_work_in_chromium() {
@@ -137,19 +139,6 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         )
         .await
         .expect("role");
-    let active = server.app.active_policy(&tenant).await.unwrap();
-    server
-        .app
-        .request_approval(
-            &tenant,
-            "policy.apply",
-            json!({ "document": POLICY }),
-            "re-apply the recovery policy".into(),
-            &active.policy.governance,
-            &keyplane_core::audit::Caller::operator("olga"),
-        )
-        .await
-        .expect("approval request");
     let (_rita_device, rita) = server.user_with_passkey("rita").await;
     let codes = server
         .request(
@@ -162,6 +151,29 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         .await;
     let recovery_code = codes.body["codes"][0].as_str().expect("a code").to_string();
     server.user_with_passkey("rob").await;
+    // An exception another administrator asked for, for alice to approve in the console.
+    let rob_id = server
+        .app
+        .store
+        .user_by_username(&tenant.id, "rob")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    server
+        .app
+        .request_exception(
+            &tenant,
+            keyplane_server::service::ExceptionRequest {
+                subject: keyplane_core::ExceptionSubject::User(rob_id),
+                rule: "authenticators.synced".into(),
+                reason: "a synced passkey until his security key arrives".into(),
+                duration_days: 7,
+            },
+            &keyplane_core::audit::Caller::operator("olga"),
+        )
+        .await
+        .expect("exception request");
     let rob = server
         .app
         .store
@@ -286,6 +298,9 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         .any(|c| c.status == keyplane_core::CredentialStatus::Revoked));
     let approvals = server.app.list_approvals(&tenant).await.unwrap();
     assert_eq!(approvals.len(), 1);
+    assert_eq!(approvals[0].action, "exception.grant");
+    let exceptions = server.app.list_exceptions(&tenant).await.unwrap();
+    assert_eq!(exceptions.len(), 1, "the approval granted the exception");
     assert_eq!(approvals[0].status, keyplane_core::ApprovalStatus::Approved);
     assert_eq!(
         approvals[0].decided_by.as_deref(),
