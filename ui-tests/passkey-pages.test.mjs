@@ -51,6 +51,14 @@ let context;
 let page;
 let cdp;
 let authenticatorId;
+const AUTHENTICATOR = {
+  protocol: "ctap2",
+  transport: "internal",
+  hasResidentKey: true,
+  hasUserVerification: true,
+  isUserVerified: true,
+  automaticPresenceSimulation: true,
+};
 const cspViolations = []; // from a `securitypolicyviolation` listener installed in every document
 let onCspViolation = () => {};
 const pageErrors = []; // uncaught exceptions in the pages
@@ -120,16 +128,7 @@ before(async () => {
   cdp = await context.newCDPSession(page);
   cdp.on("WebAuthn.credentialAsserted", (e) => assertedCredentials.push(e.credential));
   await cdp.send("WebAuthn.enable", { enableUI: false });
-  ({ authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
-    options: {
-      protocol: "ctap2",
-      transport: "internal",
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: true,
-      automaticPresenceSimulation: true,
-    },
-  }));
+  ({ authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", { options: AUTHENTICATOR }));
 });
 
 after(async () => {
@@ -347,6 +346,28 @@ test("account page: passkeys with their kind, rename, guarded removal, sessions,
   await clearStatus();
   await page.click("#add-passkey");
   await assertOutcome("error", /already holds a passkey for your account/);
+
+  // A second device: the first authenticator is set aside (its passkeys kept), another one
+  // creates alice's second passkey, which she then removes; then the first comes back.
+  const { credentials: kept } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  await cdp.send("WebAuthn.removeVirtualAuthenticator", { authenticatorId });
+  const { authenticatorId: second } = await cdp.send("WebAuthn.addVirtualAuthenticator", { options: AUTHENTICATOR });
+  try {
+    await clearStatus();
+    await page.click("#add-passkey");
+    await assertOutcome("ok", /^Passkey "Passkey 2" added\.$/);
+    await page.waitForFunction(() => document.querySelectorAll("#passkeys li").length === 2);
+    assert.equal(await page.isVisible("#recommendation"), false, "two passkeys: no more nudge");
+    await clearStatus();
+    page.once("dialog", (d) => d.accept());
+    await page.click("#passkeys li:has-text('Passkey 2') button:has-text('Remove')");
+    await assertOutcome("ok", /^Removed "Passkey 2"\.$/);
+    await page.waitForFunction(() => document.querySelectorAll("#passkeys li").length === 1);
+  } finally {
+    await cdp.send("WebAuthn.removeVirtualAuthenticator", { authenticatorId: second });
+    ({ authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", { options: AUTHENTICATOR }));
+    for (const credential of kept) await cdp.send("WebAuthn.addCredential", { authenticatorId, credential });
+  }
 
   // Recovery codes (the test policy allows them): shown once.
   await page.waitForSelector("#codes-section:not([hidden])");

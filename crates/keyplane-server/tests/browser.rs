@@ -274,8 +274,23 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         .unwrap()
         .unwrap();
     let alices = of(&alice.id);
-    assert_eq!(alices.len(), 1, "one passkey registered by the browser");
-    assert_eq!(alices[0].nickname, "Browser passkey");
+    // Enrolled from the invitation (and renamed back), then a second one added on the account
+    // page from another authenticator and removed there.
+    let status = |nickname: &str| {
+        alices
+            .iter()
+            .find(|c| c.nickname == nickname)
+            .map(|c| c.status)
+    };
+    assert_eq!(alices.len(), 2, "two passkeys registered by the browser");
+    assert_eq!(
+        status("Browser passkey"),
+        Some(keyplane_core::CredentialStatus::Active)
+    );
+    assert_eq!(
+        status("Passkey 2"),
+        Some(keyplane_core::CredentialStatus::Revoked)
+    );
     // The recovery code gave rita a second passkey (her first is kept); the link gave rob a new
     // one, completed his case and revoked the old one.
     let rita_id = server
