@@ -7,11 +7,11 @@
 //
 // The tests share one browser tab (the virtual authenticator, and the passkey the first test
 // creates on it, belong to that tab) and run in file order: enrol first, then sign in.
-// KEYPLANE_UI_SCREENSHOTS=DIR saves DIR/keyplane-{enrol,signin,signin-phone}.png.
+// KEYPLANE_UI_SCREENSHOTS=DIR saves DIR/keyplane-{enrol,signin,signin-phone,account,admin,admin-more,recover}.png.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -28,6 +28,8 @@ const USERNAME = required("KEYPLANE_UI_USERNAME");
 const RECOVERY_USERNAME = required("KEYPLANE_UI_RECOVERY_USERNAME");
 const RECOVERY_CODE = required("KEYPLANE_UI_RECOVERY_CODE");
 const RECOVERY_LINK = `${BASE}/recover#token=${required("KEYPLANE_UI_RECOVERY_LINK")}`;
+const CASE_USERNAME = required("KEYPLANE_UI_CASE_USERNAME");
+const MAILDIR = required("KEYPLANE_UI_MAILDIR");
 const CHROMIUM = process.env.KEYPLANE_UI_CHROMIUM || "/usr/bin/chromium";
 const SCREENSHOTS = process.env.KEYPLANE_UI_SCREENSHOTS || "";
 const ENROL_LINK = `${BASE}/enrol#token=${TOKEN}`;
@@ -437,9 +439,15 @@ test("admin console: coverage charts as SVG, approving a request, the recovery c
 
   // A recovery case from the console: opened for the user, taken, the policy's check recorded,
   // declared verified (no cooling-off in the test policy: ready at once).
+  await page.fill("#users-q", CASE_USERNAME);
+  await page.click("#users-search");
+  await page.waitForFunction((name) => {
+    const items = [...document.querySelectorAll("#users li")];
+    return items.length === 1 && items[0].dataset.username === name;
+  }, CASE_USERNAME);
   await clearStatus();
   await page.click("#users li button:has-text('Open a recovery case')");
-  await assertOutcome("ok", new RegExp(`^Recovery case opened for ${RECOVERY_USERNAME}\\.$`));
+  await assertOutcome("ok", new RegExp(`^Recovery case opened for ${CASE_USERNAME}\\.$`));
   const mine = "#cases li[data-state]:not([data-state='ready'])";
   await page.waitForSelector(`${mine}[data-state='requested']`);
   await clearStatus();
@@ -601,6 +609,40 @@ test("recovery: the help desk's link on /recover creates a new passkey, once", a
   await page.goto(RECOVERY_LINK);
   await page.click("#link-button");
   await assertOutcome("error", /recovery link is not valid any more/);
+});
+
+/** The recovery link in an email to `to` in the test SMTP server's mailbox (waits for it). */
+async function linkFromInbox(to) {
+  const deadline = Date.now() + WAIT;
+  while (Date.now() < deadline) {
+    const dir = join(MAILDIR, "new");
+    const names = await readdir(dir).catch(() => []);
+    for (const name of names) {
+      // Quoted-printable: soft line breaks and the encoded "=".
+      const text = (await readFile(join(dir, name), "utf8")).replace(/=\r?\n/g, "").replace(/=3D/g, "=");
+      const link = text.match(/https?:\/\/\S+\/recover#token=[A-Za-z0-9_-]+/);
+      if (text.includes(`To: ${to}`) && link) return link[0];
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no recovery link arrived for ${to}`);
+}
+
+test("recovery: the help desk's case, its link from the inbox, a new passkey", async () => {
+  await page.context().clearCookies();
+  const link = await linkFromInbox(`${CASE_USERNAME}@example.com`);
+  assert.ok(link.startsWith(`${BASE}/recover#token=`), link);
+  // cara's new device: Chromium's virtual CTAP2 authenticator holds three discoverable
+  // credentials, and this one is full (alice's, rita's and rob's).
+  await cdp.send("WebAuthn.removeVirtualAuthenticator", { authenticatorId });
+  ({ authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", { options: AUTHENTICATOR }));
+  await page.goto("about:blank");
+  await page.goto(link);
+  await clearStatus();
+  await page.click("#link-button");
+  await assertOutcome("ok", /^Passkey "Recovered passkey" created\. Your account is recovered/);
+  const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  assert.equal(credentials.length, 1, "cara's new passkey is on her new device");
 });
 
 test("recovery: asking the help desk answers the same for any username", async () => {

@@ -104,7 +104,48 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         );
     }
 
-    let server = TestServer::start(Backend::Sqlite).await;
+    // A real SMTP server (aiosmtpd, from PyPI) receives the recovery link the console's case
+    // sends; the page test reads it from the mailbox, as the user would from their inbox.
+    let pythonpath = keyplane_testkit::test_data::aiosmtpd_pythonpath()
+        .expect("aiosmtpd (pip install --no-deps --target .test-data/pypi aiosmtpd==1.4.6 atpublic==9.0.0 attrs==26.1.0)");
+    let mail = tempfile::tempdir().unwrap();
+    let maildir = mail.path().join("Maildir");
+    let smtp_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _smtp = Command::new("python3")
+        .args(["-m", "aiosmtpd", "-n", "-l"])
+        .arg(format!("127.0.0.1:{smtp_port}"))
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(&maildir)
+        .env("PYTHONPATH", pythonpath)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs aiosmtpd");
+    let mut listening = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", smtp_port))
+            .await
+            .is_ok()
+        {
+            listening = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(listening, "aiosmtpd listens on {smtp_port}");
+    let server = TestServer::builder(Backend::Sqlite)
+        .settings(|s| {
+            s.notifications.smtp.host = "127.0.0.1".into();
+            s.notifications.smtp.port = smtp_port;
+            s.notifications.smtp.security = "none".into();
+            s.notifications.smtp.from = "keyplane@example.com".into();
+            s.notifications.interval_ms = 200;
+        })
+        .start()
+        .await;
     let username = "alice";
     let token = server.invite(username).await;
     // Recovery on the /recover page: rita holds a recovery code, rob a help-desk case whose link
@@ -151,6 +192,26 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         .await;
     let recovery_code = codes.body["codes"][0].as_str().expect("a code").to_string();
     server.user_with_passkey("rob").await;
+    // cara lost her device; the console takes her case to ready and the link reaches her inbox.
+    server.user_with_passkey("cara").await;
+    let cara_id = server
+        .app
+        .store
+        .user_by_username(&tenant.id, "cara")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    server
+        .app
+        .set_contact(
+            &tenant,
+            &cara_id,
+            Some("cara@example.com"),
+            &keyplane_core::audit::Caller::operator("test"),
+        )
+        .await
+        .expect("contact");
     // An exception another administrator asked for, for alice to approve in the console.
     let rob_id = server
         .app
@@ -225,6 +286,8 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         .env("KEYPLANE_UI_RECOVERY_USERNAME", "rita")
         .env("KEYPLANE_UI_RECOVERY_CODE", &recovery_code)
         .env("KEYPLANE_UI_RECOVERY_LINK", &link_token)
+        .env("KEYPLANE_UI_CASE_USERNAME", "cara")
+        .env("KEYPLANE_UI_MAILDIR", &maildir)
         .env("KEYPLANE_UI_CHROMIUM", CHROMIUM)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -322,26 +385,34 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         Some(alice_id.as_str()),
         "approved from the console by alice"
     );
-    // The case alice handled from the console for rita: ready, with her check and evidence.
-    let ritas_cases = server
+    // cara's case: taken to ready in the console, its link read from her inbox, her new passkey
+    // registered with it — completed, the lost one revoked.
+    let caras = of(&cara_id);
+    assert_eq!(caras.len(), 2);
+    assert!(caras.iter().any(|c| c.nickname == "Recovered passkey"
+        && c.status == keyplane_core::CredentialStatus::Active));
+    assert!(caras
+        .iter()
+        .any(|c| c.status == keyplane_core::CredentialStatus::Revoked));
+    let caras_cases = server
         .app
         .list_recovery_cases(
             &tenant,
             &keyplane_store::CaseFilter {
-                user: Some(rita_id.clone()),
+                user: Some(cara_id.clone()),
                 ..Default::default()
             },
         )
         .await
         .unwrap();
-    assert_eq!(ritas_cases.len(), 1);
+    assert_eq!(caras_cases.len(), 1);
     assert_eq!(
-        ritas_cases[0].state,
-        keyplane_core::recovery_case::CaseState::Ready
+        caras_cases[0].state,
+        keyplane_core::recovery_case::CaseState::Completed
     );
-    assert_eq!(ritas_cases[0].agent.as_deref(), Some(alice_id.as_str()));
+    assert_eq!(caras_cases[0].agent.as_deref(), Some(alice_id.as_str()));
     assert_eq!(
-        ritas_cases[0].checks[0].evidence,
+        caras_cases[0].checks[0].evidence,
         "video call, passport shown"
     );
     // The console's lifecycle actions, as the audit log saw them.
