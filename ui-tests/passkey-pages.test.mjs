@@ -1,13 +1,18 @@
-// Real-browser tests of Keyplane's /enrol and /signin pages: headless Chromium (Debian's package)
-// driven by playwright-core, with the DevTools virtual WebAuthn authenticator standing in for the
-// user's device. Run by crates/keyplane-server/tests/browser.rs against a fresh server, or by hand:
+// Real-browser tests of Keyplane's pages — /enrol, /signin, /account, /admin and /recover:
+// headless Chromium (Debian's package) driven by playwright-core, with the DevTools virtual
+// WebAuthn authenticator standing in for the user's device. Run by
+// crates/keyplane-server/tests/browser.rs, which starts a fresh server and a real SMTP server
+// (aiosmtpd), prepares the users and hands over in environment variables:
 //
-//   KEYPLANE_UI_BASE=http://localhost:8080 KEYPLANE_UI_TOKEN=<invitation token> \
-//   KEYPLANE_UI_USERNAME=<invited username> npm test
+//   KEYPLANE_UI_BASE, KEYPLANE_UI_TOKEN (alice's invitation), KEYPLANE_UI_USERNAME (alice, an
+//   administrator), KEYPLANE_UI_RECOVERY_USERNAME / _CODE (rita and one of her recovery codes),
+//   KEYPLANE_UI_RECOVERY_LINK (a ready case's link for rob), KEYPLANE_UI_CASE_USERNAME (cara, whose
+//   case the console works through) and KEYPLANE_UI_MAILDIR (where her email lands).
 //
 // The tests share one browser tab (the virtual authenticator, and the passkey the first test
-// creates on it, belong to that tab) and run in file order: enrol first, then sign in.
-// KEYPLANE_UI_SCREENSHOTS=DIR saves DIR/keyplane-{enrol,signin,signin-phone,account,admin,admin-more,recover}.png.
+// creates on it, belong to that tab) and run in file order: enrol first, then sign in, and so on.
+// KEYPLANE_UI_SCREENSHOTS=DIR saves DIR/keyplane-{enrol,signin,signin-phone,account,admin,
+// admin-more,recover}.png.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
