@@ -518,6 +518,45 @@ test("admin console: passkeys, policy lint, diff and simulate, the audit log wit
   await screenshot("admin-more");
 });
 
+test("admin console: a machine client created (secret shown once), rotated and revoked; an exception asked for; a report", async () => {
+  await load("/admin");
+  await page.waitForSelector("#client-form:not([hidden])");
+  await page.fill("#client-name", "siem-export");
+  await page.fill("#client-scopes", "audit.read, reports.read");
+  await page.fill("#client-days", "30");
+  await clearStatus();
+  await page.click("#client-submit");
+  await assertOutcome("ok", /^Machine client siem-export created\.$/);
+  assert.match(await page.textContent("#client-secret-value"), /^kpm_[A-Za-z0-9_-]{43}$/);
+  const first = await page.textContent("#client-secret-value");
+  await page.waitForSelector("#clients li[data-name='siem-export']");
+  await clearStatus();
+  await page.click("#clients li[data-name='siem-export'] button:has-text('Rotate the secret')");
+  await assertOutcome("ok", /^New secret for siem-export; the previous one works until /);
+  assert.notEqual(await page.textContent("#client-secret-value"), first);
+  await clearStatus();
+  page.once("dialog", (d) => d.accept("replaced by the new exporter"));
+  await page.click("#clients li[data-name='siem-export'] button:has-text('Revoke')");
+  await assertOutcome("ok", /^siem-export is revoked\.$/);
+
+  // An exception alice asks for waits for someone else: she cannot approve her own request.
+  await page.fill("#exception-user", RECOVERY_USERNAME);
+  await page.fill("#exception-rule", "authenticators.synced");
+  await page.fill("#exception-reason", "travelling without her security key");
+  await clearStatus();
+  await page.click("#exception-submit");
+  await assertOutcome("ok", /^Asked: a different administrator approves it/);
+  await page.waitForSelector("#approvals li[data-id]");
+  await clearStatus();
+  await page.click("#approvals li[data-id] button:has-text('Approve')");
+  await assertOutcome("error", /^Dual control: a different administrator must decide your own request\.$/);
+
+  await page.selectOption("#report-name", "drift");
+  await page.click("#report-show");
+  await page.waitForFunction(() => document.getElementById("report").textContent.includes("non_compliant"));
+  await page.waitForSelector("#fraud-section:not([hidden])");
+});
+
 test("Content-Security-Policy: sent on the pages, and nothing in them violates it", async () => {
   for (const path of ["/enrol", "/signin", "/recover", "/account", "/admin"]) {
     const response = await load(path);

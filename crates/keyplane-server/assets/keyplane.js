@@ -69,6 +69,7 @@ const MESSAGES = {
   re_enrolment_required: "This session may only register a new passkey.",
   recently_recovered: "Your account was recovered recently; this is possible again later.",
   step_up_unreachable: "None of your passkeys can confirm this action. Ask your help desk.",
+  approver_is_requester: "Dual control: a different administrator must decide your own request.",
 };
 
 function show(text, kind) {
@@ -706,6 +707,7 @@ async function loadExceptions() {
   const list = await optional("exceptions.read", "/api/v1/admin/exceptions");
   if (!list) return;
   document.getElementById("exceptions-section").hidden = false;
+  document.getElementById("exception-form").hidden = !may("exceptions.request");
   const ul = document.getElementById("exceptions");
   ul.replaceChildren();
   if (!list.exceptions.length) ul.append(el("li", "No exceptions."));
@@ -717,20 +719,133 @@ async function loadExceptions() {
   }
 }
 
+function showSecret(secret) {
+  document.getElementById("client-secret-value").textContent = secret;
+  document.getElementById("client-secret").hidden = false;
+}
+
 async function loadClients() {
   const list = await optional("clients.read", "/api/v1/admin/clients");
   if (!list) return;
   document.getElementById("clients-section").hidden = false;
+  document.getElementById("client-form").hidden = !may("clients.manage");
   const ul = document.getElementById("clients");
   ul.replaceChildren();
   if (!list.clients.length) ul.append(el("li", "No machine clients."));
   for (const c of list.clients) {
     const li = el("li");
+    li.dataset.name = c.name;
     const title = el("p");
     title.append(el("strong", c.name), " ", el("span", c.status, c.status === "active" ? "badge" : "badge bad-text"));
     for (const f of c.findings || []) title.append(" ", el("span", f.replace(/_/g, " "), "badge bad-text"));
     li.append(title, el("p", `owner ${c.owner_username || c.owner} · scopes ${(c.scopes || []).join(", ")} · expires ${when(c.expires_at)}`, "muted"));
+    if (c.status === "active" && may("clients.manage")) {
+      caseButton(li, "Rotate the secret", "secondary", async () => {
+        try {
+          const r = await withStepUp("admin.clients.manage", () => call("POST", `/api/v1/admin/clients/${c.id}/rotate`, {}));
+          showSecret(r.secret);
+          show(`New secret for ${c.name}; the previous one works until ${when(r.client.previous_secret_expires_at)}.`, "ok");
+          await loadClients();
+        } catch (e) {
+          show(browserError(e), "error");
+        }
+      });
+      caseButton(li, "Revoke", "danger", async () => {
+        const reason = window.prompt(`Reason to revoke ${c.name}`);
+        if (reason === null) return;
+        try {
+          await withStepUp("admin.clients.manage", () => call("POST", `/api/v1/admin/clients/${c.id}/revoke`, { reason }));
+          show(`${c.name} is revoked.`, "ok");
+          await loadClients();
+        } catch (e) {
+          show(browserError(e), "error");
+        }
+      });
+    }
     ul.append(li);
+  }
+}
+
+async function createClient(event) {
+  event.preventDefault();
+  const body = {
+    name: document.getElementById("client-name").value.trim(),
+    owner: me_id,
+    scopes: document.getElementById("client-scopes").value.split(",").map((x) => x.trim()).filter(Boolean),
+    expires_days: Number(document.getElementById("client-days").value),
+  };
+  try {
+    const r = await withStepUp("admin.clients.manage", () => call("POST", "/api/v1/admin/clients", body));
+    if (r.secret) {
+      showSecret(r.secret);
+      show(`Machine client ${r.client.name} created.`, "ok");
+    } else {
+      show("The new client waits for a second administrator's approval.", "ok");
+      await loadApprovals();
+    }
+    await loadClients();
+  } catch (e) {
+    show(browserError(e), "error");
+  }
+}
+
+async function loadFraud() {
+  const list = await optional("fraud.read", "/api/v1/admin/fraud-alerts");
+  if (!list) return;
+  document.getElementById("fraud-section").hidden = false;
+  const ul = document.getElementById("fraud");
+  ul.replaceChildren();
+  const open = list.alerts.filter((a) => a.status === "open");
+  if (!open.length) ul.append(el("li", "No open fraud alerts."));
+  for (const a of open) {
+    const li = el("li");
+    li.append(el("p", `${a.kind.replace(/_/g, " ")} · user ${a.user_id}`), el("p", `opened ${when(a.opened_at)} · passkey ${a.credential_id || "-"}`, "muted"));
+    if (may("fraud.resolve")) {
+      for (const [label, resolution, cls] of [["Revoke the passkey", "revoke", "danger"], ["False alarm: reactivate", "reactivate", "secondary"]]) {
+        caseButton(li, label, cls, async () => {
+          const note = window.prompt("Note (what you found)");
+          if (note === null) return;
+          try {
+            await withStepUp("admin.fraud.resolve", () => call("POST", `/api/v1/admin/fraud-alerts/${a.id}/resolve`, { resolution, note }));
+            show("Alert resolved.", "ok");
+            await loadFraud();
+          } catch (e) {
+            show(browserError(e), "error");
+          }
+        });
+      }
+    }
+    ul.append(li);
+  }
+}
+
+async function requestException(event) {
+  event.preventDefault();
+  const username = document.getElementById("exception-user").value.trim();
+  try {
+    const found = await call("GET", `/api/v1/admin/users?q=${encodeURIComponent(username)}&limit=1000`);
+    const user = found.users.find((u) => u.username === username.toLowerCase());
+    if (!user) throw Object.assign(new Error(`No user ${username}.`), { code: "user_not_found" });
+    await withStepUp("admin.exceptions.request", () => call("POST", "/api/v1/admin/exceptions", {
+      subject: { type: "user", id: user.id },
+      rule: document.getElementById("exception-rule").value.trim(),
+      reason: document.getElementById("exception-reason").value.trim(),
+      duration_days: Number(document.getElementById("exception-days").value),
+    }));
+    show("Asked: a different administrator approves it in Approvals waiting.", "ok");
+    await loadApprovals();
+  } catch (e) {
+    show(browserError(e), "error");
+  }
+}
+
+async function showReport() {
+  const name = document.getElementById("report-name").value;
+  try {
+    const r = await withStepUp("admin.reports.read", () => call("GET", `/api/v1/admin/reports/${name}`));
+    document.getElementById("report").textContent = JSON.stringify(r, null, 2);
+  } catch (e) {
+    show(browserError(e), "error");
   }
 }
 
@@ -834,7 +949,11 @@ async function admin() {
   document.getElementById("who").textContent = `Signed in as ${me.user.display_name} (${me.user.role}).`;
   document.getElementById("users-form").addEventListener("submit", searchUsers);
   document.getElementById("creds-form").addEventListener("submit", (e) => searchCredentials(e).catch((x) => show(browserError(x), "error")));
-  for (const load of [loadDashboard, () => searchUsers(), loadApprovals, loadCasesQueue, () => searchCredentials(), loadExceptions, loadClients, loadPolicy, loadAudit]) {
+  document.getElementById("exception-form").addEventListener("submit", requestException);
+  document.getElementById("client-form").addEventListener("submit", createClient);
+  document.getElementById("report-show").addEventListener("click", showReport);
+  document.getElementById("reports-section").hidden = !may("reports.read");
+  for (const load of [loadDashboard, () => searchUsers(), loadApprovals, loadCasesQueue, () => searchCredentials(), loadFraud, loadExceptions, loadClients, loadPolicy, loadAudit]) {
     try {
       await load();
     } catch (e) {

@@ -374,14 +374,24 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
     assert!(robs
         .iter()
         .any(|c| c.status == keyplane_core::CredentialStatus::Revoked));
+    // olga's exception request, approved by alice in the console; alice's own request waits.
     let approvals = server.app.list_approvals(&tenant).await.unwrap();
-    assert_eq!(approvals.len(), 1);
-    assert_eq!(approvals[0].action, "exception.grant");
+    assert_eq!(approvals.len(), 2);
+    let olgas = approvals
+        .iter()
+        .find(|a| a.requested_by == "cli:olga")
+        .expect("olga's request");
+    let alices_own = approvals
+        .iter()
+        .find(|a| a.requested_by == alice_id.as_str())
+        .expect("alice's request");
+    assert_eq!(olgas.action, "exception.grant");
+    assert_eq!(alices_own.status, keyplane_core::ApprovalStatus::Requested);
     let exceptions = server.app.list_exceptions(&tenant).await.unwrap();
     assert_eq!(exceptions.len(), 1, "the approval granted the exception");
-    assert_eq!(approvals[0].status, keyplane_core::ApprovalStatus::Approved);
+    assert_eq!(olgas.status, keyplane_core::ApprovalStatus::Approved);
     assert_eq!(
-        approvals[0].decided_by.as_deref(),
+        olgas.decided_by.as_deref(),
         Some(alice_id.as_str()),
         "approved from the console by alice"
     );
@@ -415,6 +425,13 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         caras_cases[0].checks[0].evidence,
         "video call, passport shown"
     );
+    // The machine client created, rotated and revoked in the console.
+    let clients = server.app.list_clients(&tenant).await.unwrap();
+    assert_eq!(clients.len(), 1);
+    let c = &clients[0].client;
+    assert_eq!(c.name, "siem-export");
+    assert_eq!(c.owner, alice_id);
+    assert!(c.revoked_at.is_some() && c.rotated_at.is_some());
     // The console's lifecycle actions, as the audit log saw them.
     for action in ["user.suspended", "user.reactivated"] {
         let events = server
