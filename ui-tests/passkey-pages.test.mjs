@@ -551,6 +551,25 @@ test("admin console: a machine client created (secret shown once), rotated and r
   await page.click("#approvals li[data-id] button:has-text('Approve')");
   await assertOutcome("error", /^Dual control: a different administrator must decide your own request\.$/);
 
+  // Bulk actions preview what they would touch (the passkey search is their filter).
+  await page.fill("#creds-user", RECOVERY_USERNAME);
+  await page.selectOption("#bulk-action", "suspend");
+  await page.click("#bulk-preview");
+  await page.waitForFunction(() => /^1 passkey\(s\) would be suspended\.$/.test(document.getElementById("bulk-result").textContent));
+
+  // A re-enrolment campaign for a model nobody here uses: started, then closed.
+  await page.waitForSelector("#campaign-form:not([hidden])");
+  await page.fill("#campaign-aaguid", "11111111-2222-3333-4444-555555555555");
+  await page.fill("#campaign-reason", "vendor recall drill");
+  await clearStatus();
+  await page.click("#campaign-submit");
+  await assertOutcome("ok", /^Campaign started: 0 user\(s\) marked for re-enrolment\.$/);
+  await page.waitForSelector("#campaigns li[data-aaguid='11111111-2222-3333-4444-555555555555']");
+  await clearStatus();
+  page.once("dialog", (d) => d.accept("drill over"));
+  await page.click("#campaigns li button:has-text('Close')");
+  await assertOutcome("ok", /^Campaign closed\.$/);
+
   await page.selectOption("#report-name", "drift");
   await page.click("#report-show");
   await page.waitForFunction(() => document.getElementById("report").textContent.includes("non_compliant"));

@@ -681,6 +681,7 @@ async function searchCredentials(event) {
   const list = await optional("credentials.read", `/api/v1/admin/credentials?${params}`);
   if (!list) return;
   document.getElementById("creds-section").hidden = false;
+  document.getElementById("bulk").hidden = !may("credentials.bulk");
   document.getElementById("creds-total").textContent = `${list.total} passkey(s)${list.total > list.credentials.length ? `, the first ${list.credentials.length} shown` : ""}.`;
   const ul = document.getElementById("creds");
   ul.replaceChildren();
@@ -700,6 +701,85 @@ async function searchCredentials(event) {
       li.append(b, " ");
     }
     ul.append(li);
+  }
+}
+
+// The passkey search as a bulk filter (the API's CredentialFilter).
+function bulkFilter() {
+  const f = {};
+  const username = document.getElementById("creds-user").value.trim();
+  if (username) f.username = username;
+  const extra = new URLSearchParams(document.getElementById("creds-filter").value);
+  if (extra.has("non_compliant")) f.non_compliant = true;
+  if (extra.has("synced")) f.synced = extra.get("synced") === "true";
+  if (extra.has("status")) f.status = extra.get("status");
+  return f;
+}
+
+async function bulk(dryRun) {
+  const action = document.getElementById("bulk-action").value;
+  const body = { action, filter: bulkFilter(), dry_run: dryRun };
+  if (!dryRun) {
+    const reason = window.prompt(`Reason to ${action} every matching passkey`);
+    if (reason === null) return;
+    body.reason = reason;
+  }
+  try {
+    const r = await withStepUp("admin.credentials.bulk", () => call("POST", "/api/v1/admin/credentials/bulk", body));
+    const out = document.getElementById("bulk-result");
+    if (r.dry_run) out.textContent = `${r.preview.count} passkey(s) would be ${action === "reactivate" ? "reactivated" : `${action === "suspend" ? "suspended" : "revoked"}`}.`;
+    else if (r.status === "awaiting_approval") out.textContent = "The bulk action waits for a second administrator's approval.";
+    else out.textContent = `Bulk job ${r.job.id}: ${r.job.done ?? 0} of ${r.job.total} done (it continues in the background).`;
+    show("Bulk action: see below.", "ok");
+    if (!dryRun) await Promise.all([searchCredentials(), loadApprovals()]);
+  } catch (e) {
+    show(browserError(e), "error");
+  }
+}
+
+async function loadCampaigns() {
+  const list = await optional("campaigns.read", "/api/v1/admin/campaigns");
+  if (!list) return;
+  document.getElementById("campaigns-section").hidden = false;
+  document.getElementById("campaign-form").hidden = !may("campaigns.manage");
+  const ul = document.getElementById("campaigns");
+  ul.replaceChildren();
+  if (!list.campaigns.length) ul.append(el("li", "No campaigns."));
+  for (const c of list.campaigns) {
+    const li = el("li");
+    li.dataset.aaguid = c.aaguid;
+    const title = el("p");
+    title.append(el("strong", c.model || c.aaguid), " ", el("span", c.status, "badge"), " ", el("span", c.action.replace("_", "-"), "badge"));
+    li.append(title, el("p", `${c.re_enrolled} of ${c.affected} user(s) re-enrolled, ${c.remaining} to go · ${c.reason} · started ${when(c.started_at)} by ${c.started_by}`, "muted"));
+    if (c.status === "open" && may("campaigns.manage")) {
+      caseButton(li, "Close", "secondary", async () => {
+        const reason = window.prompt("Why close this campaign?");
+        if (reason === null) return;
+        try {
+          await withStepUp("admin.campaigns.manage", () => call("POST", `/api/v1/admin/campaigns/${c.id}/close`, { reason }));
+          show("Campaign closed.", "ok");
+          await loadCampaigns();
+        } catch (e) {
+          show(browserError(e), "error");
+        }
+      });
+    }
+    ul.append(li);
+  }
+}
+
+async function startCampaign(event) {
+  event.preventDefault();
+  try {
+    const c = await withStepUp("admin.campaigns.manage", () => call("POST", "/api/v1/admin/campaigns", {
+      aaguid: document.getElementById("campaign-aaguid").value.trim(),
+      reason: document.getElementById("campaign-reason").value.trim(),
+      action: document.getElementById("campaign-action").value,
+    }));
+    show(`Campaign started: ${c.marked ?? c.affected} user(s) marked for re-enrolment.`, "ok");
+    await loadCampaigns();
+  } catch (e) {
+    show(browserError(e), "error");
   }
 }
 
@@ -952,8 +1032,11 @@ async function admin() {
   document.getElementById("exception-form").addEventListener("submit", requestException);
   document.getElementById("client-form").addEventListener("submit", createClient);
   document.getElementById("report-show").addEventListener("click", showReport);
+  document.getElementById("bulk-preview").addEventListener("click", () => bulk(true));
+  document.getElementById("bulk-run").addEventListener("click", () => bulk(false));
+  document.getElementById("campaign-form").addEventListener("submit", startCampaign);
   document.getElementById("reports-section").hidden = !may("reports.read");
-  for (const load of [loadDashboard, () => searchUsers(), loadApprovals, loadCasesQueue, () => searchCredentials(), loadFraud, loadExceptions, loadClients, loadPolicy, loadAudit]) {
+  for (const load of [loadDashboard, () => searchUsers(), loadApprovals, loadCasesQueue, () => searchCredentials(), loadFraud, loadCampaigns, loadExceptions, loadClients, loadPolicy, loadAudit]) {
     try {
       await load();
     } catch (e) {
