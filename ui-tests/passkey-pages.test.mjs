@@ -576,6 +576,20 @@ test("admin console: a machine client created (secret shown once), rotated and r
   await page.waitForSelector("#fraud-section:not([hidden])");
 });
 
+test("phone width (375 px): the account page and the console do not scroll sideways", async () => {
+  await page.setViewportSize({ width: 375, height: 667 });
+  try {
+    for (const [path, ready] of [["/account", "#passkeys li"], ["/admin", "#chart-coverage svg"]]) {
+      await load(path);
+      await page.waitForSelector(ready);
+      const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(scrollWidth <= 375, `${path}: no horizontal scrolling (scrollWidth ${scrollWidth})`);
+    }
+  } finally {
+    await page.setViewportSize({ width: 1024, height: 768 });
+  }
+});
+
 test("Content-Security-Policy: sent on the pages, and nothing in them violates it", async () => {
   for (const path of ["/enrol", "/signin", "/recover", "/account", "/admin"]) {
     const response = await load(path);

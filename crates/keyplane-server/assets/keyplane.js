@@ -1,5 +1,7 @@
-// Keyplane's pages: enrolment from an invitation and sign-in (username-first, usernameless and
-// passkey autofill). Plain JavaScript, no inline script (the Content-Security-Policy forbids it).
+// Keyplane's pages: enrolment from an invitation, sign-in (username-first, usernameless and
+// passkey autofill), account recovery, the account page and the admin console. Plain JavaScript,
+// no inline script (the Content-Security-Policy forbids it); every page renders from the JSON API
+// and builds its DOM with textContent only, so nothing from the server is ever parsed as HTML.
 "use strict";
 
 const b64url = {
