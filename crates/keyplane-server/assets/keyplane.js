@@ -795,7 +795,7 @@ async function loadExceptions() {
   if (!list.exceptions.length) ul.append(el("li", "No exceptions."));
   for (const e of list.exceptions) {
     const li = el("li");
-    const who = e.subject && (e.subject.user || e.subject.population || JSON.stringify(e.subject));
+    const who = e.subject ? `${e.subject.type} ${e.subject.id}` : "?";
     li.append(el("p", `${e.rule} waived for ${who}`), el("p", `${e.status} · until ${when(e.expires_at)} · ${e.reason}`, "muted"));
     ul.append(li);
   }
