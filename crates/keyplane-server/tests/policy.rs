@@ -20,15 +20,6 @@ max_passkeys = 2
 synced = "deny"
 "#;
 
-async fn with_policy(server: &TestServer, document: &str) {
-    let tenant = server.default_tenant().await;
-    let applied = server
-        .app
-        .apply_policy(&tenant, document, &Caller::operator("test"))
-        .await;
-    assert!(applied.is_ok(), "policy applies");
-}
-
 async fn put_in(server: &TestServer, username: &str, populations: &[&str]) {
     let tenant = server.default_tenant().await;
     let user = server
@@ -48,7 +39,7 @@ async fn put_in(server: &TestServer, username: &str, populations: &[&str]) {
 
 async fn a_denied_registration_names_its_rule_stores_nothing_and_is_audited(backend: Backend) {
     let server = TestServer::start(backend).await;
-    with_policy(&server, REGULATED).await;
+    server.apply_policy(REGULATED).await;
     let token = server.invite("rita").await;
     put_in(&server, "rita", &["regulated"]).await;
     let mut auth = SoftAuthenticator::new(&server.origin(), true, true);
@@ -112,7 +103,7 @@ async fn a_denied_registration_names_its_rule_stores_nothing_and_is_audited(back
 
 async fn users_outside_the_population_follow_the_default_rules(backend: Backend) {
     let server = TestServer::start(backend).await;
-    with_policy(&server, REGULATED).await;
+    server.apply_policy(REGULATED).await;
     let (mut first, token) = server.user_with_passkey("walt").await;
     server.sign_in(&mut first, Some("walt")).await;
     // max_passkeys = 2: a second passkey is fine, a third is refused by name.
@@ -157,9 +148,7 @@ async fn the_level_a_sign_in_reaches_follows_the_policy(backend: Backend) {
         "built-in: user verified is aal2"
     );
     // A stricter policy: aal2 also needs a trusted attestation, which a software passkey lacks.
-    with_policy(
-        &server,
-        "version = 1\n[assurance]\naal2 = [\"user_verified\", \"trusted_attestation\"]\naal3 = [\"user_verified\", \"trusted_attestation\", \"device_bound\"]\n",
+    server.apply_policy("version = 1\n[assurance]\naal2 = [\"user_verified\", \"trusted_attestation\"]\naal3 = [\"user_verified\", \"trusted_attestation\", \"device_bound\"]\n",
     )
     .await;
     let session = server.sign_in(&mut auth, Some("lena")).await;
@@ -184,7 +173,7 @@ async fn the_level_a_sign_in_reaches_follows_the_policy(backend: Backend) {
     );
     // Rolling back to the built-in rules is not possible (there is no version 0), but a new
     // version restores aal2.
-    with_policy(&server, "version = 1\n").await;
+    server.apply_policy("version = 1\n").await;
     assert_eq!(server.sign_in(&mut auth, Some("lena")).await["aal"], "aal2");
     assert_eq!(server.app.policy_history(&tenant).await.unwrap().len(), 2);
     server.shutdown().await;
@@ -226,7 +215,9 @@ async fn populations_must_be_declared_by_the_policy(backend: Backend) {
 
 async fn simulation_counts_what_a_candidate_would_break_and_changes_nothing(backend: Backend) {
     let server = TestServer::start(backend).await;
-    with_policy(&server, "version = 1\npopulations = [\"regulated\"]\n").await;
+    server
+        .apply_policy("version = 1\npopulations = [\"regulated\"]\n")
+        .await;
     server.user_with_passkey("ann").await;
     server.user_with_passkey("bea").await;
     server.user_with_passkey("cid").await;
@@ -270,7 +261,7 @@ async fn a_passkey_that_stops_complying_may_only_re_enrol(backend: Backend) {
     let (mut old, _) = server.user_with_passkey("nora").await;
     // The policy changes after enrolment: the all-zero AAGUID (this software authenticator's
     // model) is denied from now on.
-    with_policy(&server, "version = 1\n[authenticators]\ndeny_aaguids = [\"00000000-0000-0000-0000-000000000000\"]\n").await;
+    server.apply_policy("version = 1\n[authenticators]\ndeny_aaguids = [\"00000000-0000-0000-0000-000000000000\"]\n").await;
     let session = server.sign_in(&mut old, Some("nora")).await;
     assert_eq!(session["restricted"], true, "{session}");
     assert!(session["re_enrolment_reason"]
@@ -396,9 +387,7 @@ async fn sessions_follow_the_policy_lifetime_and_idle_timeout(backend: Backend) 
         .clock(clock.clone())
         .start()
         .await;
-    with_policy(
-        &server,
-        "version = 1\npopulations = [\"regulated\"]\n[sessions]\nlifetime_secs = 7200\nidle_secs = 3600\n[sessions.regulated]\nlifetime_secs = 900\nidle_secs = 300\n",
+    server.apply_policy("version = 1\npopulations = [\"regulated\"]\n[sessions]\nlifetime_secs = 7200\nidle_secs = 3600\n[sessions.regulated]\nlifetime_secs = 900\nidle_secs = 300\n",
     )
     .await;
     let mut auth = SoftAuthenticator::new(&server.origin(), true, true);

@@ -14,15 +14,6 @@ use serde_json::json;
 
 const CODES: &str = "/api/v1/me/recovery-codes";
 
-async fn with_policy(server: &TestServer, document: &str) {
-    let tenant = server.default_tenant().await;
-    let applied = server
-        .app
-        .apply_policy(&tenant, document, &Caller::operator("test"))
-        .await;
-    assert!(applied.is_ok(), "policy applies");
-}
-
 async fn put_in(server: &TestServer, username: &str, populations: &[&str]) {
     let tenant = server.default_tenant().await;
     let user = server
@@ -49,9 +40,7 @@ async fn recovery_codes_are_denied_by_the_default_policy_and_per_population(back
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
     assert_eq!(reply.body["error"]["code"], "recovery_codes_denied");
 
-    with_policy(
-        &server,
-        "version = 1\npopulations = [\"regulated\"]\n[recovery]\ncodes = \"allow\"\n[recovery.regulated]\ncodes = \"deny\"\n",
+    server.apply_policy("version = 1\npopulations = [\"regulated\"]\n[recovery]\ncodes = \"allow\"\n[recovery.regulated]\ncodes = \"deny\"\n",
     )
     .await;
     put_in(&server, "alice", &["regulated"]).await;
@@ -93,7 +82,9 @@ async fn generated_codes_are_shown_once_kept_only_as_argon2id_hashes_and_replace
     backend: Backend,
 ) {
     let server = TestServer::start(backend).await;
-    with_policy(&server, "version = 1\n[recovery]\ncodes = \"allow\"\n").await;
+    server
+        .apply_policy("version = 1\n[recovery]\ncodes = \"allow\"\n")
+        .await;
     let (_auth, bearer) = server.user_with_passkey("alice").await;
     let reply = server
         .request(Method::POST, CODES, None, Some(&bearer), Some(&json!({})))
@@ -211,34 +202,6 @@ async fn recovery_codes_need_a_session(backend: Backend) {
 
 const REDEEM: &str = "/api/v1/recovery/codes/redeem";
 
-/// Registers a passkey with `auth` on the session `bearer`: the verify reply.
-async fn add_passkey(
-    server: &TestServer,
-    auth: &mut SoftAuthenticator,
-    bearer: &str,
-) -> keyplane_testkit::Reply {
-    let options = server
-        .request(
-            Method::POST,
-            "/api/v1/registration/options",
-            None,
-            Some(bearer),
-            Some(&json!({})),
-        )
-        .await;
-    assert_eq!(options.status, StatusCode::OK, "{:?}", options.body);
-    let credential = auth.register(&options.body["publicKey"]).await.unwrap();
-    server
-        .request(
-            Method::POST,
-            "/api/v1/registration/verify",
-            None,
-            Some(bearer),
-            Some(&json!({ "ceremony": options.body["ceremony"], "credential": credential })),
-        )
-        .await
-}
-
 async fn events(server: &TestServer, action: &str) -> Vec<keyplane_core::audit::AuditEvent> {
     let tenant = server.default_tenant().await;
     server
@@ -260,7 +223,9 @@ async fn a_recovery_code_opens_one_restricted_session_that_ends_with_a_new_passk
     backend: Backend,
 ) {
     let server = TestServer::start(backend).await;
-    with_policy(&server, "version = 1\n[recovery]\ncodes = \"allow\"\n").await;
+    server
+        .apply_policy("version = 1\n[recovery]\ncodes = \"allow\"\n")
+        .await;
     let (_lost, bearer) = server.user_with_passkey("alice").await;
     let reply = server
         .request(Method::POST, CODES, None, Some(&bearer), Some(&json!({})))
@@ -303,7 +268,7 @@ async fn a_recovery_code_opens_one_restricted_session_that_ends_with_a_new_passk
     assert_eq!(again.body["error"]["code"], "recovery_code_invalid");
 
     let mut fresh = SoftAuthenticator::new(&server.origin(), true, true);
-    let registered = add_passkey(&server, &mut fresh, &recovery).await;
+    let registered = server.add_passkey(&mut fresh, &recovery).await;
     assert_eq!(
         registered.status,
         StatusCode::CREATED,
@@ -353,9 +318,7 @@ async fn a_recovery_code_opens_one_restricted_session_that_ends_with_a_new_passk
 
 async fn every_failed_redemption_gets_the_same_answer_and_changes_nothing(backend: Backend) {
     let server = TestServer::start(backend).await;
-    with_policy(
-        &server,
-        "version = 1\npopulations = [\"regulated\"]\n[recovery]\ncodes = \"allow\"\n[recovery.regulated]\ncodes = \"deny\"\n",
+    server.apply_policy("version = 1\npopulations = [\"regulated\"]\n[recovery]\ncodes = \"allow\"\n[recovery.regulated]\ncodes = \"deny\"\n",
     )
     .await;
     let mut codes = std::collections::HashMap::new();
@@ -466,9 +429,7 @@ async fn sensitive_acts_wait_out_the_lock_after_a_recovery(backend: Backend) {
         .clock(clock.clone())
         .start()
         .await;
-    with_policy(
-        &server,
-        "version = 1\n[[step_up]]\nid = \"codes\"\nactions = [\"recovery.codes.generate\"]\nlevel = \"aal2\"\nmax_age_secs = 900\n[recovery]\ncodes = \"allow\"\nsensitive_lock_secs = 3600\n",
+    server.apply_policy("version = 1\n[[step_up]]\nid = \"codes\"\nactions = [\"recovery.codes.generate\"]\nlevel = \"aal2\"\nmax_age_secs = 900\n[recovery]\ncodes = \"allow\"\nsensitive_lock_secs = 3600\n",
     )
     .await;
     let (_lost, bearer) = server.user_with_passkey("alice").await;
@@ -486,7 +447,9 @@ async fn sensitive_acts_wait_out_the_lock_after_a_recovery(backend: Backend) {
         .post(REDEEM, &json!({ "username": "alice", "code": code }))
         .await;
     let mut fresh = SoftAuthenticator::new(&server.origin(), true, true);
-    let registered = add_passkey(&server, &mut fresh, opened.body["token"].as_str().unwrap()).await;
+    let registered = server
+        .add_passkey(&mut fresh, opened.body["token"].as_str().unwrap())
+        .await;
     assert_eq!(registered.status, StatusCode::CREATED);
     let session = server.sign_in(&mut fresh, Some("alice")).await;
     let token = session["token"].as_str().unwrap();

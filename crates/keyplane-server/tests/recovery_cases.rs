@@ -6,25 +6,15 @@
 mod common;
 
 use common::{both_backends, call, member};
-use keyplane_core::audit::Caller;
 use keyplane_core::time::ManualClock;
 use keyplane_core::{Clock, CredentialStatus, RecoveryCaseId, SystemClock};
 use keyplane_store::AuditFilter;
-use keyplane_testkit::{Backend, Reply, SoftAuthenticator, TestServer};
+use keyplane_testkit::{Backend, SoftAuthenticator, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 const CASES: &str = "/api/v1/admin/recovery-cases";
-
-async fn with_policy(server: &TestServer, document: &str) {
-    let tenant = server.default_tenant().await;
-    server
-        .app
-        .apply_policy(&tenant, document, &Caller::operator("test"))
-        .await
-        .expect("policy applies");
-}
 
 async fn start(backend: Backend, policy: &str) -> (TestServer, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
@@ -32,7 +22,7 @@ async fn start(backend: Backend, policy: &str) -> (TestServer, Arc<ManualClock>)
         .clock(clock.clone())
         .start()
         .await;
-    with_policy(&server, policy).await;
+    server.apply_policy(policy).await;
     (server, clock)
 }
 
@@ -103,29 +93,6 @@ async fn link_token(server: &TestServer, case: &str) -> Result<String, keyplane_
         .issue_recovery_link(&tenant, &id)
         .await
         .map(|l| l.token.expose().to_string())
-}
-
-async fn add_passkey(server: &TestServer, auth: &mut SoftAuthenticator, bearer: &str) -> Reply {
-    let options = server
-        .request(
-            Method::POST,
-            "/api/v1/registration/options",
-            None,
-            Some(bearer),
-            Some(&json!({})),
-        )
-        .await;
-    assert_eq!(options.status, StatusCode::OK, "{:?}", options.body);
-    let credential = auth.register(&options.body["publicKey"]).await.unwrap();
-    server
-        .request(
-            Method::POST,
-            "/api/v1/registration/verify",
-            None,
-            Some(bearer),
-            Some(&json!({ "ceremony": options.body["ceremony"], "credential": credential })),
-        )
-        .await
 }
 
 async fn the_governed_path_verifies_approves_cools_off_and_completes_with_a_new_passkey(
@@ -291,7 +258,7 @@ async fn the_governed_path_verifies_approves_cools_off_and_completes_with_a_new_
     assert_eq!(replay.body["error"]["code"], "recovery_link_invalid");
     let recovery = opened.body["token"].as_str().unwrap();
     let mut fresh = SoftAuthenticator::new(&server.origin(), true, true);
-    let registered = add_passkey(&server, &mut fresh, recovery).await;
+    let registered = server.add_passkey(&mut fresh, recovery).await;
     assert_eq!(
         registered.status,
         StatusCode::CREATED,
@@ -556,7 +523,7 @@ async fn fraud_signals_hold_a_case_until_an_administrator_reviews_it(backend: Ba
     // A recently added passkey that signed in (a new device) before the recovery is a signal.
     let (_, carol) = server.user_with_passkey("carol").await;
     let mut second_device = SoftAuthenticator::new(&server.origin(), true, true);
-    let added = add_passkey(&server, &mut second_device, &carol).await;
+    let added = server.add_passkey(&mut second_device, &carol).await;
     assert_eq!(added.status, StatusCode::CREATED);
     server.sign_in(&mut second_device, Some("carol")).await;
     let case = open_case_for(&server, &agent, "carol").await;

@@ -286,6 +286,51 @@ impl TestServer {
         reply.body
     }
 
+    /// Registers another passkey with `auth` on the signed-in session `bearer` (options, the
+    /// authenticator, verify); the verify reply.
+    pub async fn add_passkey(&self, auth: &mut SoftAuthenticator, bearer: &str) -> Reply {
+        let options = self
+            .request(
+                reqwest::Method::POST,
+                "/api/v1/registration/options",
+                None,
+                Some(bearer),
+                Some(&json!({})),
+            )
+            .await;
+        assert_eq!(
+            options.status,
+            StatusCode::OK,
+            "registration options: {:?}",
+            options.body
+        );
+        let credential = auth
+            .register(&options.body["publicKey"])
+            .await
+            .expect("authenticator registers");
+        self.request(
+            reqwest::Method::POST,
+            "/api/v1/registration/verify",
+            None,
+            Some(bearer),
+            Some(&json!({ "ceremony": options.body["ceremony"], "credential": credential })),
+        )
+        .await
+    }
+
+    /// Applies `document` as the default tenant's policy, as an operator would.
+    pub async fn apply_policy(&self, document: &str) {
+        let tenant = self.default_tenant().await;
+        self.app
+            .apply_policy(
+                &tenant,
+                document,
+                &keyplane_core::audit::Caller::operator("test"),
+            )
+            .await
+            .expect("policy applies");
+    }
+
     /// Invites, enrols and signs in a new user; returns (authenticator, bearer token).
     pub async fn user_with_passkey(&self, username: &str) -> (SoftAuthenticator, String) {
         let mut auth = SoftAuthenticator::new(&self.origin(), true, true);
