@@ -58,6 +58,10 @@ impl CaseAction {
     }
 }
 
+/// The least time a public case request takes to answer, whatever happened (see
+/// [`App::request_recovery_case`]).
+const CASE_REQUEST_FLOOR: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// The public answer to "open a case", the same whether or not the account exists.
 pub const CASE_RECEIVED: &str = "If the account exists, a recovery case is open and the help desk will contact you through the contact details on file.";
 
@@ -104,6 +108,22 @@ impl App {
     ) -> Result<(), Error> {
         let username = normalise_username(username)?;
         self.limit_recovery(tenant, &username, caller)?;
+        // Opening a case for an existing account does more work (fraud signals, an insert)
+        // than refusing an unknown one; answering no sooner than a fixed floor keeps the
+        // timing from telling them apart.
+        let floor = tokio::time::Instant::now() + CASE_REQUEST_FLOOR;
+        let result = self.request_case_now(tenant, &username, caller).await;
+        tokio::time::sleep_until(floor).await;
+        result
+    }
+
+    async fn request_case_now(
+        &self,
+        tenant: &Tenant,
+        username: &str,
+        caller: &Caller,
+    ) -> Result<(), Error> {
+        let username = username.to_string();
         let user = self
             .store
             .user_by_username(&tenant.id, &username)
