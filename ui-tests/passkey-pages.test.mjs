@@ -594,6 +594,37 @@ test("phone width (375 px): the account page and the console do not scroll sidew
   }
 });
 
+test("accessible markup: every control has a label, every button a name, headings in order", async () => {
+  for (const [path, ready] of [["/enrol", "#enrol-button"], ["/signin", "#signin-button"], ["/recover", "#code-button"], ["/account", "#passkeys li"], ["/admin", "#chart-coverage svg"]]) {
+    await load(path);
+    await page.waitForSelector(ready);
+    const problems = await page.evaluate(() => {
+      const out = [];
+      for (const c of document.querySelectorAll("input, select, textarea")) {
+        if (c.type === "hidden") continue;
+        const label = c.id && document.querySelector(`label[for="${c.id}"]`);
+        if (!label || !label.textContent.trim()) out.push(`${c.tagName.toLowerCase()}#${c.id} has no label`);
+      }
+      for (const b of document.querySelectorAll("button")) {
+        if (!b.textContent.trim() && !b.getAttribute("aria-label")) out.push(`a button without a name: ${b.outerHTML}`);
+      }
+      let last = 1;
+      for (const h of document.querySelectorAll("h1, h2, h3, h4")) {
+        const level = Number(h.tagName[1]);
+        if (level > last + 1) out.push(`${h.tagName} "${h.textContent}" skips a level`);
+        last = level;
+      }
+      if (document.querySelectorAll("h1").length !== 1) out.push("not exactly one h1");
+      if (!document.documentElement.lang) out.push("no lang on <html>");
+      for (const svg of document.querySelectorAll("svg")) {
+        if (svg.getAttribute("role") !== "img" || !svg.getAttribute("aria-label")) out.push("a chart without role=img and a label");
+      }
+      return out;
+    });
+    assert.deepEqual(problems, [], path);
+  }
+});
+
 test("Content-Security-Policy: sent on the pages, and nothing in them violates it", async () => {
   for (const path of ["/enrol", "/signin", "/recover", "/account", "/admin"]) {
     const response = await load(path);
