@@ -80,18 +80,30 @@ function show(text, kind) {
   el.className = kind || "";
 }
 
-async function api(path, body, csrf) {
-  const headers = { "content-type": "application/json" };
-  if (csrf) headers["x-csrf-token"] = csrf;
-  const resp = await fetch(path, { method: "POST", headers, body: JSON.stringify(body), credentials: "same-origin" });
+// The session's CSRF token, on pages that act on a signed-in session (from GET /api/v1/me).
+let csrf = null;
+
+// One JSON API request; an error answer becomes an Error with the API's code (and `level` for
+// step_up_required) and a message for people.
+async function call(method, path, body, token = csrf) {
+  const headers = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (method !== "GET" && token) headers["x-csrf-token"] = token;
+  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
   const data = resp.status === 204 ? {} : await resp.json();
   if (!resp.ok) {
     const code = (data.error && data.error.code) || "error";
     const err = new Error(MESSAGES[code] || (data.error && data.error.message) || "Something went wrong.");
     err.code = code;
+    err.level = data.error && data.error.level;
     throw err;
   }
   return data;
+}
+
+// A POST, with the given CSRF token (a recovery session's, right after it opened).
+function api(path, body, token) {
+  return call("POST", path, body, token);
 }
 
 function browserError(e) {
@@ -159,24 +171,6 @@ async function startAutofill() {
 }
 
 // --- the account page -----------------------------------------------------------------------
-
-let csrf = null;
-
-async function call(method, path, body) {
-  const headers = {};
-  if (body !== undefined) headers["content-type"] = "application/json";
-  if (method !== "GET" && csrf) headers["x-csrf-token"] = csrf;
-  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
-  const data = resp.status === 204 ? {} : await resp.json();
-  if (!resp.ok) {
-    const code = (data.error && data.error.code) || "error";
-    const err = new Error(MESSAGES[code] || (data.error && data.error.message) || "Something went wrong.");
-    err.code = code;
-    err.level = data.error && data.error.level;
-    throw err;
-  }
-  return data;
-}
 
 // An action the policy guards with a step-up: confirm with a passkey, then try once more.
 async function withStepUp(action, run) {
