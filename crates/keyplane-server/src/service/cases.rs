@@ -513,9 +513,19 @@ impl App {
                 (next, e)
             }
         };
+        let mut events = vec![event];
+        // Releasing the holds of a ready case lets its link go out now: the notification of
+        // `recovery.link_requested` carries it to the verified contact.
+        if matches!(action, CaseAction::Review { .. }) && next.state == CaseState::Ready {
+            events.push(
+                Caller::system("recovery")
+                    .event("recovery.link_requested", "recovery_case", next.id.as_str())
+                    .details(json!({ "user_id": next.user_id })),
+            );
+        }
+        self.write_case(&next, &events).await?;
         // Dual control: the request for a second administrator is made in the same step.
         if next.state == CaseState::AwaitingApproval && case.state != CaseState::AwaitingApproval {
-            self.write_case(&next, event).await?;
             let active = self.active_policy(tenant).await?;
             self.request_approval(
                 tenant,
@@ -529,29 +539,15 @@ impl App {
                 caller,
             )
             .await?;
-            return Ok(next);
         }
-        self.write_case(&next, event).await?;
         Ok(next)
     }
 
-    /// Writes a case over the version it was read at, with its event, and — when the change
-    /// makes the case ready for its link without a hold in the way — the `recovery.link_requested`
-    /// event whose notification carries the link to the verified contact.
-    async fn write_case(&self, next: &RecoveryCase, event: NewEvent) -> Result<(), Error> {
-        let mut events = vec![event];
-        let released =
-            events[0].action == "recovery.hold_reviewed" && next.state == CaseState::Ready;
-        if released {
-            events.push(
-                Caller::system("recovery")
-                    .event("recovery.link_requested", "recovery_case", next.id.as_str())
-                    .details(json!({ "user_id": next.user_id })),
-            );
-        }
+    /// Writes a case over the version it was read at, with its events.
+    async fn write_case(&self, next: &RecoveryCase, events: &[NewEvent]) -> Result<(), Error> {
         if !self
             .store
-            .update_recovery_case(next, None, AuditBatch::new(self.clock.now(), &events))
+            .update_recovery_case(next, None, AuditBatch::new(self.clock.now(), events))
             .await?
         {
             return Err(changed_elsewhere());
@@ -578,7 +574,7 @@ impl App {
         let mut event = self.case_event(approver, action, &case, &next);
         event.details["approved_by"] = json!(approver.actor.id);
         event.details["cooling_off_until"] = json!(next.cooling_off_until.map(|t| t.to_rfc3339()));
-        self.write_case(&next, event).await?;
+        self.write_case(&next, &[event]).await?;
         Ok(next)
     }
 
@@ -607,7 +603,7 @@ impl App {
             now,
         )?;
         let event = self.case_event(caller, "recovery.case_cancelled", &case, &next);
-        self.write_case(&next, event).await?;
+        self.write_case(&next, &[event]).await?;
         Ok(next)
     }
 
@@ -653,7 +649,7 @@ impl App {
                 "user_id": next.user_id,
                 "expires_at": next.link_expires_at.map(|t| t.to_rfc3339()),
             }));
-        self.write_case(&next, event).await?;
+        self.write_case(&next, &[event]).await?;
         let origin = tenant
             .origins
             .first()
