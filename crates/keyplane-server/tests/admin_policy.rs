@@ -8,7 +8,7 @@ use common::{both_backends, call, member};
 use keyplane_core::audit::Caller;
 use keyplane_core::time::ManualClock;
 use keyplane_core::{Clock, SystemClock};
-use keyplane_store::{AuditFilter, Store};
+use keyplane_store::Store;
 use keyplane_testkit::{Backend, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -22,22 +22,6 @@ async fn active_version(server: &TestServer) -> Option<i64> {
     server
         .store
         .active_policy_version(&tenant.id)
-        .await
-        .unwrap()
-}
-
-async fn events(server: &TestServer, action: &str) -> Vec<keyplane_core::audit::AuditEvent> {
-    let tenant = server.default_tenant().await;
-    server
-        .store
-        .list_audit_events(
-            &tenant.id,
-            &AuditFilter {
-                action: Some(action.into()),
-                limit: 100,
-                ..Default::default()
-            },
-        )
         .await
         .unwrap()
 }
@@ -268,13 +252,13 @@ async fn dual_control_needs_a_second_admin_and_acts_exactly_once(backend: Backen
     assert_eq!(won["approval"]["status"], "approved");
     assert!(won["approval"]["decided_by"].as_str().is_some());
     assert_eq!(active_version(&server).await, Some(2));
-    let activated = events(&server, "policy.activated").await;
+    let activated = server.events("policy.activated").await;
     assert_eq!(activated.len(), 2, "setup + the approved one");
     let last = activated.last().unwrap();
     let details: Value = serde_json::from_str(&last.details).unwrap();
     assert_eq!(details["approval"], id.as_str());
-    assert_eq!(events(&server, "approval.requested").await.len(), 1);
-    assert_eq!(events(&server, "approval.approved").await.len(), 1);
+    assert_eq!(server.events("approval.requested").await.len(), 1);
+    assert_eq!(server.events("approval.approved").await.len(), 1);
 
     // A rollback is governed too; a denial leaves everything as it was.
     let (status, body) = call(
@@ -377,7 +361,7 @@ async fn an_unanswered_request_expires_and_changes_nothing(backend: Backend) {
     assert_eq!(active_version(&server).await, Some(1));
     let listed = server.app.list_approvals(&tenant).await.unwrap();
     assert_eq!(listed[0].status, keyplane_core::ApprovalStatus::Expired);
-    assert_eq!(events(&server, "approval.expired").await.len(), 1);
+    assert_eq!(server.events("approval.expired").await.len(), 1);
     server.shutdown().await;
 }
 

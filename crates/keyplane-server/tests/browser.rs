@@ -106,36 +106,10 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
 
     // A real SMTP server (aiosmtpd, from PyPI) receives the recovery link the console's case
     // sends; the page test reads it from the mailbox, as the user would from their inbox.
-    let pythonpath = keyplane_testkit::test_data::aiosmtpd_pythonpath()
+    let smtp = keyplane_testkit::SmtpServer::start()
+        .await
         .expect("aiosmtpd (pip install --no-deps --target .test-data/pypi aiosmtpd==1.4.6 atpublic==9.0.0 attrs==26.1.0)");
-    let mail = tempfile::tempdir().unwrap();
-    let maildir = mail.path().join("Maildir");
-    let smtp_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _smtp = Command::new("python3")
-        .args(["-m", "aiosmtpd", "-n", "-l"])
-        .arg(format!("127.0.0.1:{smtp_port}"))
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&maildir)
-        .env("PYTHONPATH", pythonpath)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 runs aiosmtpd");
-    let mut listening = false;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", smtp_port))
-            .await
-            .is_ok()
-        {
-            listening = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(listening, "aiosmtpd listens on {smtp_port}");
+    let (smtp_port, maildir) = (smtp.port, smtp.maildir());
     let server = TestServer::builder(Backend::Sqlite)
         .settings(|s| {
             s.notifications.smtp.host = "127.0.0.1".into();

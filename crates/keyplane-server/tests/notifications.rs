@@ -14,7 +14,7 @@ use keyplane_core::time::ManualClock;
 use keyplane_core::{Clock, Notification};
 use keyplane_core::{NotificationStatus, SystemClock};
 use keyplane_store::{AuditFilter, NotificationFilter};
-use keyplane_testkit::{Backend, TestServer};
+use keyplane_testkit::{Backend, SmtpServer, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -551,60 +551,6 @@ async fn a_notification_that_keeps_failing_is_failed_then_retried_by_an_operator
 
 /// A real SMTP server: `python3 -m aiosmtpd` with the Mailbox handler, writing each message it
 /// accepts into a Maildir. `None` when the package is missing and skipping is allowed.
-struct SmtpServer {
-    port: u16,
-    maildir: tempfile::TempDir,
-    _child: tokio::process::Child,
-}
-
-impl SmtpServer {
-    async fn start() -> Option<SmtpServer> {
-        let pythonpath = keyplane_testkit::test_data::aiosmtpd_pythonpath()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let maildir = tempfile::tempdir().unwrap();
-        let child = tokio::process::Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(maildir.path().join("Maildir"))
-            .env("PYTHONPATH", pythonpath)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 runs aiosmtpd");
-        // Wait for it to listen (a start-up, not a timing assertion).
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Some(SmtpServer {
-                    port,
-                    maildir,
-                    _child: child,
-                });
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("aiosmtpd did not start listening on port {port}");
-    }
-
-    fn messages(&self) -> Vec<String> {
-        let new = self.maildir.path().join("Maildir/new");
-        let mut out: Vec<String> = std::fs::read_dir(new)
-            .map(|d| {
-                d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort();
-        out
-    }
-}
-
 fn smtp_settings(port: u16) -> impl FnOnce(&mut keyplane_server::Settings) {
     move |s| {
         manual(s);

@@ -202,23 +202,6 @@ async fn recovery_codes_need_a_session(backend: Backend) {
 
 const REDEEM: &str = "/api/v1/recovery/codes/redeem";
 
-async fn events(server: &TestServer, action: &str) -> Vec<keyplane_core::audit::AuditEvent> {
-    let tenant = server.default_tenant().await;
-    server
-        .app
-        .store
-        .list_audit_events(
-            &tenant.id,
-            &AuditFilter {
-                action: Some(action.into()),
-                limit: 100,
-                ..AuditFilter::default()
-            },
-        )
-        .await
-        .unwrap()
-}
-
 async fn a_recovery_code_opens_one_restricted_session_that_ends_with_a_new_passkey(
     backend: Backend,
 ) {
@@ -304,13 +287,13 @@ async fn a_recovery_code_opens_one_restricted_session_that_ends_with_a_new_passk
         .await;
     assert_eq!(status.body["remaining"], 9);
 
-    let used = events(&server, "recovery.code_used").await;
+    let used = server.events("recovery.code_used").await;
     assert_eq!(used.len(), 1);
     assert_eq!(used[0].actor_type, "user");
     let details: serde_json::Value = serde_json::from_str(&used[0].details).unwrap();
     assert_eq!(details["remaining"], 9);
     assert!(!used[0].details.contains(&codes[3]), "never the code");
-    let failed = events(&server, "recovery.code_failed").await;
+    let failed = server.events("recovery.code_failed").await;
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].reasons, vec!["wrong_code".to_string()]);
     server.shutdown().await;
@@ -364,7 +347,7 @@ async fn every_failed_redemption_gets_the_same_answer_and_changes_nothing(backen
         "one answer for every failure: {answers:?}"
     );
     assert_eq!(common::row_counts(&server).await, before, "nothing changed");
-    let failed = events(&server, "recovery.code_failed").await;
+    let failed = server.events("recovery.code_failed").await;
     let mut reasons: Vec<String> = failed.iter().map(|e| e.reasons[0].clone()).collect();
     reasons.sort();
     let mut expected: Vec<String> = attempts.iter().map(|a| a.2.to_string()).collect();

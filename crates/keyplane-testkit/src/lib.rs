@@ -6,11 +6,13 @@ pub mod authenticator;
 pub mod database;
 pub mod pki;
 pub mod server;
+pub mod smtp;
 pub mod test_data;
 
 pub use authenticator::SoftAuthenticator;
 pub use database::{postgres_admin_url, TestDatabase};
 pub use server::{Reply, TestServer, TestServerBuilder};
+pub use smtp::SmtpServer;
 
 /// The backends the shared suites run against.
 pub use keyplane_store::Backend;

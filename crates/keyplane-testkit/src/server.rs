@@ -318,6 +318,23 @@ impl TestServer {
         .await
     }
 
+    /// The default tenant's audit events of one action, oldest first (at most 100).
+    pub async fn events(&self, action: &str) -> Vec<keyplane_core::audit::AuditEvent> {
+        use keyplane_store::Store;
+        let tenant = self.default_tenant().await;
+        self.store
+            .list_audit_events(
+                &tenant.id,
+                &keyplane_store::AuditFilter {
+                    action: Some(action.into()),
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("audit events")
+    }
+
     /// Applies `document` as the default tenant's policy, as an operator would.
     pub async fn apply_policy(&self, document: &str) {
         let tenant = self.default_tenant().await;
