@@ -334,6 +334,12 @@ test("account page: passkeys with their kind, rename, guarded removal, sessions,
   assert.equal(await page.isVisible("#recommendation"), true, "one passkey: the page nudges to a second");
   await page.waitForSelector("#sessions li");
   assert.match(await page.textContent("#sessions"), /This browser/);
+  // Rendered by the server: the recent sign-ins (this one included), instants shown in the
+  // reader's time zone by the script, and the session's CSRF token for the buttons.
+  assert.ok((await page.locator("#sign-ins li").count()) >= 1, "recent sign-ins listed");
+  assert.match(await page.textContent("#sign-ins li"), /AAL[123]/);
+  assert.equal(await page.locator("time:has-text('UTC')").count(), 0, "every instant localised");
+  assert.ok(await page.getAttribute('meta[name="csrf-token"]', "content"), "the page carries the CSRF token");
 
   // Rename (the browser's prompt answered).
   page.once("dialog", (d) => d.accept("Laptop"));

@@ -1,7 +1,8 @@
 // Keyplane's pages: enrolment from an invitation, sign-in (username-first, usernameless and
 // passkey autofill), account recovery, the account page and the admin console. Plain JavaScript,
-// no inline script (the Content-Security-Policy forbids it); every page renders from the JSON API
-// and builds its DOM with textContent only, so nothing from the server is ever parsed as HTML.
+// no inline script (the Content-Security-Policy forbids it). The server renders the pages (askama
+// templates); this script runs the WebAuthn ceremonies and the buttons, each a JSON API call. The
+// console fills its sections from the admin API and builds that DOM with textContent only.
 "use strict";
 
 const b64url = {
@@ -72,6 +73,7 @@ const MESSAGES = {
   recently_recovered: "Your account was recovered recently; this is possible again later.",
   step_up_unreachable: "None of your passkeys can confirm this action. Ask your help desk.",
   approver_is_requester: "Dual control: a different administrator must decide your own request.",
+  recovery_codes_denied: "Your organisation does not use recovery codes: keep a second passkey instead.",
 };
 
 function show(text, kind) {
@@ -80,8 +82,9 @@ function show(text, kind) {
   el.className = kind || "";
 }
 
-// The session's CSRF token, on pages that act on a signed-in session (from GET /api/v1/me).
-let csrf = null;
+// The session's CSRF token, on pages that act for a signed-in session: written into the page by
+// the server (the account page), or read from GET /api/v1/me (the console).
+let csrf = document.querySelector('meta[name="csrf-token"]')?.content || null;
 
 // One JSON API request; an error answer becomes an Error with the API's code (and `level` for
 // step_up_required) and a message for people.
@@ -203,158 +206,82 @@ function kind(c) {
   return "Device-bound";
 }
 
-async function loadPasskeys() {
-  const { credentials, recommendation } = await call("GET", "/api/v1/me/credentials");
-  document.getElementById("recommendation").hidden = !recommendation;
-  const list = document.getElementById("passkeys");
-  list.replaceChildren();
-  for (const c of credentials) {
-    const li = el("li");
-    li.dataset.id = c.id;
-    const title = el("p");
-    title.append(el("strong", c.nickname), " ", el("span", kind(c), "badge"));
-    li.append(title);
-    li.append(el("p", (c.authenticator && c.authenticator.name) || "Unknown authenticator model", "muted"));
-    li.append(el("p", `Added ${when(c.created_at)} · last used ${when(c.last_used_at)}`, "muted"));
-    const rename = el("button", "Rename", "secondary");
-    rename.type = "button";
-    rename.addEventListener("click", () => renamePasskey(c));
-    const remove = el("button", "Remove", "danger");
-    remove.type = "button";
-    remove.addEventListener("click", () => removePasskey(c));
-    li.append(rename, " ", remove);
-    list.append(li);
-  }
+// The server writes instants in UTC (<time datetime>); show them in the reader's time zone.
+function localTimes(root) {
+  for (const t of root.querySelectorAll("time[datetime]")) t.textContent = when(t.getAttribute("datetime"));
 }
 
-async function renamePasskey(c) {
-  const nickname = window.prompt("New name for this passkey", c.nickname);
-  if (nickname === null) return;
-  try {
-    await call("PATCH", `/api/v1/me/credentials/${c.id}`, { nickname: nickname.trim() });
-    show(`Renamed to "${nickname.trim()}".`, "ok");
-    await Promise.all([loadPasskeys(), loadSessions()]);
-  } catch (e) {
-    show(browserError(e), "error");
+// The account page is rendered by the server; after a change its sections are read again from
+// it (parsed inert by DOMParser, never executed) and swapped in, keeping the status line.
+const ACCOUNT_SECTIONS = ["recommendation", "passkeys-section", "cases-section", "sessions-section", "sign-ins-section", "codes-status"];
+
+async function refreshAccount() {
+  const resp = await fetch("/account", { credentials: "same-origin" });
+  const fresh = new DOMParser().parseFromString(await resp.text(), "text/html");
+  for (const id of ACCOUNT_SECTIONS) {
+    const now = document.getElementById(id);
+    const next = fresh.getElementById(id);
+    if (now && next) now.replaceWith(document.importNode(next, true));
   }
+  localTimes(document);
 }
 
-async function removePasskey(c) {
-  if (!window.confirm(`Remove the passkey "${c.nickname}"? It will no longer sign in to this account.`)) return;
-  try {
-    await call("DELETE", `/api/v1/me/credentials/${c.id}`);
-    show(`Removed "${c.nickname}".`, "ok");
-    await loadPasskeys();
-  } catch (e) {
-    show(browserError(e), "error");
-  }
-}
-
-async function addPasskey() {
-  try {
+const ACCOUNT_ACTIONS = {
+  async rename(b) {
+    const nickname = window.prompt("New name for this passkey", b.dataset.nickname);
+    if (nickname === null) return;
+    await call("PATCH", `/api/v1/me/credentials/${b.dataset.id}`, { nickname: nickname.trim() });
+    return `Renamed to "${nickname.trim()}".`;
+  },
+  async remove(b) {
+    if (!window.confirm(`Remove the passkey "${b.dataset.nickname}"? It will no longer sign in to this account.`)) return;
+    await call("DELETE", `/api/v1/me/credentials/${b.dataset.id}`);
+    return `Removed "${b.dataset.nickname}".`;
+  },
+  async "add-passkey"() {
     show("Follow your device's prompt…");
     const start = await call("POST", "/api/v1/registration/options", {});
     const created = await navigator.credentials.create({ publicKey: creationOptions(start.publicKey) });
     const stored = await call("POST", "/api/v1/registration/verify", { ceremony: start.ceremony, credential: credentialJSON(created) });
-    show(`Passkey "${stored.nickname}" added.`, "ok");
-    await loadPasskeys();
-  } catch (e) {
-    show(browserError(e), "error");
-  }
-}
-
-async function loadSessions() {
-  const { sessions } = await call("GET", "/api/v1/me/sessions");
-  const list = document.getElementById("sessions");
-  list.replaceChildren();
-  for (const s of sessions) {
-    const li = el("li");
-    const title = el("p");
-    title.append(el("strong", s.current ? "This browser" : "Another browser or app"), " ", el("span", s.aal.toUpperCase(), "badge"));
-    li.append(title, el("p", `Signed in ${when(s.created_at)}${s.passkey ? ` with "${s.passkey}"` : ""} · last seen ${when(s.last_seen_at)}`, "muted"));
-    list.append(li);
-  }
-  document.getElementById("end-others").hidden = sessions.length < 2;
-}
-
-async function endOthers() {
-  try {
+    return `Passkey "${stored.nickname}" added.`;
+  },
+  async "cancel-case"(b) {
+    await call("POST", `/api/v1/me/recovery-cases/${b.dataset.id}/cancel`, {});
+    return "The recovery request is cancelled.";
+  },
+  async "end-others"() {
     const { ended } = await withStepUp("session.end_others", () => call("POST", "/api/v1/me/sessions/end-others", {}));
-    show(`Signed out ${ended} other session(s).`, "ok");
-    await loadSessions();
-  } catch (e) {
-    show(browserError(e), "error");
-  }
-}
-
-async function loadCodes() {
-  const section = document.getElementById("codes-section");
-  const status = await call("GET", "/api/v1/me/recovery-codes");
-  section.hidden = false;
-  document.getElementById("codes-status").textContent = status.remaining
-    ? `${status.remaining} unused code(s), generated ${when(status.generated_at)}.`
-    : "You have no recovery codes.";
-}
-
-async function generateCodes() {
-  try {
+    return `Signed out ${ended} other session(s).`;
+  },
+  async "generate-codes"() {
     const { codes } = await withStepUp("recovery.codes.generate", () => call("POST", "/api/v1/me/recovery-codes", {}));
     document.getElementById("codes").textContent = codes.join("\n");
     document.getElementById("codes-shown").hidden = false;
-    show("New recovery codes generated.", "ok");
-    await loadCodes();
-  } catch (e) {
-    if (e.code === "recovery_codes_denied") {
-      document.getElementById("codes-section").hidden = true;
-      show("Your organisation does not use recovery codes: keep a second passkey instead.", "error");
-    } else {
-      show(browserError(e), "error");
-    }
-  }
-}
-
-async function loadCases() {
-  const { cases } = await call("GET", "/api/v1/me/recovery-cases");
-  document.getElementById("cases-section").hidden = cases.length === 0;
-  const list = document.getElementById("cases");
-  list.replaceChildren();
-  for (const c of cases) {
-    const li = el("li");
-    li.append(el("p", `Opened ${when(c.opened_at)} · ${c.state.replace(/_/g, " ")}${c.cooling_off_until ? ` until ${when(c.cooling_off_until)}` : ""}`));
-    const cancel = el("button", "Cancel this request", "danger");
-    cancel.type = "button";
-    cancel.addEventListener("click", async () => {
-      try {
-        await call("POST", `/api/v1/me/recovery-cases/${c.id}/cancel`, {});
-        show("The recovery request is cancelled.", "ok");
-        await loadCases();
-      } catch (e) {
-        show(browserError(e), "error");
-      }
-    });
-    li.append(cancel);
-    list.append(li);
-  }
-}
-
-async function account() {
-  let me;
-  try {
-    me = await call("GET", "/api/v1/me");
-  } catch (e) {
-    document.getElementById("who").replaceChildren("You are not signed in. ", Object.assign(el("a", "Sign in"), { href: "/signin" }));
-    return;
-  }
-  csrf = me.csrf_token || null;
-  document.getElementById("who").textContent = `Signed in as ${me.user.display_name} (${me.user.username}).`;
-  document.getElementById("add-passkey").addEventListener("click", addPasskey);
-  document.getElementById("end-others").addEventListener("click", endOthers);
-  document.getElementById("generate-codes").addEventListener("click", generateCodes);
-  document.getElementById("sign-out").addEventListener("click", async () => {
+    return "New recovery codes generated.";
+  },
+  async "sign-out"() {
     await call("POST", "/api/v1/logout", {}).catch(() => {});
     location.assign("/signin");
-  });
-  await Promise.all([loadPasskeys(), loadSessions(), loadCases(), loadCodes()].map((p) => p.catch((e) => show(browserError(e), "error"))));
+  },
+};
+
+async function accountAction(event) {
+  const button = event.target.closest("button[data-action]");
+  const action = button && ACCOUNT_ACTIONS[button.dataset.action];
+  if (!action) return;
+  try {
+    const done = await action(button);
+    if (done === undefined) return; // cancelled at the browser's prompt, or leaving the page
+    show(done, "ok");
+    await refreshAccount();
+  } catch (e) {
+    show(browserError(e), "error");
+  }
+}
+
+function account() {
+  localTimes(document);
+  document.querySelector("main").addEventListener("click", accountAction);
 }
 
 // --- the admin console ------------------------------------------------------------------------

@@ -147,6 +147,7 @@ async fn openapi_documents_every_route(backend: Backend) {
         ("/api/v1/me/recovery-cases", "GET"),
         ("/api/v1/me/sessions", "GET"),
         ("/api/v1/me/sessions/end-others", "POST"),
+        ("/api/v1/me/sign-ins", "GET"),
         ("/api/v1/me/recovery-cases/{id}/cancel", "POST"),
         ("/api/v1/recovery/codes/redeem", "POST"),
         ("/api/v1/recovery/links/redeem", "POST"),

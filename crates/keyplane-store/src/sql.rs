@@ -1130,6 +1130,30 @@ impl Store for SqlStore {
         rows.iter().map(audit::event).collect()
     }
 
+    async fn latest_events_about(
+        &self,
+        tenant: &TenantId,
+        target_type: &str,
+        target_id: &str,
+        action: &str,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE tenant_id = $1 AND target_type = $2 \
+             AND target_id = $3 AND action = $4 ORDER BY seq DESC LIMIT {}",
+            limit.clamp(1, 1000)
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant.as_str())
+            .bind(target_type)
+            .bind(target_id)
+            .bind(action)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(audit::event).collect()
+    }
+
     async fn audit_page(
         &self,
         tenant: &TenantId,

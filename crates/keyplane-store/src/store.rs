@@ -313,6 +313,16 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         filter: &AuditFilter,
     ) -> Result<Vec<AuditEvent>>;
+    /// The newest events with this `action` about one target (`target_type`, `target_id`),
+    /// newest first, at most `limit` (the account page's recent sign-ins).
+    async fn latest_events_about(
+        &self,
+        tenant: &TenantId,
+        target_type: &str,
+        target_id: &str,
+        action: &str,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>>;
     /// Events with `after < seq <= through`, in sequence order, at most `limit`, for
     /// verification: filled into `into` (emptied first, its buffers reused), without an
     /// allocation per event.

@@ -2,7 +2,7 @@
 
 use super::ceremonies::session_cookie;
 use super::error::ApiResult;
-use super::extract::{ApiJson, Auth, AuthMethod, CSRF_COOKIE, SESSION_COOKIE};
+use super::extract::{ApiJson, ApiQuery, Auth, AuthMethod, CSRF_COOKIE, SESSION_COOKIE};
 use super::types::*;
 use crate::App;
 use axum::extract::{Path, State};
@@ -162,6 +162,47 @@ pub async fn sessions(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl
 }
 
 /// `POST /api/v1/me/sessions/end-others`: signs out everywhere else.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignInsQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/me/sign-ins`: the user's latest successful sign-ins, newest first.
+pub async fn sign_ins(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<SignInsQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let limit = q.limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(Error::invalid("invalid_request", "limit must be 1 to 100").into());
+    }
+    let records = app
+        .my_recent_sign_ins(&auth.tenant, &auth.user.id, limit)
+        .await?;
+    let creds = app.my_credentials(&auth.tenant, &auth.user.id).await?;
+    let list: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let passkey = r
+                .credential
+                .as_ref()
+                .and_then(|id| creds.iter().find(|c| &c.id == id))
+                .map(|c| c.nickname.clone());
+            json!({
+                "at": r.at.to_rfc3339(),
+                "aal": r.aal.map(|a| a.as_str()),
+                "credential": r.credential,
+                "passkey": passkey,
+                "client_ip": r.client_ip,
+                "user_agent": r.user_agent,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "sign_ins": list })))
+}
+
 pub async fn end_other_sessions(
     State(app): State<Arc<App>>,
     auth: Auth,

@@ -72,6 +72,7 @@ pub fn router(app: Arc<App>) -> Router {
             get(me::get_credential).patch(me::rename_credential).delete(me::delete_credential),
         )
         .route("/api/v1/me/sessions", get(me::sessions))
+        .route("/api/v1/me/sign-ins", get(me::sign_ins))
         .route(
             "/api/v1/me/sessions/end-others",
             post(me::end_other_sessions),

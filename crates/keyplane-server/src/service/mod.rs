@@ -23,6 +23,7 @@ mod signin;
 mod stepup;
 mod tenants;
 
+pub use account::*;
 pub use approvals::*;
 pub use audit::*;
 pub use bulk::*;

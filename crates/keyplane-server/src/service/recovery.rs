@@ -268,6 +268,22 @@ impl App {
         Ok((outcome, user))
     }
 
+    /// Whether the active policy lets this user hold recovery codes (`[recovery] codes` for the
+    /// user's populations): the account page offers them only then.
+    pub async fn recovery_codes_allowed(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+    ) -> Result<bool, Error> {
+        let active = self.active_policy(tenant).await?;
+        let subject = self.subject(tenant, user).await?;
+        let (rules, _) = active
+            .policy
+            .recovery
+            .for_populations("recovery", &subject.populations);
+        Ok(rules.codes_allowed)
+    }
+
     /// How many unused codes the user has, and when they were generated (never the codes).
     pub async fn recovery_codes_status(
         &self,
