@@ -146,7 +146,14 @@ macro_rules! suite {
 async fn tenants_round_trip_and_names_and_hostnames_are_unique(backend: Backend) {
     let f = fixture(backend).await;
     let s = &f.store;
-    assert_eq!(s.migration_level().await.unwrap(), 13);
+    // Every migration file of the backend has run (the two backends have the same list).
+    let files = |dir: &str| {
+        std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .count() as i64
+    };
+    assert_eq!(files("sqlite"), files("postgres"));
+    assert_eq!(s.migration_level().await.unwrap(), files("sqlite"));
     let acme = tenant("acme");
     s.create_tenant(&acme, none()).await.unwrap();
     assert_eq!(s.tenant_by_name("acme").await.unwrap().unwrap(), acme);
