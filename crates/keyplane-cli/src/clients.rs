@@ -1,4 +1,4 @@
-//! `keyplane client …`: machine clients (admin API tokens). The same services as the admin API,
+//! `keyplane client …`: machine clients (admin API tokens and OIDC clients). The same services as the admin API,
 //! acting as the operator (`cli:<login>`). Secrets are printed to stdout once, never logged.
 
 use crate::commands::{find_user, open, operator, tenant_or_default};
@@ -8,13 +8,14 @@ use clap::Subcommand;
 use keyplane_core::{Error, MachineClientId, Secret};
 use keyplane_server::api::admin::approval_json;
 use keyplane_server::api::clients::client_json;
-use keyplane_server::service::{ClientCreation, NewClient};
+use keyplane_server::service::{ClientCreation, NewClient, OidcRegistration};
 use keyplane_server::Settings;
 use serde_json::json;
 
 #[derive(Subcommand)]
 pub enum ClientCommand {
-    /// Create an admin API token owned by an administrator; prints its secret once.
+    /// Create an admin API token (or, with --redirect-uri, an OpenID Connect client) owned by an
+    /// administrator; prints its secret once.
     Create {
         /// What it is for (1-64 characters).
         #[arg(long)]
@@ -22,9 +23,27 @@ pub enum ClientCommand {
         /// The username of the administrator accountable for it.
         #[arg(long)]
         owner: String,
-        /// A permission it may use, e.g. users.read (repeatable; at least one).
-        #[arg(long = "scope", required = true)]
+        /// A permission it may use, e.g. users.read (repeatable; at least one for an API token,
+        /// none for an OIDC client).
+        #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// Makes it an OIDC client: a redirect URI it may receive codes at (repeatable; exact
+        /// match; https, or http to localhost).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// An OIDC client's URI to return to after signing out (repeatable).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// An OIDC client's token endpoint authentication: client_secret_basic (default),
+        /// client_secret_post or private_key_jwt.
+        #[arg(long)]
+        auth_method: Option<String>,
+        /// A file with the OIDC client's public JWK Set (for private_key_jwt).
+        #[arg(long)]
+        jwks_file: Option<std::path::PathBuf>,
+        /// An OIDC scope it may ask for (repeatable; default openid profile email).
+        #[arg(long = "oidc-scope")]
+        oidc_scopes: Vec<String>,
         /// Lifetime in days (default 90, at most the policy's governance.client_max_days).
         #[arg(long)]
         expires_days: Option<i64>,
@@ -97,19 +116,58 @@ pub async fn run(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
             name,
             owner,
             scopes,
+            redirect_uris,
+            post_logout_redirect_uris,
+            auth_method,
+            jwks_file,
+            oidc_scopes,
             expires_days,
             tenant,
             format,
         } => {
+            let oidc = if redirect_uris.is_empty() {
+                if auth_method.is_some()
+                    || jwks_file.is_some()
+                    || !oidc_scopes.is_empty()
+                    || !post_logout_redirect_uris.is_empty()
+                {
+                    return Err(anyhow!("the OIDC options need at least one --redirect-uri"));
+                }
+                None
+            } else {
+                let jwks = match jwks_file {
+                    Some(path) => Some(
+                        serde_json::from_str(
+                            &std::fs::read_to_string(&path)
+                                .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?,
+                        )
+                        .map_err(|e| anyhow!("{} is not JSON: {e}", path.display()))?,
+                    ),
+                    None => None,
+                };
+                Some(OidcRegistration {
+                    redirect_uris,
+                    post_logout_redirect_uris,
+                    token_endpoint_auth_method: auth_method,
+                    jwks,
+                    scopes: (!oidc_scopes.is_empty()).then_some(oidc_scopes),
+                })
+            };
             let app = open(settings).await?;
             let t = tenant_or_default(&app, tenant.as_deref()).await?;
             let owner = find_user(&app, &t, &owner).await?;
             let new = NewClient {
-                kind: "api_token".into(),
+                kind: if oidc.is_some() {
+                    "oidc_client"
+                } else {
+                    "api_token"
+                }
+                .into(),
                 name,
                 owner: owner.id,
                 scopes,
                 expires_days,
+                oidc,
             };
             match app
                 .create_client(&t, new, &operator())

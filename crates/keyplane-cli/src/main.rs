@@ -10,6 +10,7 @@ mod commands;
 mod config;
 mod manage;
 mod mds;
+mod oidc;
 mod output;
 mod policy;
 
@@ -91,9 +92,12 @@ pub enum Command {
     /// Dual control: list, approve or deny requests for a second administrator's approval.
     #[command(subcommand)]
     Approval(approval::ApprovalCommand),
-    /// Machine clients (admin API tokens): create, list, rotate, revoke.
+    /// Machine clients (admin API tokens and OpenID Connect clients): create, list, rotate, revoke.
     #[command(subcommand)]
     Client(clients::ClientCommand),
+    /// The OpenID Connect provider's signing keys: list, rotate.
+    #[command(subcommand)]
+    Oidc(oidc::OidcCommand),
     /// Authenticator metadata: import a FIDO MDS3 BLOB and passkey-provider names; show them.
     #[command(subcommand)]
     Mds(mds::MdsCommand),

@@ -361,6 +361,8 @@ fn every_command_has_help() {
         vec!["client", "list", "--help"],
         vec!["client", "rotate", "--help"],
         vec!["client", "revoke", "--help"],
+        vec!["oidc", "keys", "--help"],
+        vec!["oidc", "rotate-key", "--help"],
         vec!["mds", "import", "--help"],
         vec!["mds", "import-names", "--help"],
         vec!["mds", "status", "--help"],
@@ -788,4 +790,120 @@ fn client_commands_create_list_rotate_and_revoke_and_no_secret_is_logged() {
     }
     let (ok, out, _) = run(d, &["audit", "verify"]);
     assert!(ok, "{out}");
+}
+
+/// A GET over a plain socket: (status code, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn oidc_clients_are_created_and_signing_keys_rotated_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (mut child, addr, log) = serve_logged(d);
+    let (ok, out, err) = run_as(
+        d,
+        "alice",
+        &[
+            "client",
+            "create",
+            "--name",
+            "wiki",
+            "--owner",
+            "admin",
+            "--redirect-uri",
+            "https://wiki.example.com/callback",
+            "--auth-method",
+            "client_secret_post",
+            "--oidc-scope",
+            "openid",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let created = json_of(&out);
+    assert_eq!(created["client"]["kind"], "oidc_client");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        get_with_token(&addr, "/api/v1/admin/users", &secret),
+        401,
+        "an OIDC client's secret is no admin API token"
+    );
+    for (args, error) in [
+        (
+            vec!["--redirect-uri", "http://wiki.example.com/cb"],
+            "invalid_redirect_uri",
+        ),
+        (
+            vec![
+                "--redirect-uri",
+                "https://wiki.example.com/cb",
+                "--scope",
+                "users.read",
+            ],
+            "invalid_scope",
+        ),
+        (
+            vec![
+                "--redirect-uri",
+                "https://wiki.example.com/cb",
+                "--auth-method",
+                "private_key_jwt",
+            ],
+            "invalid_jwks",
+        ),
+        (
+            vec!["--auth-method", "client_secret_post"],
+            "need at least one --redirect-uri",
+        ),
+    ] {
+        let mut full = vec!["client", "create", "--name", "bad", "--owner", "admin"];
+        full.extend(args.iter().copied());
+        let (ok, _, err) = run(d, &full);
+        assert!(!ok && err.contains(error), "{args:?}: {err}");
+    }
+
+    let (status, body) = get(&addr, "/oidc/jwks");
+    assert_eq!(status, 200, "{body}");
+    let before = json_of(&body)["keys"].as_array().unwrap().len();
+    let (ok, out, err) = run(d, &["oidc", "rotate-key", "--overlap-hours", "2"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("stays published for 2 hour(s)"), "{out}");
+    let (ok, out, _) = run(d, &["oidc", "keys", "--format", "json"]);
+    assert!(ok);
+    let keys = json_of(&out);
+    assert_eq!(keys.as_array().unwrap().len(), before + 1, "{keys}");
+    assert_eq!(
+        keys[0]["this_node"], true,
+        "the newest is this node's: {keys}"
+    );
+    let (_, body) = get(&addr, "/oidc/jwks");
+    assert_eq!(json_of(&body)["keys"].as_array().unwrap().len(), before + 1);
+    let (ok, _, err) = run(d, &["oidc", "rotate-key", "--overlap-hours", "500"]);
+    assert!(!ok && err.contains("invalid_overlap"), "{err}");
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = log.lock().unwrap();
+    assert!(!log.contains(&secret[4..]), "no secret in the server's log");
 }

@@ -42,6 +42,10 @@ pub enum Amr {
     User,
     /// Multiple factors: the key plus user verification (PIN or biometric) on the authenticator.
     Mfa,
+    /// A hardware-secured key: the passkey cannot leave its authenticator (not backup eligible).
+    Hwk,
+    /// A software-secured key: a synced passkey (backup eligible), copied by its provider.
+    Swk,
 }
 
 impl Amr {
@@ -50,6 +54,8 @@ impl Amr {
             Amr::Pop => "pop",
             Amr::User => "user",
             Amr::Mfa => "mfa",
+            Amr::Hwk => "hwk",
+            Amr::Swk => "swk",
         }
     }
 
@@ -58,6 +64,8 @@ impl Amr {
             "pop" => Some(Amr::Pop),
             "user" => Some(Amr::User),
             "mfa" => Some(Amr::Mfa),
+            "hwk" => Some(Amr::Hwk),
+            "swk" => Some(Amr::Swk),
             _ => None,
         }
     }
@@ -68,11 +76,20 @@ impl Amr {
 pub struct AssuranceFacts {
     pub user_present: bool,
     pub user_verified: bool,
+    /// The credential may be synced (the BE flag): a software-secured key, else a hardware one.
+    pub backup_eligible: bool,
 }
 
 /// The level and methods a verified assertion reaches under the built-in rules.
 pub fn assess(facts: AssuranceFacts) -> (Aal, Vec<Amr>) {
-    let mut amr = vec![Amr::Pop];
+    let mut amr = vec![
+        Amr::Pop,
+        if facts.backup_eligible {
+            Amr::Swk
+        } else {
+            Amr::Hwk
+        },
+    ];
     if facts.user_present {
         amr.push(Amr::User);
     }
@@ -93,9 +110,10 @@ mod tests {
         let (aal, amr) = assess(AssuranceFacts {
             user_present: true,
             user_verified: true,
+            backup_eligible: false,
         });
         assert_eq!(aal, Aal::Aal2);
-        assert_eq!(amr, vec![Amr::Pop, Amr::User, Amr::Mfa]);
+        assert_eq!(amr, vec![Amr::Pop, Amr::Hwk, Amr::User, Amr::Mfa]);
     }
 
     #[test]
@@ -103,9 +121,14 @@ mod tests {
         let (aal, amr) = assess(AssuranceFacts {
             user_present: true,
             user_verified: false,
+            backup_eligible: true,
         });
         assert_eq!(aal, Aal::Aal1);
         assert!(!amr.contains(&Amr::Mfa));
+        assert!(
+            amr.contains(&Amr::Swk),
+            "a synced passkey is a software-secured key"
+        );
     }
 
     #[test]

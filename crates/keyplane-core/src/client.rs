@@ -1,5 +1,5 @@
-//! Machine clients: the non-human identities Keyplane itself issues secrets to. Admin API tokens
-//! today; OIDC clients, SCIM tokens and webhook endpoints later (each a [`ClientKind`]). Every
+//! Machine clients: the non-human identities Keyplane itself issues secrets to: admin API tokens
+//! and OpenID Connect relying parties (each a [`ClientKind`]). Every
 //! client has a human owner, scopes (permission names, deny by default), an expiry, a last use and
 //! a rotation date. Its secrets are stored only as SHA-256 hashes; after a rotation the previous
 //! secret keeps working until its overlap ends.
@@ -28,19 +28,23 @@ pub const STALE_AFTER_DAYS: i64 = 30;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// What kind of software the client is. Only admin API tokens exist so far.
+/// What kind of software the client is; each kind's secret works only where that kind belongs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ClientKind {
-    /// A bearer token for the admin API.
+    /// A bearer token for the admin API, with admin permissions as scopes.
     ApiToken,
+    /// An OpenID Connect relying party: its secret authenticates it at the token endpoint only;
+    /// it has no admin scopes (its OIDC registration says what it may ask for).
+    OidcClient,
 }
 
 impl ClientKind {
-    pub const ALL: [ClientKind; 1] = [ClientKind::ApiToken];
+    pub const ALL: [ClientKind; 2] = [ClientKind::ApiToken, ClientKind::OidcClient];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ClientKind::ApiToken => "api_token",
+            ClientKind::OidcClient => "oidc_client",
         }
     }
 
@@ -88,7 +92,8 @@ pub struct MachineClient {
     /// The person accountable for it: a user with an administrative role. The client works only
     /// while its owner is active and holds a role, and never beyond what that role allows.
     pub owner: UserId,
-    /// What it may do: delegable permissions, sorted, never empty.
+    /// What it may do in the admin API: delegable permissions, sorted; never empty for an API
+    /// token, always empty for an OIDC client.
     pub scopes: Vec<Permission>,
     /// `Active` or `Revoked` as stored.
     pub status: ClientStatus,

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod mds;
 pub mod model;
 pub mod notification;
+pub mod oidc;
 pub mod policy;
 pub mod recovery_case;
 pub mod recovery_code;

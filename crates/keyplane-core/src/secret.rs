@@ -33,6 +33,12 @@ impl Secret {
         }
     }
 
+    /// A fresh token that says what it is: `prefix` then 256 random bits (an OIDC code or
+    /// token, so that a leaked one is recognised by secret scanners).
+    pub fn generate_with_prefix(rng: &mut dyn RngCore, prefix: &str) -> Self {
+        Secret(format!("{prefix}{}", Self::generate(rng).0))
+    }
+
     /// Wraps a secret presented by a client.
     pub fn from_presented(s: impl Into<String>) -> Self {
         Secret(s.into())

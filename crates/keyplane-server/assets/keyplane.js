@@ -140,6 +140,9 @@ let autofill = null;
 async function finishSignIn(start, assertion) {
   const session = await api("/api/v1/authentication/verify", { ceremony: start.ceremony, credential: credentialJSON(assertion) });
   show(`Signed in as ${session.user.display_name} (${session.aal}).`, "ok");
+  // Sent here by an application (OpenID Connect): back to it through the authorization.
+  const pending = document.getElementById("pending");
+  if (pending) location.assign(pending.dataset.continue);
 }
 
 async function signIn(event) {

@@ -267,6 +267,11 @@ impl Settings {
     }
 
     /// The checkpoint key directory actually used.
+    /// Where this node's OpenID Connect signing key lives (`<data_dir>/oidc-keys`).
+    pub fn oidc_key_dir(&self) -> PathBuf {
+        self.data_dir.join("oidc-keys")
+    }
+
     pub fn audit_key_dir(&self) -> PathBuf {
         if self.audit.key_dir.as_os_str().is_empty() {
             self.data_dir.join("audit-keys")

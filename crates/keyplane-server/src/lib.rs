@@ -15,6 +15,7 @@ pub mod audit_keys;
 pub mod config;
 pub mod metrics;
 pub mod notify;
+pub mod oidc_keys;
 pub mod ratelimit;
 pub mod service;
 

@@ -262,6 +262,7 @@ async fn a_client_token_works_within_its_scopes_on_the_admin_api_only(backend: B
                 owner: UserId::parse(&ada_id).unwrap(),
                 scopes: vec!["users.manage".into()],
                 expires_days: Some(7),
+                oidc: None,
             },
             &Caller::operator("alice"),
         )
@@ -1005,6 +1006,7 @@ async fn reports_show_expiring_stale_and_orphaned_clients(backend: Backend) {
         owner: UserId::parse(owner).unwrap(),
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         expires_days: Some(days),
+        oidc: None,
     };
     let make = |n: keyplane_server::service::NewClient| {
         let (server, tenant, op) = (&server, &tenant, &op);

@@ -23,7 +23,8 @@ async fn enrol_then_sign_in_username_first(backend: Backend) {
 
     let session = server.sign_in(&mut auth, Some("admin")).await;
     assert_eq!(session["aal"], "aal2", "UV sign-in reaches aal2");
-    assert_eq!(session["amr"], json!(["pop", "user", "mfa"]));
+    // The software authenticator's passkeys are backup eligible: a software-secured key (swk).
+    assert_eq!(session["amr"], json!(["pop", "swk", "user", "mfa"]));
     assert_eq!(session["user"]["username"], "admin");
     assert!(session["auth_time"].as_i64().unwrap() > 1_700_000_000);
     let token = session["token"].as_str().unwrap();
@@ -67,7 +68,7 @@ async fn presence_only_sign_in_is_aal1(backend: Backend) {
     assert_eq!(cred["user_verified"], false);
     let session = server.sign_in(&mut auth, Some("bob")).await;
     assert_eq!(session["aal"], "aal1");
-    assert_eq!(session["amr"], json!(["pop", "user"]));
+    assert_eq!(session["amr"], json!(["pop", "swk", "user"]));
     server.shutdown().await;
 }
 

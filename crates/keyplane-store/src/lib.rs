@@ -14,6 +14,7 @@ mod audit_read;
 mod bulk;
 mod campaigns;
 mod notifications;
+mod oidc;
 mod pg_copy;
 mod rows;
 mod sql;

@@ -8,6 +8,7 @@ use crate::audit_page::AuditPage;
 use crate::audit_read::PageReader;
 use crate::campaigns;
 use crate::notifications::{NotificationFilter, NotificationOutcome};
+use crate::oidc;
 use crate::rows;
 use crate::store::{
     AssertionRecord, CampaignMark, CaseFilter, PolicyVersion, RecoveryCodesStatus, RecoveryFinish,
@@ -217,6 +218,37 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// Inserts a machine client's row (its caller owns the transaction and the audit event).
+async fn insert_client(tx: &mut sqlx::AnyConnection, c: &MachineClient) -> Result<()> {
+    let scopes: Vec<String> = c.scopes.iter().map(|p| p.as_str().to_string()).collect();
+    let q = format!("INSERT INTO machine_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)");
+    sqlx::query(AssertSqlSafe(q))
+        .bind(c.id.as_str())
+        .bind(c.tenant_id.as_str())
+        .bind(c.kind.as_str())
+        .bind(&c.name)
+        .bind(c.owner.as_str())
+        .bind(json(&scopes))
+        .bind(c.status.as_str())
+        .bind(c.created_at.0)
+        .bind(&c.created_by)
+        .bind(c.approval_id.as_ref().map(|a| a.as_str().to_string()))
+        .bind(c.approved_by.clone())
+        .bind(c.expires_at.0)
+        .bind(c.secret_hash.as_ref().map(|h| h.0.clone()))
+        .bind(c.previous_hash.as_ref().map(|h| h.0.clone()))
+        .bind(c.previous_expires_at.map(|t| t.0))
+        .bind(c.rotated_at.map(|t| t.0))
+        .bind(c.last_used_at.map(|t| t.0))
+        .bind(c.revoked_at.map(|t| t.0))
+        .bind(c.revoked_by.clone())
+        .bind(c.revoke_reason.clone())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -1903,34 +1935,82 @@ impl Store for SqlStore {
 
     async fn create_client(&self, c: &MachineClient, audit: AuditBatch<'_>) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db)?;
-        let scopes: Vec<String> = c.scopes.iter().map(|p| p.as_str().to_string()).collect();
-        let q = format!("INSERT INTO machine_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)");
-        sqlx::query(AssertSqlSafe(q))
-            .bind(c.id.as_str())
-            .bind(c.tenant_id.as_str())
-            .bind(c.kind.as_str())
-            .bind(&c.name)
-            .bind(c.owner.as_str())
-            .bind(json(&scopes))
-            .bind(c.status.as_str())
-            .bind(c.created_at.0)
-            .bind(&c.created_by)
-            .bind(c.approval_id.as_ref().map(|a| a.as_str().to_string()))
-            .bind(c.approved_by.clone())
-            .bind(c.expires_at.0)
-            .bind(c.secret_hash.as_ref().map(|h| h.0.clone()))
-            .bind(c.previous_hash.as_ref().map(|h| h.0.clone()))
-            .bind(c.previous_expires_at.map(|t| t.0))
-            .bind(c.rotated_at.map(|t| t.0))
-            .bind(c.last_used_at.map(|t| t.0))
-            .bind(c.revoked_at.map(|t| t.0))
-            .bind(c.revoked_by.clone())
-            .bind(c.revoke_reason.clone())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        insert_client(&mut tx, c).await?;
         audit::append(&mut tx, &c.tenant_id, audit).await?;
         tx.commit().await.map_err(db)
+    }
+
+    async fn create_oidc_client(
+        &self,
+        c: &MachineClient,
+        config: &keyplane_core::oidc::OidcClientConfig,
+        audit: AuditBatch<'_>,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        insert_client(&mut tx, c).await?;
+        oidc::insert_config(&mut tx, &c.tenant_id, &c.id, config).await?;
+        audit::append(&mut tx, &c.tenant_id, audit).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn oidc_client_config(
+        &self,
+        tenant: &TenantId,
+        id: &MachineClientId,
+    ) -> Result<Option<keyplane_core::oidc::OidcClientConfig>> {
+        oidc::config(&self.pool, tenant, id).await
+    }
+
+    async fn add_oidc_grants(
+        &self,
+        tenant: &TenantId,
+        grants: &[keyplane_core::oidc::OidcGrant],
+        audit: AuditBatch<'_>,
+    ) -> Result<()> {
+        oidc::add_grants(&self.writer, tenant, grants, audit).await
+    }
+
+    async fn oidc_grant(
+        &self,
+        tenant: &TenantId,
+        hash: &[u8],
+    ) -> Result<Option<keyplane_core::oidc::OidcGrant>> {
+        oidc::find_grant(&self.pool, tenant, hash).await
+    }
+
+    async fn use_oidc_grant(
+        &self,
+        tenant: &TenantId,
+        hash: &[u8],
+        successors: &[keyplane_core::oidc::OidcGrant],
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        oidc::use_grant(&self.writer, tenant, hash, successors, audit).await
+    }
+
+    async fn revoke_oidc_family(
+        &self,
+        tenant: &TenantId,
+        family: &str,
+        audit: AuditBatch<'_>,
+    ) -> Result<u64> {
+        oidc::revoke_family(&self.writer, tenant, family, audit).await
+    }
+
+    async fn purge_oidc_grants(&self, before: Timestamp) -> Result<u64> {
+        oidc::purge_grants(&self.writer, before).await
+    }
+
+    async fn publish_oidc_key(&self, kid: &str, public_jwk: &str, at: Timestamp) -> Result<()> {
+        oidc::publish_key(&self.writer, kid, public_jwk, at).await
+    }
+
+    async fn retire_oidc_key(&self, kid: &str, at: Timestamp) -> Result<()> {
+        oidc::retire_key(&self.writer, kid, at).await
+    }
+
+    async fn published_oidc_keys(&self, now: Timestamp) -> Result<Vec<String>> {
+        oidc::published_keys(&self.pool, now).await
     }
 
     async fn client_by_id(

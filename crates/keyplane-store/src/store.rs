@@ -570,6 +570,54 @@ pub trait Store: Send + Sync + 'static {
 
     // Machine clients
     async fn create_client(&self, client: &MachineClient, audit: AuditBatch<'_>) -> Result<()>;
+    /// An OIDC client: the machine client and its registration, in one transaction.
+    async fn create_oidc_client(
+        &self,
+        client: &MachineClient,
+        config: &keyplane_core::oidc::OidcClientConfig,
+        audit: AuditBatch<'_>,
+    ) -> Result<()>;
+    async fn oidc_client_config(
+        &self,
+        tenant: &TenantId,
+        id: &MachineClientId,
+    ) -> Result<Option<keyplane_core::oidc::OidcClientConfig>>;
+
+    // The OpenID Connect provider's grants and keys (keyplane-store/src/oidc.rs)
+    /// Inserts grants with their events; a hash that exists already is a `Conflict`.
+    async fn add_oidc_grants(
+        &self,
+        tenant: &TenantId,
+        grants: &[keyplane_core::oidc::OidcGrant],
+        audit: AuditBatch<'_>,
+    ) -> Result<()>;
+    async fn oidc_grant(
+        &self,
+        tenant: &TenantId,
+        hash: &[u8],
+    ) -> Result<Option<keyplane_core::oidc::OidcGrant>>;
+    /// Uses a grant once (unused, unrevoked, unexpired at `audit.at`) and inserts its successors
+    /// with the events, in one transaction; false and nothing written otherwise.
+    async fn use_oidc_grant(
+        &self,
+        tenant: &TenantId,
+        hash: &[u8],
+        successors: &[keyplane_core::oidc::OidcGrant],
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    /// Revokes every live grant of a family; returns how many.
+    async fn revoke_oidc_family(
+        &self,
+        tenant: &TenantId,
+        family: &str,
+        audit: AuditBatch<'_>,
+    ) -> Result<u64>;
+    /// Deletes grants that expired before `before`.
+    async fn purge_oidc_grants(&self, before: Timestamp) -> Result<u64>;
+    async fn publish_oidc_key(&self, kid: &str, public_jwk: &str, at: Timestamp) -> Result<()>;
+    async fn retire_oidc_key(&self, kid: &str, at: Timestamp) -> Result<()>;
+    /// Public JWKs of the keys not retired at `now`, newest first.
+    async fn published_oidc_keys(&self, now: Timestamp) -> Result<Vec<String>>;
     async fn client_by_id(
         &self,
         tenant: &TenantId,

@@ -3200,7 +3200,225 @@ async fn campaigns_are_one_open_per_model_and_mark_each_user_once(backend: Backe
     f.done().await;
 }
 
+fn oidc_grant(
+    t: &Tenant,
+    client: &MachineClient,
+    kind: keyplane_core::oidc::GrantKind,
+    secret: &str,
+    family: &str,
+    expires: i64,
+) -> keyplane_core::oidc::OidcGrant {
+    keyplane_core::oidc::OidcGrant {
+        tenant_id: t.id.clone(),
+        hash: TokenHash::of(secret.as_bytes()).0,
+        kind,
+        client_id: client.id.clone(),
+        user_id: Some(client.owner.clone()),
+        session_id: None,
+        family: Some(family.into()),
+        body: "{\"scopes\":[\"openid\"]}".into(),
+        created_at: Timestamp(1_000),
+        expires_at: Timestamp(expires),
+        used_at: None,
+        revoked_at: None,
+    }
+}
+
+async fn oidc_grants_are_used_once_revoked_by_family_and_scoped(backend: Backend) {
+    use keyplane_core::oidc::{GrantKind, OidcClientConfig, TokenAuthMethod};
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.create_tenant(&a, none()).await.unwrap();
+    s.create_tenant(&b, none()).await.unwrap();
+    let owner = user(&a, "owner");
+    s.create_user(&owner, none()).await.unwrap();
+    let mut client = machine_client(&a, &owner, b"kpm_secret");
+    client.kind = ClientKind::OidcClient;
+    client.scopes = vec![];
+    let config = OidcClientConfig {
+        redirect_uris: vec!["https://app.example/cb".into()],
+        post_logout_redirect_uris: vec![],
+        auth_method: TokenAuthMethod::ClientSecretPost,
+        jwks: None,
+        scopes: vec!["openid".into(), "profile".into()],
+    };
+    let created = [NewEvent::new(
+        Actor::admin("cli:alice"),
+        "client.created",
+        "client",
+        client.id.as_str(),
+    )];
+    s.create_oidc_client(
+        &client,
+        &config,
+        AuditBatch::new(Timestamp(1_000), &created),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.oidc_client_config(&a.id, &client.id).await.unwrap(),
+        Some(config)
+    );
+    assert_eq!(
+        s.oidc_client_config(&b.id, &client.id).await.unwrap(),
+        None,
+        "another tenant"
+    );
+    assert_eq!(
+        s.client_by_id(&a.id, &client.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .kind,
+        ClientKind::OidcClient
+    );
+
+    let code = oidc_grant(&a, &client, GrantKind::Code, "code-1", "fam-1", 60_000);
+    s.add_oidc_grants(&a.id, std::slice::from_ref(&code), none())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            s.add_oidc_grants(&a.id, std::slice::from_ref(&code), none())
+                .await,
+            Err(StoreError::Conflict(_))
+        ),
+        "one hash, one grant (replayed assertion ids rely on it)"
+    );
+    assert_eq!(
+        s.oidc_grant(&b.id, &code.hash).await.unwrap(),
+        None,
+        "another tenant"
+    );
+    let access = oidc_grant(
+        &a,
+        &client,
+        GrantKind::AccessToken,
+        "access-1",
+        "fam-1",
+        60_000,
+    );
+    let issued = [NewEvent::new(
+        Actor::admin("client"),
+        "oidc.tokens_issued",
+        "client",
+        client.id.as_str(),
+    )];
+    // Used once: the successor and the event land together; a second use writes nothing.
+    assert!(s
+        .use_oidc_grant(
+            &a.id,
+            &code.hash,
+            std::slice::from_ref(&access),
+            AuditBatch::new(Timestamp(2_000), &issued)
+        )
+        .await
+        .unwrap());
+    let head = s.audit_head(&a.id).await.unwrap().0;
+    let other = oidc_grant(
+        &a,
+        &client,
+        GrantKind::AccessToken,
+        "access-2",
+        "fam-1",
+        60_000,
+    );
+    assert!(!s
+        .use_oidc_grant(
+            &a.id,
+            &code.hash,
+            std::slice::from_ref(&other),
+            AuditBatch::new(Timestamp(2_001), &issued)
+        )
+        .await
+        .unwrap());
+    assert_eq!(s.oidc_grant(&a.id, &other.hash).await.unwrap(), None);
+    assert_eq!(
+        s.audit_head(&a.id).await.unwrap().0,
+        head,
+        "nothing recorded"
+    );
+    assert_eq!(
+        s.oidc_grant(&a.id, &code.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
+        Some(Timestamp(2_000))
+    );
+    // Expired grants cannot be used.
+    let late = oidc_grant(&a, &client, GrantKind::Code, "code-2", "fam-2", 3_000);
+    s.add_oidc_grants(&a.id, std::slice::from_ref(&late), none())
+        .await
+        .unwrap();
+    assert!(!s
+        .use_oidc_grant(
+            &a.id,
+            &late.hash,
+            &[],
+            AuditBatch::new(Timestamp(3_000), &[])
+        )
+        .await
+        .unwrap());
+    // A family is revoked whole, in its tenant only.
+    assert_eq!(
+        s.revoke_oidc_family(&b.id, "fam-1", none()).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        s.revoke_oidc_family(&a.id, "fam-1", AuditBatch::new(Timestamp(4_000), &[]))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.oidc_grant(&a.id, &access.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(Timestamp(4_000))
+    );
+    assert_eq!(
+        s.oidc_grant(&a.id, &late.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
+    // Purged after expiry.
+    assert_eq!(s.purge_oidc_grants(Timestamp(10_000)).await.unwrap(), 1);
+    assert_eq!(s.oidc_grant(&a.id, &late.hash).await.unwrap(), None);
+    assert!(s.oidc_grant(&a.id, &access.hash).await.unwrap().is_some());
+
+    // Signing keys: published once, listed until retired.
+    s.publish_oidc_key("k1", "{\"kid\":\"k1\"}", Timestamp(1))
+        .await
+        .unwrap();
+    s.publish_oidc_key("k1", "{\"kid\":\"k1\"}", Timestamp(2))
+        .await
+        .unwrap();
+    s.publish_oidc_key("k2", "{\"kid\":\"k2\"}", Timestamp(5))
+        .await
+        .unwrap();
+    assert_eq!(s.published_oidc_keys(Timestamp(10)).await.unwrap().len(), 2);
+    s.retire_oidc_key("k1", Timestamp(20)).await.unwrap();
+    assert_eq!(
+        s.published_oidc_keys(Timestamp(19)).await.unwrap().len(),
+        2,
+        "kept for the overlap"
+    );
+    assert_eq!(
+        s.published_oidc_keys(Timestamp(20)).await.unwrap(),
+        ["{\"kid\":\"k2\"}"]
+    );
+    f.done().await;
+}
+
 suite!(
+    oidc_grants_are_used_once_revoked_by_family_and_scoped,
     lost_credentials_are_revoked_once_with_their_sessions_and_what_is_left_decides,
     campaigns_are_one_open_per_model_and_mark_each_user_once,
     notifiable_events_write_their_outbox_row_in_the_same_transaction,

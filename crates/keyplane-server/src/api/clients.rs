@@ -6,7 +6,7 @@
 use super::admin::approval_json;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Principal};
-use crate::service::{ClientCreation, ClientOverview, NewClient};
+use crate::service::{ClientCreation, ClientOverview, NewClient, OidcRegistration};
 use crate::App;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -81,13 +81,17 @@ pub async fn get(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
-    /// `api_token` (the default and, so far, the only kind).
+    /// `api_token` (the default) or `oidc_client`.
     kind: Option<String>,
     name: String,
     /// The owner's user id.
     owner: String,
+    /// Admin permissions (an API token's; none for an OIDC client).
+    #[serde(default)]
     scopes: Vec<String>,
     expires_days: Option<i64>,
+    /// An OIDC client's registration.
+    oidc: Option<OidcRegistration>,
 }
 
 pub async fn create(
@@ -109,6 +113,7 @@ pub async fn create(
         owner,
         scopes: req.scopes,
         expires_days: req.expires_days,
+        oidc: req.oidc,
     };
     Ok(match app.create_client(tenant, new, &who.caller()).await? {
         ClientCreation::Created { client, secret } => with_secret(

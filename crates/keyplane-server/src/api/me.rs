@@ -117,18 +117,21 @@ pub async fn delete_credential(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The cookies that end a browser's session.
+pub fn cleared_cookies(tenant: &keyplane_core::Tenant) -> [axum::http::HeaderValue; 2] {
+    [
+        session_cookie(tenant, SESSION_COOKIE, "", 0, true),
+        session_cookie(tenant, CSRF_COOKIE, "", 0, false),
+    ]
+}
+
 pub async fn logout(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl IntoResponse> {
     app.logout(&auth.tenant, &auth.session, &auth.caller())
         .await?;
     let mut headers = HeaderMap::new();
-    headers.append(
-        header::SET_COOKIE,
-        session_cookie(&auth.tenant, SESSION_COOKIE, "", 0, true),
-    );
-    headers.append(
-        header::SET_COOKIE,
-        session_cookie(&auth.tenant, CSRF_COOKIE, "", 0, false),
-    );
+    for c in cleared_cookies(&auth.tenant) {
+        headers.append(header::SET_COOKIE, c);
+    }
     Ok((StatusCode::NO_CONTENT, headers))
 }
 

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod manage;
 pub mod me;
+pub mod oidc;
 pub mod ops;
 pub mod pages;
 pub mod recovery;
@@ -168,6 +169,16 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/admin/clients/{id}/revoke", post(clients::revoke))
         .route("/.well-known/keyplane-audit-keys", get(audit::keys))
         .route("/api/v1/openapi.json", get(ops::openapi))
+        .route(
+            "/.well-known/openid-configuration",
+            get(oidc::discovery),
+        )
+        .route(oidc::JWKS, get(oidc::jwks))
+        .route(oidc::AUTHORIZE, get(oidc::authorize))
+        .route(oidc::CONTINUE, get(oidc::continue_authorization))
+        .route(oidc::TOKEN, post(oidc::token))
+        .route(oidc::USERINFO, get(oidc::userinfo).post(oidc::userinfo))
+        .route(oidc::END_SESSION, get(oidc::end_session))
         .route("/enrol", get(pages::enrol))
         .route("/signin", get(pages::signin))
         .route("/recover", get(pages::recover))

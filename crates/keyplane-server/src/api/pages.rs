@@ -95,9 +95,52 @@ macro_rules! static_page {
 }
 
 static_page!(enrol, EnrolPage, "enrol.html", "enrol");
-static_page!(signin, SignInPage, "signin.html", "signin");
 static_page!(recover, RecoverPage, "recover.html", "recover");
 static_page!(admin, AdminPage, "admin.html", "admin");
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SignInPage {
+    layout: Layout,
+    /// Signing in for an OpenID Connect client: where to go after, and what it asks.
+    pending: Option<super::oidc::Pending>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct SignInQuery {
+    authz: Option<String>,
+}
+
+/// `GET /signin`, or `/signin?authz=…` when an application sent the user (OpenID Connect).
+pub async fn signin(
+    State(app): State<Arc<App>>,
+    TenantCtx(tenant): TenantCtx,
+    axum::extract::Query(q): axum::extract::Query<SignInQuery>,
+) -> Response {
+    let pending = match &q.authz {
+        Some(id) => super::oidc::pending(&app, &tenant, id).await,
+        None => None,
+    };
+    html(&SignInPage {
+        layout: Layout::new("signin", &tenant),
+        pending,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "signed_out.html")]
+struct SignedOutPage {
+    layout: Layout,
+    signed_out: bool,
+}
+
+/// The page after RP-initiated logout without a return address.
+pub fn signed_out(tenant: &Tenant, signed_out: bool) -> Response {
+    html(&SignedOutPage {
+        layout: Layout::new("signed-out", tenant),
+        signed_out,
+    })
+}
 
 /// An instant on a page: `<time datetime="RFC 3339">YYYY-MM-DD HH:MM UTC</time>` (the script
 /// shows it in the reader's time zone). Both parts are made from the timestamp alone, so the

@@ -128,6 +128,9 @@ impl App {
     pub async fn purge_expired(&self) -> Result<u64, Error> {
         let now = self.clock.now();
         let mut total = self.store.purge_expired_ceremonies(now).await?;
+        // OIDC grants a day past their expiry: until then a replayed code or refresh token is
+        // still recognised as a replay (and revokes its family).
+        total += self.store.purge_oidc_grants(now.plus_secs(-86_400)).await?;
         for tenant in self.store.list_tenants().await? {
             let event = |sessions: u64, invitations: u64| {
                 NewEvent::new(

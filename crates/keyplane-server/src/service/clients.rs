@@ -1,4 +1,4 @@
-//! Machine clients (admin API tokens so far): created with an owner, scopes and an expiry, under
+//! Machine clients (admin API tokens and OIDC clients): created with an owner, scopes and an expiry, under
 //! dual control when the policy says so; listed with what a report must say about each; rotated
 //! with an overlap; revoked at once. And the check every machine client token goes through on
 //! the admin API (`client_for_token`).
@@ -14,6 +14,7 @@ use keyplane_core::audit::{Actor, Caller, Outcome, RequestContext};
 use keyplane_core::client::{
     self, DEFAULT_LIFETIME_DAYS, DEFAULT_OVERLAP_HOURS, MAX_OVERLAP_HOURS,
 };
+use keyplane_core::oidc::{OidcClientConfig, TokenAuthMethod};
 use keyplane_core::policy::Governance;
 use keyplane_core::*;
 use keyplane_store::AuditBatch;
@@ -24,19 +25,75 @@ use serde_json::json;
 /// for approval under dual control, so it never holds a secret.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NewClient {
-    /// `api_token`.
+    /// `api_token` or `oidc_client`.
     pub kind: String,
     pub name: String,
     pub owner: UserId,
-    /// Permission names.
+    /// Permission names (an API token's; none for an OIDC client).
     pub scopes: Vec<String>,
     /// Lifetime in days; default 90, at most `governance.client_max_days`.
     pub expires_days: Option<i64>,
+    /// An OIDC client's registration (required for `oidc_client`, refused otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcRegistration>,
+}
+
+/// An OIDC client's registration as asked for (see [`keyplane_core::oidc::OidcClientConfig`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcRegistration {
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// `client_secret_basic` (default), `client_secret_post` or `private_key_jwt`.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+    /// The client's JWK Set, for `private_key_jwt`.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// OIDC scopes it may ask for; default `openid profile email`.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+}
+
+impl OidcRegistration {
+    fn config(&self) -> Result<OidcClientConfig, Error> {
+        let method = self
+            .token_endpoint_auth_method
+            .as_deref()
+            .unwrap_or("client_secret_basic");
+        let auth_method = TokenAuthMethod::parse(method).ok_or_else(|| {
+            Error::invalid(
+                "invalid_auth_method",
+                format!("{method:?} is not a token endpoint auth method Keyplane offers (client_secret_basic, client_secret_post, private_key_jwt)"),
+            )
+        })?;
+        let jwks = match &self.jwks {
+            None => None,
+            Some(v) => {
+                crate::service::oidc::parse_client_jwks(v)?;
+                Some(v.to_string())
+            }
+        };
+        let config = OidcClientConfig {
+            redirect_uris: self.redirect_uris.clone(),
+            post_logout_redirect_uris: self.post_logout_redirect_uris.clone(),
+            auth_method,
+            jwks,
+            scopes: self
+                .scopes
+                .clone()
+                .unwrap_or_else(|| ["openid", "profile", "email"].map(String::from).into()),
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 /// A request checked against the tenant's users and the active policy.
 struct CheckedClient {
     kind: ClientKind,
+    oidc: Option<OidcClientConfig>,
     name: String,
     owner: User,
     scopes: Vec<admin::Permission>,
@@ -97,7 +154,28 @@ impl App {
             )
         })?;
         let name = client::normalise_client_name(&req.name)?;
-        let scopes = client::parse_scopes(&req.scopes)?;
+        let (scopes, oidc) = match (kind, &req.oidc) {
+            (ClientKind::OidcClient, Some(r)) if req.scopes.is_empty() => (vec![], Some(r.config()?)),
+            (ClientKind::OidcClient, Some(_)) => {
+                return Err(Error::invalid(
+                    "invalid_scope",
+                    "an OIDC client signs users in to an application; it has no admin API scopes (its OIDC scopes are in oidc.scopes)",
+                ))
+            }
+            (ClientKind::OidcClient, None) => {
+                return Err(Error::invalid(
+                    "invalid_oidc",
+                    "an OIDC client needs its registration: oidc.redirect_uris at least",
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(Error::invalid(
+                    "invalid_oidc",
+                    "an OIDC registration is only for kind oidc_client",
+                ))
+            }
+            (_, None) => (client::parse_scopes(&req.scopes)?, None),
+        };
         let owner = self
             .store
             .user_by_id(&tenant.id, &req.owner)
@@ -135,6 +213,7 @@ impl App {
         }
         Ok(CheckedClient {
             kind,
+            oidc,
             name,
             owner,
             scopes,
@@ -172,10 +251,33 @@ impl App {
         }
     }
 
-    fn created_event(caller: &Caller, c: &MachineClient) -> keyplane_core::audit::NewEvent {
+    async fn insert_client(
+        &self,
+        c: &MachineClient,
+        oidc: Option<&OidcClientConfig>,
+        audit: AuditBatch<'_>,
+    ) -> Result<(), Error> {
+        match oidc {
+            Some(config) => self.store.create_oidc_client(c, config, audit).await?,
+            None => self.store.create_client(c, audit).await?,
+        }
+        Ok(())
+    }
+
+    fn created_event(
+        caller: &Caller,
+        c: &MachineClient,
+        oidc: Option<&OidcClientConfig>,
+    ) -> keyplane_core::audit::NewEvent {
         caller
             .event("client.created", "client", c.id.as_str())
             .details(json!({
+                "oidc": oidc.map(|o| json!({
+                    "redirect_uris": o.redirect_uris,
+                    "post_logout_redirect_uris": o.post_logout_redirect_uris,
+                    "token_endpoint_auth_method": o.auth_method.as_str(),
+                    "scopes": o.scopes,
+                })),
                 "kind": c.kind.as_str(),
                 "name": c.name,
                 "owner": c.owner,
@@ -220,6 +322,7 @@ impl App {
                     .map(|p| p.as_str().to_string())
                     .collect(),
                 expires_days: Some(checked.days),
+                oidc: req.oidc.clone(),
             })
             .map_err(|e| Error::internal(format!("client request payload: {e}")))?;
             let approval = self
@@ -237,11 +340,11 @@ impl App {
         let now = self.clock.now();
         let secret = client::generate_secret(&mut rand::rng());
         let owner = checked.owner.clone();
+        let oidc = checked.oidc.clone();
         let mut c = Self::new_client_record(tenant, checked, &caller.actor.id, now);
         c.secret_hash = Some(secret.hash());
-        let event = Self::created_event(caller, &c);
-        self.store
-            .create_client(&c, AuditBatch::new(now, &[event]))
+        let event = Self::created_event(caller, &c, oidc.as_ref());
+        self.insert_client(&c, oidc.as_ref(), AuditBatch::new(now, &[event]))
             .await?;
         Ok(ClientCreation::Created {
             client: Box::new(Self::overview(c, Some(owner), now)),
@@ -262,12 +365,12 @@ impl App {
         let governance = self.active_policy(tenant).await?.policy.governance.clone();
         let checked = self.check_new_client(tenant, &req, &governance).await?;
         let now = self.clock.now();
+        let oidc = checked.oidc.clone();
         let mut c = Self::new_client_record(tenant, checked, &approval.requested_by, now);
         c.approval_id = Some(approval.id.clone());
         c.approved_by = Some(approver.actor.id.clone());
-        let event = Self::created_event(approver, &c);
-        self.store
-            .create_client(&c, AuditBatch::new(now, &[event]))
+        let event = Self::created_event(approver, &c, oidc.as_ref());
+        self.insert_client(&c, oidc.as_ref(), AuditBatch::new(now, &[event]))
             .await?;
         Ok(c)
     }
@@ -437,6 +540,8 @@ impl App {
         let owner = self.store.user_by_id(&tenant.id, &c.owner).await?;
         let role = owner.as_ref().and_then(client::owner_role);
         let refusal = match (c.status_at(now), role) {
+            // Another kind's secret (an OIDC client's) is no admin API token.
+            _ if c.kind != ClientKind::ApiToken => Some("client_kind_not_api_token"),
             _ if !c.secret_matches(&token.hash(), now) => Some("client_secret_superseded"),
             (ClientStatus::Revoked, _) => Some("client_revoked"),
             (ClientStatus::Expired, _) => Some("client_expired"),

@@ -15,6 +15,8 @@ mod exceptions;
 mod lifecycle;
 mod lost;
 mod notifications;
+pub mod oidc;
+mod oidc_client_auth;
 mod policy;
 mod recovery;
 mod registration;
@@ -36,6 +38,8 @@ pub use exceptions::*;
 pub use lifecycle::*;
 pub use lost::*;
 pub use notifications::*;
+pub use oidc::{AuthorizeOutcome, AuthorizeQuery, TokenGrant, TokenResponse};
+pub use oidc_client_auth::ClientCredentials;
 pub use policy::*;
 pub use recovery::*;
 pub use registration::*;
@@ -57,6 +61,10 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
     pub keyring: std::sync::RwLock<crate::audit_keys::Keyring>,
+    /// This node's ID-token signing key (the OpenID Connect provider).
+    pub oidc_signer: crate::oidc_keys::OidcSigner,
+    /// The signing key's `kid` this process last published to the database.
+    oidc_published: std::sync::Mutex<Option<String>>,
     failure_limiter: audit::FailureLimiter,
     policy_cache: policy::PolicyCache,
     catalogue_cache: catalogue::CatalogueCache,
@@ -80,6 +88,7 @@ impl App {
         settings: Settings,
     ) -> Result<Arc<Self>, Error> {
         let keyring = crate::audit_keys::Keyring::open_or_create(&settings.audit_key_dir())?;
+        let oidc_signer = crate::oidc_keys::OidcSigner::open_or_create(&settings.oidc_key_dir())?;
         let failure_limiter = audit::FailureLimiter::new(settings.audit.failure_events_per_minute);
         let address_limiter = crate::ratelimit::RateLimiter::new(
             settings.rate_limits.per_address_per_minute,
@@ -105,6 +114,8 @@ impl App {
             clock,
             settings,
             keyring: std::sync::RwLock::new(keyring),
+            oidc_signer,
+            oidc_published: std::sync::Mutex::new(None),
             failure_limiter,
             policy_cache: policy::PolicyCache::default(),
             catalogue_cache: catalogue::CatalogueCache::default(),
@@ -130,9 +141,9 @@ impl App {
     }
 }
 
-/// Housekeeping, once a minute on every node: deletes expired ceremonies, and per tenant expired
-/// sessions and invitations (recording `maintenance.purged`); signs each tenant's chain head
-/// every `audit.checkpoint_interval_secs`. Every step is idempotent, so nodes need not agree.
+/// Housekeeping, once a minute on every node: deletes expired ceremonies and OIDC grants, and per
+/// tenant expired sessions and invitations (recording `maintenance.purged`); signs each tenant's
+/// chain head every `audit.checkpoint_interval_secs`. Every step is idempotent, so nodes need not agree.
 pub fn spawn_janitor(app: Arc<App>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));

@@ -159,6 +159,7 @@ impl App {
         let (_, amr) = assess(AssuranceFacts {
             user_present: true,
             user_verified: outcome.user_verified,
+            backup_eligible: outcome.backup_eligible,
         });
         let active = self.active_policy(tenant).await?;
         let facts = self
