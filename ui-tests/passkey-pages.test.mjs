@@ -7,7 +7,9 @@
 //   KEYPLANE_UI_BASE, KEYPLANE_UI_TOKEN (alice's invitation), KEYPLANE_UI_USERNAME (alice, an
 //   administrator), KEYPLANE_UI_RECOVERY_USERNAME / _CODE (rita and one of her recovery codes),
 //   KEYPLANE_UI_RECOVERY_LINK (a ready case's link for rob), KEYPLANE_UI_CASE_USERNAME (cara, whose
-//   case the console works through) and KEYPLANE_UI_MAILDIR (where her email lands).
+//   case the console works through), KEYPLANE_UI_MAILDIR (where her email lands) and
+//   KEYPLANE_UI_OIDC_CLIENT with KEYPLANE_UI_OIDC_REDIRECT (an OpenID Connect client, "Team
+//   wiki", and its callback on a free loopback port, which this file serves itself).
 //
 // The tests share one browser tab (the virtual authenticator, and the passkey the first test
 // creates on it, belong to that tab) and run in file order: enrol first, then sign in, and so on.
@@ -17,6 +19,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -35,6 +38,8 @@ const RECOVERY_CODE = required("KEYPLANE_UI_RECOVERY_CODE");
 const RECOVERY_LINK = `${BASE}/recover#token=${required("KEYPLANE_UI_RECOVERY_LINK")}`;
 const CASE_USERNAME = required("KEYPLANE_UI_CASE_USERNAME");
 const MAILDIR = required("KEYPLANE_UI_MAILDIR");
+const OIDC_CLIENT = required("KEYPLANE_UI_OIDC_CLIENT");
+const OIDC_REDIRECT = required("KEYPLANE_UI_OIDC_REDIRECT");
 const CHROMIUM = process.env.KEYPLANE_UI_CHROMIUM || "/usr/bin/chromium";
 const SCREENSHOTS = process.env.KEYPLANE_UI_SCREENSHOTS || "";
 const ENROL_LINK = `${BASE}/enrol#token=${TOKEN}`;
@@ -584,6 +589,46 @@ test("admin console: a machine client created (secret shown once), rotated and r
   await page.click("#report-show");
   await page.waitForFunction(() => document.getElementById("report").textContent.includes("non_compliant"));
   await page.waitForSelector("#fraud-section:not([hidden])");
+});
+
+test("OpenID Connect: an application sends the user to sign in and gets a code back", async () => {
+  await page.context().clearCookies();
+  // The application's callback: a real listener on the registered loopback port.
+  const callback = createServer((req, res) => res.writeHead(200, { "content-type": "text/plain" }).end("the wiki"));
+  await new Promise((resolve) => callback.listen(Number(new URL(OIDC_REDIRECT).port), "127.0.0.1", resolve));
+  try {
+    const query = new URLSearchParams({
+      response_type: "code",
+      client_id: OIDC_CLIENT,
+      redirect_uri: OIDC_REDIRECT,
+      scope: "openid profile",
+      state: "wiki-state",
+      nonce: "wiki-nonce",
+      code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+      code_challenge_method: "S256",
+      acr_values: "aal2",
+    });
+    await cdp.send("WebAuthn.setAutomaticPresenceSimulation", { authenticatorId, enabled: false });
+    await page.goto("about:blank");
+    await page.goto(`${BASE}/oidc/authorize?${query}`, { waitUntil: "load" });
+    assert.match(page.url(), /\/signin\?authz=kpaz_/, "no session: to the sign-in page");
+    assert.match(await page.textContent("#pending"), /Team wiki\s+asks you to sign in/);
+    assert.match(await page.textContent("#pending"), /assurance level AAL2/);
+    await screenshot("signin-oidc");
+    await page.waitForFunction(() => window.__kpGets.some((g) => g.mediation === "conditional" && g.state === "pending"));
+    await cdp.send("WebAuthn.setAutomaticPresenceSimulation", { authenticatorId, enabled: true });
+    await page.fill("#username", USERNAME);
+    const back = page.waitForURL(`${OIDC_REDIRECT}**`, { timeout: WAIT });
+    await page.click("#signin-button");
+    await back;
+    const answer = new URL(page.url()).searchParams;
+    assert.match(answer.get("code") || "", /^kpac_/, page.url());
+    assert.equal(answer.get("state"), "wiki-state");
+    assert.equal(answer.get("iss"), BASE);
+    assert.equal(answer.get("error"), null);
+  } finally {
+    await new Promise((resolve) => callback.close(resolve));
+  }
 });
 
 test("phone width (375 px): the account page and the console do not scroll sideways", async () => {

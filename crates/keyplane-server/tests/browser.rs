@@ -154,6 +154,41 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         )
         .await
         .expect("role");
+    // An application (OpenID Connect client) that sends alice to sign in, owned by her. Its
+    // callback is a free loopback port the browser test listens on.
+    let callback_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let oidc_redirect = format!("http://127.0.0.1:{callback_port}/wiki/callback");
+    let oidc = match server
+        .app
+        .create_client(
+            &tenant,
+            keyplane_server::service::NewClient {
+                kind: "oidc_client".into(),
+                name: "Team wiki".into(),
+                owner: alice_id.clone(),
+                scopes: vec![],
+                expires_days: Some(30),
+                oidc: Some(keyplane_server::service::OidcRegistration {
+                    redirect_uris: vec![oidc_redirect.clone()],
+                    post_logout_redirect_uris: vec![],
+                    token_endpoint_auth_method: None,
+                    jwks: None,
+                    scopes: None,
+                }),
+            },
+            &keyplane_core::audit::Caller::operator("test"),
+        )
+        .await
+        .expect("OIDC client")
+    {
+        keyplane_server::service::ClientCreation::Created { client, .. } => {
+            client.client.id.to_string()
+        }
+        _ => panic!("created without approval"),
+    };
     let (_rita_device, rita) = server.user_with_passkey("rita").await;
     let codes = server
         .request(
@@ -262,6 +297,8 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         .env("KEYPLANE_UI_RECOVERY_LINK", &link_token)
         .env("KEYPLANE_UI_CASE_USERNAME", "cara")
         .env("KEYPLANE_UI_MAILDIR", &maildir)
+        .env("KEYPLANE_UI_OIDC_CLIENT", &oidc)
+        .env("KEYPLANE_UI_OIDC_REDIRECT", &oidc_redirect)
         .env("KEYPLANE_UI_CHROMIUM", CHROMIUM)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -399,13 +436,28 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
         caras_cases[0].checks[0].evidence,
         "video call, passport shown"
     );
-    // The machine client created, rotated and revoked in the console.
+    // The machine client created, rotated and revoked in the console (beside the OIDC client
+    // made above).
     let clients = server.app.list_clients(&tenant).await.unwrap();
-    assert_eq!(clients.len(), 1);
-    let c = &clients[0].client;
+    let api_tokens: Vec<_> = clients
+        .iter()
+        .filter(|c| c.client.kind == keyplane_core::ClientKind::ApiToken)
+        .collect();
+    assert_eq!(api_tokens.len(), 1);
+    let c = &api_tokens[0].client;
     assert_eq!(c.name, "siem-export");
     assert_eq!(c.owner, alice_id);
     assert!(c.revoked_at.is_some() && c.rotated_at.is_some());
+    // The application's sign-in, as the audit log saw it: alice, at aal2, for the wiki.
+    let authorized = server.events("oidc.authorized").await;
+    assert_eq!(authorized.len(), 1);
+    assert_eq!(authorized[0].actor_id, alice_id.as_str());
+    assert_eq!(authorized[0].target_id, oidc);
+    assert!(
+        authorized[0].details.contains("\"acr\":\"aal2\""),
+        "{}",
+        authorized[0].details
+    );
     // The console's lifecycle actions, as the audit log saw them.
     for action in ["user.suspended", "user.reactivated"] {
         let events = server

