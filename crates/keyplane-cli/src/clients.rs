@@ -8,14 +8,16 @@ use clap::Subcommand;
 use keyplane_core::{Error, MachineClientId, Secret};
 use keyplane_server::api::admin::approval_json;
 use keyplane_server::api::clients::client_json;
-use keyplane_server::service::{ClientCreation, NewClient, OidcRegistration};
+use keyplane_server::service::{ClientCreation, NewClient, OidcRegistration, WebhookRegistration};
 use keyplane_server::Settings;
 use serde_json::json;
 
+// Parsed once per process: the size of the largest variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum ClientCommand {
-    /// Create an admin API token (or, with --redirect-uri, an OpenID Connect client) owned by an
-    /// administrator; prints its secret once.
+    /// Create an admin API token (or, with --redirect-uri, an OpenID Connect client; with
+    /// --webhook-url, a webhook endpoint) owned by an administrator; prints its secret once.
     Create {
         /// What it is for (1-64 characters).
         #[arg(long)]
@@ -44,6 +46,13 @@ pub enum ClientCommand {
         /// An OIDC scope it may ask for (repeatable; default openid profile email).
         #[arg(long = "oidc-scope")]
         oidc_scopes: Vec<String>,
+        /// Makes it a webhook endpoint: the URL Keyplane POSTs signed events to (https, or http
+        /// to localhost). Prints the signing secret (`whsec_…`) once.
+        #[arg(long, conflicts_with = "redirect_uris")]
+        webhook_url: Option<String>,
+        /// An event type the webhook endpoint subscribes to (repeatable; see docs/webhooks.md).
+        #[arg(long = "event")]
+        events: Vec<String>,
         /// Lifetime in days (default 90, at most the policy's governance.client_max_days).
         #[arg(long)]
         expires_days: Option<i64>,
@@ -121,10 +130,22 @@ pub async fn run(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
             auth_method,
             jwks_file,
             oidc_scopes,
+            webhook_url,
+            events,
             expires_days,
             tenant,
             format,
         } => {
+            let webhook = match webhook_url {
+                Some(url) => Some(WebhookRegistration {
+                    url,
+                    event_types: events,
+                }),
+                None if !events.is_empty() => {
+                    return Err(anyhow!("--event needs --webhook-url"));
+                }
+                None => None,
+            };
             let oidc = if redirect_uris.is_empty() {
                 if auth_method.is_some()
                     || jwks_file.is_some()
@@ -157,10 +178,10 @@ pub async fn run(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
             let t = tenant_or_default(&app, tenant.as_deref()).await?;
             let owner = find_user(&app, &t, &owner).await?;
             let new = NewClient {
-                kind: if oidc.is_some() {
-                    "oidc_client"
-                } else {
-                    "api_token"
+                kind: match (&oidc, &webhook) {
+                    (Some(_), _) => "oidc_client",
+                    (_, Some(_)) => "webhook",
+                    _ => "api_token",
                 }
                 .into(),
                 name,
@@ -168,6 +189,7 @@ pub async fn run(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
                 scopes,
                 expires_days,
                 oidc,
+                webhook,
             };
             match app
                 .create_client(&t, new, &operator())

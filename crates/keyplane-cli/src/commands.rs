@@ -228,6 +228,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Approval(cmd) => crate::approval::run(settings, cmd).await,
         Command::Client(cmd) => crate::clients::run(settings, cmd).await,
         Command::Oidc(cmd) => crate::oidc::run(settings, cmd).await,
+        Command::Webhook(cmd) => crate::webhook::run(settings, cmd).await,
         Command::Fraud(cmd) => crate::manage::fraud(settings, cmd).await,
         Command::Case(cmd) => crate::cases::run(settings, cmd).await,
         Command::Exception(cmd) => crate::manage::exception(settings, cmd).await,

@@ -13,6 +13,7 @@ mod mds;
 mod oidc;
 mod output;
 mod policy;
+mod webhook;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -92,12 +93,16 @@ pub enum Command {
     /// Dual control: list, approve or deny requests for a second administrator's approval.
     #[command(subcommand)]
     Approval(approval::ApprovalCommand),
-    /// Machine clients (admin API tokens and OpenID Connect clients): create, list, rotate, revoke.
+    /// Machine clients (admin API tokens, OpenID Connect clients, webhook endpoints): create,
+    /// list, rotate, revoke.
     #[command(subcommand)]
     Client(clients::ClientCommand),
     /// The OpenID Connect provider's signing keys: list, rotate.
     #[command(subcommand)]
     Oidc(oidc::OidcCommand),
+    /// Webhook deliveries: list (pending, delivered, dead), replay a dead letter.
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
     /// Authenticator metadata: import a FIDO MDS3 BLOB and passkey-provider names; show them.
     #[command(subcommand)]
     Mds(mds::MdsCommand),

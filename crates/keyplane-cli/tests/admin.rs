@@ -1118,3 +1118,105 @@ fn lost_passkeys_and_campaigns_from_the_command_line() {
     assert_eq!(events(d, "campaign.closed").len(), 1);
     assert_audit_intact(d);
 }
+
+#[test]
+fn webhook_endpoints_and_their_outbox_from_the_command_line() {
+    let dir = bootstrapped();
+    let d = dir.path();
+    let created = json(&ok(
+        d,
+        &[
+            "client",
+            "create",
+            "--name",
+            "siem",
+            "--owner",
+            "admin",
+            "--webhook-url",
+            "https://siem.example.com/keyplane",
+            "--event",
+            "policy.activated",
+            "--event",
+            "credential.revoked",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(created["client"]["kind"], "webhook");
+    let secret = created["secret"].as_str().unwrap();
+    assert!(secret.starts_with("whsec_"), "{created}");
+    for (args, error) in [
+        (
+            vec![
+                "--webhook-url",
+                "https://siem.example.com/k",
+                "--event",
+                "authentication.succeeded",
+            ],
+            "invalid_event_type",
+        ),
+        (
+            vec![
+                "--webhook-url",
+                "http://siem.example.com/k",
+                "--event",
+                "policy.activated",
+            ],
+            "invalid_webhook_url",
+        ),
+        (
+            vec!["--webhook-url", "https://siem.example.com/k"],
+            "invalid_event_type",
+        ),
+        (
+            vec!["--event", "policy.activated"],
+            "--event needs --webhook-url",
+        ),
+        (
+            vec![
+                "--webhook-url",
+                "https://siem.example.com/k",
+                "--event",
+                "policy.activated",
+                "--scope",
+                "users.read",
+            ],
+            "invalid_scope",
+        ),
+    ] {
+        let mut full = vec!["client", "create", "--name", "bad", "--owner", "admin"];
+        full.extend(args.iter().copied());
+        let err = fails(d, &full);
+        assert!(err.contains(error), "{args:?}: {err}");
+    }
+    // A policy applied: its event waits in the outbox for the endpoint.
+    let policy = d.join("policy.toml");
+    std::fs::write(&policy, "version = 1\n[assurance]\n").unwrap();
+    ok(d, &["policy", "apply", policy.to_str().unwrap()]);
+    let pending = json(&ok(
+        d,
+        &[
+            "webhook",
+            "deliveries",
+            "--status",
+            "pending",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(pending.as_array().unwrap().len(), 1, "{pending}");
+    assert_eq!(pending[0]["event_type"], "policy.activated");
+    assert_eq!(pending[0]["payload"]["type"], "policy.activated");
+    assert!(
+        !pending.to_string().contains(&secret[6..]),
+        "no secret in the outbox"
+    );
+    let id = pending[0]["id"].as_str().unwrap();
+    let err = fails(d, &["webhook", "replay", id]);
+    assert!(err.contains("delivery_pending"), "{err}");
+    let err = fails(d, &["webhook", "replay", "msg_nope"]);
+    assert!(err.contains("delivery_not_found"), "{err}");
+    let err = fails(d, &["webhook", "deliveries", "--status", "lost"]);
+    assert!(err.contains("invalid_status"), "{err}");
+    assert_audit_intact(d);
+}

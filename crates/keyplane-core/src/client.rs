@@ -1,5 +1,5 @@
-//! Machine clients: the non-human identities Keyplane itself issues secrets to: admin API tokens
-//! and OpenID Connect relying parties (each a [`ClientKind`]). Every
+//! Machine clients: the non-human identities Keyplane itself issues secrets to: admin API tokens,
+//! OpenID Connect relying parties and webhook endpoints (each a [`ClientKind`]). Every
 //! client has a human owner, scopes (permission names, deny by default), an expiry, a last use and
 //! a rotation date. Its secrets are stored only as SHA-256 hashes; after a rotation the previous
 //! secret keeps working until its overlap ends.
@@ -36,15 +36,22 @@ pub enum ClientKind {
     /// An OpenID Connect relying party: its secret authenticates it at the token endpoint only;
     /// it has no admin scopes (its OIDC registration says what it may ask for).
     OidcClient,
+    /// A webhook endpoint: its secret signs what Keyplane sends it and opens nothing.
+    Webhook,
 }
 
 impl ClientKind {
-    pub const ALL: [ClientKind; 2] = [ClientKind::ApiToken, ClientKind::OidcClient];
+    pub const ALL: [ClientKind; 3] = [
+        ClientKind::ApiToken,
+        ClientKind::OidcClient,
+        ClientKind::Webhook,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ClientKind::ApiToken => "api_token",
             ClientKind::OidcClient => "oidc_client",
+            ClientKind::Webhook => "webhook",
         }
     }
 
@@ -93,7 +100,7 @@ pub struct MachineClient {
     /// while its owner is active and holds a role, and never beyond what that role allows.
     pub owner: UserId,
     /// What it may do in the admin API: delegable permissions, sorted; never empty for an API
-    /// token, always empty for an OIDC client.
+    /// token, always empty for the other kinds.
     pub scopes: Vec<Permission>,
     /// `Active` or `Revoked` as stored.
     pub status: ClientStatus,

@@ -19,6 +19,7 @@ pub mod recovery_case;
 pub mod recovery_code;
 pub mod secret;
 pub mod time;
+pub mod webhook;
 
 pub use assurance::{Aal, Amr, AssuranceFacts};
 pub use campaign::{Campaign, CampaignAction};

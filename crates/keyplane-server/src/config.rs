@@ -33,6 +33,34 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub mds: MdsSettings,
     pub notifications: NotificationSettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// Delivery of webhook endpoints' outbox (docs/configuration.md, `[webhooks]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// How often each node looks for due deliveries, milliseconds; 0 = no delivery worker on
+    /// this node (the outbox still fills).
+    pub interval_ms: u64,
+    /// Attempts before a delivery is dead-lettered (1-100).
+    pub max_attempts: u32,
+    /// How long one attempt may take, milliseconds.
+    pub timeout_ms: u64,
+    /// The key signing secrets are derived from (32 random bytes, hex, created with mode 0600
+    /// on first use). Empty = `<data_dir>/webhook.key`. Nodes sharing a database share it.
+    pub key_file: PathBuf,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            interval_ms: 1000,
+            max_attempts: keyplane_core::webhook::DEFAULT_MAX_ATTEMPTS,
+            timeout_ms: 10_000,
+            key_file: PathBuf::new(),
+        }
+    }
 }
 
 /// Delivery of the notifications outbox (docs/configuration.md, `[notifications]`). Every
@@ -252,6 +280,7 @@ impl Default for Settings {
             rate_limits: RateLimitSettings::default(),
             mds: MdsSettings::default(),
             notifications: NotificationSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -267,6 +296,15 @@ impl Settings {
     }
 
     /// The checkpoint key directory actually used.
+    /// The webhook key file (`webhooks.key_file`, default `<data_dir>/webhook.key`).
+    pub fn webhook_key_file(&self) -> PathBuf {
+        if self.webhooks.key_file.as_os_str().is_empty() {
+            self.data_dir.join("webhook.key")
+        } else {
+            self.webhooks.key_file.clone()
+        }
+    }
+
     /// Where this node's OpenID Connect signing key lives (`<data_dir>/oidc-keys`).
     pub fn oidc_key_dir(&self) -> PathBuf {
         self.data_dir.join("oidc-keys")
@@ -328,6 +366,12 @@ impl Settings {
             || url.starts_with("postgresql:"))
         {
             problems.push("database.url must start with sqlite: or postgres://".into());
+        }
+        if !(1..=100).contains(&self.webhooks.max_attempts) {
+            problems.push("webhooks.max_attempts must be 1 to 100".into());
+        }
+        if self.webhooks.timeout_ms == 0 {
+            problems.push("webhooks.timeout_ms must be positive".into());
         }
         let n = &self.notifications;
         if n.max_attempts == 0 {

@@ -48,7 +48,8 @@ pub fn spawn(app: Arc<App>, listener: TcpListener) -> std::io::Result<RunningSer
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let router = router(app.clone());
     let janitor = service::spawn_janitor(app.clone());
-    let notifier = service::spawn_notifier(app);
+    let notifier = service::spawn_notifier(app.clone());
+    let webhooks = service::spawn_webhook_worker(app);
     let task = tokio::spawn(async move {
         let r = axum::serve(
             listener,
@@ -59,8 +60,8 @@ pub fn spawn(app: Arc<App>, listener: TcpListener) -> std::io::Result<RunningSer
         })
         .await;
         janitor.abort();
-        if let Some(n) = notifier {
-            n.abort();
+        for worker in [notifier, webhooks].into_iter().flatten() {
+            worker.abort();
         }
         r
     });

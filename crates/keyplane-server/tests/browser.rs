@@ -178,6 +178,7 @@ async fn enrol_and_sign_in_pages_work_in_chromium() {
                     jwks: None,
                     scopes: None,
                 }),
+                webhook: None,
             },
             &keyplane_core::audit::Caller::operator("test"),
         )

@@ -263,6 +263,7 @@ async fn a_client_token_works_within_its_scopes_on_the_admin_api_only(backend: B
                 scopes: vec!["users.manage".into()],
                 expires_days: Some(7),
                 oidc: None,
+                webhook: None,
             },
             &Caller::operator("alice"),
         )
@@ -1007,6 +1008,7 @@ async fn reports_show_expiring_stale_and_orphaned_clients(backend: Backend) {
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         expires_days: Some(days),
         oidc: None,
+        webhook: None,
     };
     let make = |n: keyplane_server::service::NewClient| {
         let (server, tenant, op) = (&server, &tenant, &op);

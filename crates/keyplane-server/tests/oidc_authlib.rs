@@ -8,7 +8,6 @@ mod common;
 use common::both_backends;
 use keyplane_core::audit::Caller;
 use keyplane_server::service::{ClientCreation, NewClient, OidcRegistration};
-use keyplane_store::Store;
 use keyplane_testkit::{test_data, Backend, TestServer};
 use serde_json::Value;
 
@@ -56,6 +55,7 @@ async fn authlib_signs_a_user_in_validates_the_id_token_and_refreshes(backend: B
                         "offline_access".into(),
                     ]),
                 }),
+                webhook: None,
             },
             &Caller::operator("test"),
         )

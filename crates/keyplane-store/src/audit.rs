@@ -99,6 +99,11 @@ pub(crate) async fn append(
         if keyplane_core::notification::is_notifiable(event.action, event.outcome) {
             crate::notifications::enqueue(conn, tenant, event, e).await?;
         }
+        // Webhook deliveries likewise (the outbox): a match on the action first, then one
+        // indexed read of the endpoints subscribed to it.
+        if keyplane_core::webhook::is_webhook_event(event.action) {
+            crate::webhooks::enqueue(conn, tenant, event, e).await?;
+        }
     }
     sqlx::query("UPDATE audit_heads SET hash = $1 WHERE tenant_id = $2")
         .bind(prev)

@@ -19,6 +19,7 @@ mod pg_copy;
 mod rows;
 mod sql;
 mod store;
+mod webhooks;
 
 pub use audit::{AuditBatch, AuditFilter};
 pub use audit_page::AuditPage;
@@ -29,3 +30,4 @@ pub use store::{
     AssertionRecord, CampaignMark, CaseFilter, CredentialFacts, PolicySubject, PolicyVersion,
     RecoveryCodesStatus, RecoveryFinish, Store, StoreError,
 };
+pub use webhooks::{DeliveryFilter, DeliveryOutcome};

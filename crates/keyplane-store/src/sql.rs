@@ -14,6 +14,7 @@ use crate::store::{
     AssertionRecord, CampaignMark, CaseFilter, PolicyVersion, RecoveryCodesStatus, RecoveryFinish,
     Result, Store, StoreError,
 };
+use crate::webhooks;
 use async_trait::async_trait;
 use keyplane_core::audit::{AuditEvent, Checkpoint, NewEvent};
 use keyplane_core::mds::{MdsBlobInfo, MdsEntry};
@@ -1951,6 +1952,99 @@ impl Store for SqlStore {
         oidc::insert_config(&mut tx, &c.tenant_id, &c.id, config).await?;
         audit::append(&mut tx, &c.tenant_id, audit).await?;
         tx.commit().await.map_err(db)
+    }
+
+    async fn create_webhook_client(
+        &self,
+        c: &MachineClient,
+        endpoint: &keyplane_core::webhook::WebhookEndpoint,
+        audit: AuditBatch<'_>,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        insert_client(&mut tx, c).await?;
+        webhooks::insert_endpoint(&mut tx, &c.tenant_id, &c.id, endpoint).await?;
+        audit::append(&mut tx, &c.tenant_id, audit).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn webhook_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &MachineClientId,
+    ) -> Result<Option<keyplane_core::webhook::WebhookEndpoint>> {
+        webhooks::endpoint(&self.pool, tenant, id).await
+    }
+
+    async fn due_webhook_deliveries(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<keyplane_core::webhook::WebhookDelivery>> {
+        webhooks::due(&self.pool, tenant, now, limit).await
+    }
+
+    async fn claim_webhook_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        now: Timestamp,
+        lease: Timestamp,
+    ) -> Result<bool> {
+        webhooks::claim(&self.writer, tenant, id, now, lease).await
+    }
+
+    async fn finish_webhook_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        lease: Timestamp,
+        outcome: &webhooks::DeliveryOutcome,
+    ) -> Result<bool> {
+        webhooks::finish(&self.writer, tenant, id, lease, outcome).await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        tenant: &TenantId,
+        filter: &webhooks::DeliveryFilter,
+    ) -> Result<Vec<keyplane_core::webhook::WebhookDelivery>> {
+        webhooks::list(&self.pool, tenant, filter).await
+    }
+
+    async fn webhook_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<keyplane_core::webhook::WebhookDelivery>> {
+        webhooks::find(&self.pool, tenant, id).await
+    }
+
+    async fn replay_webhook_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        webhooks::replay(&self.writer, tenant, id, audit).await
+    }
+
+    async fn clients_to_announce(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+        before: Timestamp,
+    ) -> Result<Vec<MachineClientId>> {
+        webhooks::clients_to_announce(&self.pool, tenant, now, before).await
+    }
+
+    async fn announce_client_expiry(
+        &self,
+        tenant: &TenantId,
+        id: &MachineClientId,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        webhooks::announce_expiry(&self.writer, tenant, id, audit).await
     }
 
     async fn oidc_client_config(

@@ -583,6 +583,77 @@ pub trait Store: Send + Sync + 'static {
         id: &MachineClientId,
     ) -> Result<Option<keyplane_core::oidc::OidcClientConfig>>;
 
+    /// A webhook endpoint: the machine client and its URL and event types, in one transaction.
+    async fn create_webhook_client(
+        &self,
+        client: &MachineClient,
+        endpoint: &keyplane_core::webhook::WebhookEndpoint,
+        audit: AuditBatch<'_>,
+    ) -> Result<()>;
+    async fn webhook_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &MachineClientId,
+    ) -> Result<Option<keyplane_core::webhook::WebhookEndpoint>>;
+
+    // Webhook deliveries (keyplane-store/src/webhooks.rs)
+    /// Pending deliveries due at `now` without a live claim, oldest first.
+    async fn due_webhook_deliveries(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<keyplane_core::webhook::WebhookDelivery>>;
+    /// Claims a pending delivery until `lease`; false when another node holds a live claim.
+    async fn claim_webhook_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        now: Timestamp,
+        lease: Timestamp,
+    ) -> Result<bool>;
+    /// Records an attempt, if the claim is still `lease`.
+    async fn finish_webhook_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        lease: Timestamp,
+        outcome: &crate::webhooks::DeliveryOutcome,
+    ) -> Result<bool>;
+    /// Newest first.
+    async fn list_webhook_deliveries(
+        &self,
+        tenant: &TenantId,
+        filter: &crate::webhooks::DeliveryFilter,
+    ) -> Result<Vec<keyplane_core::webhook::WebhookDelivery>>;
+    async fn webhook_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<keyplane_core::webhook::WebhookDelivery>>;
+    /// A dead or delivered delivery back to pending (attempts reset), with its event; false
+    /// for a pending one.
+    async fn replay_webhook_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    /// Active clients expiring in `(now, before]` whose expiry was not announced.
+    async fn clients_to_announce(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+        before: Timestamp,
+    ) -> Result<Vec<MachineClientId>>;
+    /// Marks a client's expiry announced, once, with the event.
+    async fn announce_client_expiry(
+        &self,
+        tenant: &TenantId,
+        id: &MachineClientId,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+
     // The OpenID Connect provider's grants and keys (keyplane-store/src/oidc.rs)
     /// Inserts grants with their events; a hash that exists already is a `Conflict`.
     async fn add_oidc_grants(

@@ -3417,7 +3417,285 @@ async fn oidc_grants_are_used_once_revoked_by_family_and_scoped(backend: Backend
     f.done().await;
 }
 
+async fn webhook_deliveries_are_written_with_their_event_and_claimed_once(backend: Backend) {
+    use keyplane_core::webhook::{DeliveryStatus, WebhookEndpoint};
+    use keyplane_store::{DeliveryFilter, DeliveryOutcome};
+    let f = fixture(backend).await;
+    let s = &f.store;
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.create_tenant(&a, none()).await.unwrap();
+    s.create_tenant(&b, none()).await.unwrap();
+    let owner = user(&a, "owner");
+    s.create_user(&owner, none()).await.unwrap();
+    let mut hook = machine_client(&a, &owner, b"seed");
+    hook.kind = ClientKind::Webhook;
+    hook.scopes = vec![];
+    let endpoint = WebhookEndpoint {
+        url: "https://siem.example/hook".into(),
+        event_types: vec!["client.expiring".into(), "policy.activated".into()],
+    };
+    s.create_webhook_client(&hook, &endpoint, none())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.webhook_endpoint(&a.id, &hook.id).await.unwrap(),
+        Some(endpoint)
+    );
+    assert_eq!(s.webhook_endpoint(&b.id, &hook.id).await.unwrap(), None);
+
+    let at = Timestamp(20_000);
+    let ev = |action: &'static str| {
+        [NewEvent::new(
+            Actor::admin("cli:alice"),
+            action,
+            "tenant",
+            a.id.as_str(),
+        )]
+    };
+    // Subscribed: one delivery; not subscribed, or another tenant: none.
+    s.append_events(&a.id, AuditBatch::new(at, &ev("policy.activated")))
+        .await
+        .unwrap();
+    s.append_events(&a.id, AuditBatch::new(at, &ev("credential.revoked")))
+        .await
+        .unwrap();
+    s.append_events(
+        &b.id,
+        AuditBatch::new(
+            at,
+            &[NewEvent::new(
+                Actor::admin("x"),
+                "policy.activated",
+                "tenant",
+                b.id.as_str(),
+            )],
+        ),
+    )
+    .await
+    .unwrap();
+    let all = |status| DeliveryFilter {
+        status,
+        client: None,
+        limit: 100,
+    };
+    let list = s.list_webhook_deliveries(&a.id, &all(None)).await.unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert!(s
+        .list_webhook_deliveries(&b.id, &all(None))
+        .await
+        .unwrap()
+        .is_empty());
+    let d = &list[0];
+    assert_eq!(
+        (d.status, d.attempts, d.event_type.as_str()),
+        (DeliveryStatus::Pending, 0, "policy.activated")
+    );
+    let events = all_events(s, &a.id).await;
+    assert_eq!(
+        d.event_id,
+        events
+            .iter()
+            .find(|e| e.action == "policy.activated")
+            .unwrap()
+            .id
+    );
+    let body: serde_json::Value = serde_json::from_str(&d.payload).unwrap();
+    assert_eq!(body["type"], "policy.activated");
+    // Nothing is written when the event's transaction rolls back: an expired endpoint gets none.
+    let mut gone = machine_client(&a, &owner, b"seed-2");
+    gone.kind = ClientKind::Webhook;
+    gone.scopes = vec![];
+    gone.expires_at = Timestamp(15_000);
+    s.create_webhook_client(
+        &gone,
+        &WebhookEndpoint {
+            url: "https://x.example/".into(),
+            event_types: vec!["policy.activated".into()],
+        },
+        none(),
+    )
+    .await
+    .unwrap();
+    s.append_events(&a.id, AuditBatch::new(at, &ev("policy.activated")))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_webhook_deliveries(&a.id, &all(None))
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "the expired endpoint got nothing"
+    );
+
+    // Claimed once until the lease; finished only under that lease.
+    let due = s.due_webhook_deliveries(&a.id, at, 10).await.unwrap();
+    assert_eq!(due.len(), 2);
+    let id = due[0].id.clone();
+    let lease = Timestamp(25_000);
+    assert!(s
+        .claim_webhook_delivery(&a.id, &id, at, lease)
+        .await
+        .unwrap());
+    assert!(
+        !s.claim_webhook_delivery(&a.id, &id, at, lease)
+            .await
+            .unwrap(),
+        "claimed"
+    );
+    assert!(
+        !s.claim_webhook_delivery(&b.id, &id, Timestamp(30_000), lease)
+            .await
+            .unwrap(),
+        "another tenant"
+    );
+    assert_eq!(
+        s.due_webhook_deliveries(&a.id, at, 10).await.unwrap().len(),
+        1
+    );
+    let failed = DeliveryOutcome::Failed {
+        status: Some(503),
+        error: "down".into(),
+        next_attempt_at: Timestamp(50_000),
+        dead: false,
+    };
+    assert!(
+        !s.finish_webhook_delivery(&a.id, &id, Timestamp(1), &failed)
+            .await
+            .unwrap(),
+        "not our lease"
+    );
+    assert!(s
+        .finish_webhook_delivery(&a.id, &id, lease, &failed)
+        .await
+        .unwrap());
+    let d = s.webhook_delivery(&a.id, &id).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status, d.attempts, d.last_status),
+        (DeliveryStatus::Pending, 1, Some(503))
+    );
+    assert!(s
+        .due_webhook_deliveries(&a.id, Timestamp(49_999), 10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|x| x.id != id));
+    // A claim that outlives its node: free again after the lease.
+    assert!(s
+        .claim_webhook_delivery(&a.id, &id, Timestamp(50_000), Timestamp(60_000))
+        .await
+        .unwrap());
+    assert!(s
+        .claim_webhook_delivery(&a.id, &id, Timestamp(60_001), Timestamp(70_000))
+        .await
+        .unwrap());
+    let dead = DeliveryOutcome::Failed {
+        status: None,
+        error: "refused".into(),
+        next_attempt_at: Timestamp(70_000),
+        dead: true,
+    };
+    assert!(s
+        .finish_webhook_delivery(&a.id, &id, Timestamp(70_000), &dead)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.list_webhook_deliveries(&a.id, &all(Some(DeliveryStatus::Dead)))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Replayed once, with its event.
+    let replayed = [NewEvent::new(
+        Actor::admin("cli:alice"),
+        "webhook.delivery_replayed",
+        "client",
+        hook.id.as_str(),
+    )];
+    assert!(s
+        .replay_webhook_delivery(&a.id, &id, AuditBatch::new(Timestamp(80_000), &replayed))
+        .await
+        .unwrap());
+    assert!(
+        !s.replay_webhook_delivery(&a.id, &id, AuditBatch::new(Timestamp(80_001), &replayed))
+            .await
+            .unwrap(),
+        "pending already"
+    );
+    let d = s.webhook_delivery(&a.id, &id).await.unwrap().unwrap();
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Pending, 0));
+    let delivered = DeliveryOutcome::Delivered {
+        at: Timestamp(90_000),
+        status: 204,
+    };
+    assert!(s
+        .claim_webhook_delivery(&a.id, &id, Timestamp(90_000), Timestamp(95_000))
+        .await
+        .unwrap());
+    assert!(s
+        .finish_webhook_delivery(&a.id, &id, Timestamp(95_000), &delivered)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.webhook_delivery(&a.id, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .delivered_at,
+        Some(Timestamp(90_000))
+    );
+
+    // Expiry announcements: once per client, in its window, with the event (and its delivery).
+    let soon = s
+        .clients_to_announce(&a.id, Timestamp(16_000), Timestamp(200_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        soon,
+        [hook.id.clone()],
+        "the expired one is past announcing"
+    );
+    let expiring = [NewEvent::new(
+        Actor::system("janitor"),
+        "client.expiring",
+        "client",
+        hook.id.as_str(),
+    )];
+    assert!(s
+        .announce_client_expiry(
+            &a.id,
+            &hook.id,
+            AuditBatch::new(Timestamp(21_000), &expiring)
+        )
+        .await
+        .unwrap());
+    assert!(!s
+        .announce_client_expiry(
+            &a.id,
+            &hook.id,
+            AuditBatch::new(Timestamp(21_000), &expiring)
+        )
+        .await
+        .unwrap());
+    assert!(!s
+        .clients_to_announce(&a.id, Timestamp(16_000), Timestamp(200_000))
+        .await
+        .unwrap()
+        .contains(&hook.id));
+    let types: Vec<String> = s
+        .list_webhook_deliveries(&a.id, &all(None))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.event_type)
+        .collect();
+    assert!(types.contains(&"client.expiring".to_owned()), "{types:?}");
+    f.done().await;
+}
+
 suite!(
+    webhook_deliveries_are_written_with_their_event_and_claimed_once,
     oidc_grants_are_used_once_revoked_by_family_and_scoped,
     lost_credentials_are_revoked_once_with_their_sessions_and_what_is_left_decides,
     campaigns_are_one_open_per_model_and_mark_each_user_once,

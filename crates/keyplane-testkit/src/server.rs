@@ -367,6 +367,14 @@ impl TestServer {
     }
 
     /// Stops the server and removes its database.
+    /// Stops serving (HTTP and background workers) and keeps the database, as a process that
+    /// ends would: another server may then open it (`builder().database_url(…)`).
+    pub async fn stop_serving(&mut self) {
+        if let Some(s) = self.server.take() {
+            let _ = s.shutdown().await;
+        }
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(s) = self.server.take() {
             let _ = s.shutdown().await;

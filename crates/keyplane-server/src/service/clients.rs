@@ -16,6 +16,7 @@ use keyplane_core::client::{
 };
 use keyplane_core::oidc::{OidcClientConfig, TokenAuthMethod};
 use keyplane_core::policy::Governance;
+use keyplane_core::webhook::WebhookEndpoint;
 use keyplane_core::*;
 use keyplane_store::AuditBatch;
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,26 @@ pub struct NewClient {
     /// An OIDC client's registration (required for `oidc_client`, refused otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<OidcRegistration>,
+    /// A webhook endpoint's URL and event types (required for `webhook`, refused otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookRegistration>,
+}
+
+/// A webhook endpoint as asked for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRegistration {
+    pub url: String,
+    /// Audit actions from [`keyplane_core::webhook::EVENT_TYPES`].
+    pub event_types: Vec<String>,
+}
+
+/// What a client of a kind other than `api_token` is registered with.
+#[derive(Clone, Debug)]
+enum Registration {
+    None,
+    Oidc(OidcClientConfig),
+    Webhook(WebhookEndpoint),
 }
 
 /// An OIDC client's registration as asked for (see [`keyplane_core::oidc::OidcClientConfig`]).
@@ -93,7 +114,7 @@ impl OidcRegistration {
 /// A request checked against the tenant's users and the active policy.
 struct CheckedClient {
     kind: ClientKind,
-    oidc: Option<OidcClientConfig>,
+    registration: Registration,
     name: String,
     owner: User,
     scopes: Vec<admin::Permission>,
@@ -154,27 +175,61 @@ impl App {
             )
         })?;
         let name = client::normalise_client_name(&req.name)?;
-        let (scopes, oidc) = match (kind, &req.oidc) {
-            (ClientKind::OidcClient, Some(r)) if req.scopes.is_empty() => (vec![], Some(r.config()?)),
-            (ClientKind::OidcClient, Some(_)) => {
-                return Err(Error::invalid(
+        let no_scopes = || {
+            if req.scopes.is_empty() {
+                Ok(vec![])
+            } else {
+                Err(Error::invalid(
                     "invalid_scope",
-                    "an OIDC client signs users in to an application; it has no admin API scopes (its OIDC scopes are in oidc.scopes)",
+                    format!(
+                        "a machine client of kind {} has no admin API scopes",
+                        kind.as_str()
+                    ),
                 ))
             }
-            (ClientKind::OidcClient, None) => {
+        };
+        let (scopes, registration) = match (kind, &req.oidc, &req.webhook) {
+            (ClientKind::ApiToken, None, None) => {
+                (client::parse_scopes(&req.scopes)?, Registration::None)
+            }
+            (ClientKind::OidcClient, Some(r), None) => {
+                (no_scopes()?, Registration::Oidc(r.config()?))
+            }
+            (ClientKind::Webhook, None, Some(w)) => {
+                let mut event_types = w.event_types.clone();
+                event_types.sort();
+                event_types.dedup();
+                let endpoint = WebhookEndpoint {
+                    url: w.url.clone(),
+                    event_types,
+                };
+                endpoint.validate()?;
+                (no_scopes()?, Registration::Webhook(endpoint))
+            }
+            (ClientKind::OidcClient, None, _) => {
                 return Err(Error::invalid(
                     "invalid_oidc",
                     "an OIDC client needs its registration: oidc.redirect_uris at least",
                 ))
             }
-            (_, Some(_)) => {
+            (ClientKind::Webhook, _, None) => {
+                return Err(Error::invalid(
+                    "invalid_webhook",
+                    "a webhook endpoint needs webhook.url and webhook.event_types",
+                ))
+            }
+            (_, Some(_), _) => {
                 return Err(Error::invalid(
                     "invalid_oidc",
                     "an OIDC registration is only for kind oidc_client",
                 ))
             }
-            (_, None) => (client::parse_scopes(&req.scopes)?, None),
+            (_, _, Some(_)) => {
+                return Err(Error::invalid(
+                    "invalid_webhook",
+                    "a webhook registration is only for kind webhook",
+                ))
+            }
         };
         let owner = self
             .store
@@ -213,7 +268,7 @@ impl App {
         }
         Ok(CheckedClient {
             kind,
-            oidc,
+            registration,
             name,
             owner,
             scopes,
@@ -254,24 +309,49 @@ impl App {
     async fn insert_client(
         &self,
         c: &MachineClient,
-        oidc: Option<&OidcClientConfig>,
+        registration: &Registration,
         audit: AuditBatch<'_>,
     ) -> Result<(), Error> {
-        match oidc {
-            Some(config) => self.store.create_oidc_client(c, config, audit).await?,
-            None => self.store.create_client(c, audit).await?,
+        match registration {
+            Registration::Oidc(config) => self.store.create_oidc_client(c, config, audit).await?,
+            Registration::Webhook(e) => self.store.create_webhook_client(c, e, audit).await?,
+            Registration::None => self.store.create_client(c, audit).await?,
         }
         Ok(())
+    }
+
+    /// The secret as its holder receives it: the random one, or for a webhook endpoint the
+    /// signing secret derived from it (`whsec_…`), which Keyplane does not store.
+    fn handed_out(&self, c: &MachineClient, seed: Secret) -> Result<Secret, Error> {
+        if c.kind != ClientKind::Webhook {
+            return Ok(seed);
+        }
+        let key = self.webhook_key()?;
+        Ok(Secret::from_presented(
+            keyplane_core::webhook::format_secret(&keyplane_core::webhook::signing_secret(
+                &key,
+                &seed.hash(),
+            )),
+        ))
     }
 
     fn created_event(
         caller: &Caller,
         c: &MachineClient,
-        oidc: Option<&OidcClientConfig>,
+        registration: &Registration,
     ) -> keyplane_core::audit::NewEvent {
+        let oidc = match registration {
+            Registration::Oidc(o) => Some(o),
+            _ => None,
+        };
+        let webhook = match registration {
+            Registration::Webhook(w) => Some(w),
+            _ => None,
+        };
         caller
             .event("client.created", "client", c.id.as_str())
             .details(json!({
+                "webhook": webhook.map(|w| json!({ "url": w.url, "event_types": w.event_types })),
                 "oidc": oidc.map(|o| json!({
                     "redirect_uris": o.redirect_uris,
                     "post_logout_redirect_uris": o.post_logout_redirect_uris,
@@ -323,6 +403,7 @@ impl App {
                     .collect(),
                 expires_days: Some(checked.days),
                 oidc: req.oidc.clone(),
+                webhook: req.webhook.clone(),
             })
             .map_err(|e| Error::internal(format!("client request payload: {e}")))?;
             let approval = self
@@ -340,12 +421,13 @@ impl App {
         let now = self.clock.now();
         let secret = client::generate_secret(&mut rand::rng());
         let owner = checked.owner.clone();
-        let oidc = checked.oidc.clone();
+        let registration = checked.registration.clone();
         let mut c = Self::new_client_record(tenant, checked, &caller.actor.id, now);
         c.secret_hash = Some(secret.hash());
-        let event = Self::created_event(caller, &c, oidc.as_ref());
-        self.insert_client(&c, oidc.as_ref(), AuditBatch::new(now, &[event]))
+        let event = Self::created_event(caller, &c, &registration);
+        self.insert_client(&c, &registration, AuditBatch::new(now, &[event]))
             .await?;
+        let secret = self.handed_out(&c, secret)?;
         Ok(ClientCreation::Created {
             client: Box::new(Self::overview(c, Some(owner), now)),
             secret,
@@ -365,12 +447,12 @@ impl App {
         let governance = self.active_policy(tenant).await?.policy.governance.clone();
         let checked = self.check_new_client(tenant, &req, &governance).await?;
         let now = self.clock.now();
-        let oidc = checked.oidc.clone();
+        let registration = checked.registration.clone();
         let mut c = Self::new_client_record(tenant, checked, &approval.requested_by, now);
         c.approval_id = Some(approval.id.clone());
         c.approved_by = Some(approver.actor.id.clone());
-        let event = Self::created_event(approver, &c, oidc.as_ref());
-        self.insert_client(&c, oidc.as_ref(), AuditBatch::new(now, &[event]))
+        let event = Self::created_event(approver, &c, &registration);
+        self.insert_client(&c, &registration, AuditBatch::new(now, &[event]))
             .await?;
         Ok(c)
     }
@@ -383,6 +465,22 @@ impl App {
             client: c,
             owner,
         }
+    }
+
+    /// What a client of kind `oidc_client` or `webhook` is registered with.
+    pub async fn client_registration(
+        &self,
+        tenant: &Tenant,
+        c: &MachineClient,
+    ) -> Result<(Option<OidcClientConfig>, Option<WebhookEndpoint>), Error> {
+        Ok(match c.kind {
+            ClientKind::OidcClient => (
+                self.store.oidc_client_config(&tenant.id, &c.id).await?,
+                None,
+            ),
+            ClientKind::Webhook => (None, self.store.webhook_endpoint(&tenant.id, &c.id).await?),
+            ClientKind::ApiToken => (None, None),
+        })
     }
 
     /// Every machine client of the tenant, newest first, as of now.
@@ -481,6 +579,7 @@ impl App {
                 "the machine client was revoked or expired meanwhile",
             ));
         }
+        let secret = self.handed_out(&c, secret)?;
         Ok((self.client(tenant, id).await?, secret))
     }
 

@@ -24,6 +24,7 @@ mod reports;
 mod signin;
 mod stepup;
 mod tenants;
+mod webhooks;
 
 pub use account::*;
 pub use approvals::*;
@@ -47,6 +48,7 @@ pub use reports::*;
 pub use signin::*;
 pub use stepup::*;
 pub use tenants::*;
+pub use webhooks::spawn_webhook_worker;
 
 use crate::config::Settings;
 use keyplane_core::{Clock, Error, Tenant};
@@ -65,6 +67,8 @@ pub struct App {
     pub oidc_signer: crate::oidc_keys::OidcSigner,
     /// The signing key's `kid` this process last published to the database.
     oidc_published: std::sync::Mutex<Option<String>>,
+    /// The webhook key, read (or created) on first use.
+    webhook_key: std::sync::OnceLock<Vec<u8>>,
     failure_limiter: audit::FailureLimiter,
     policy_cache: policy::PolicyCache,
     catalogue_cache: catalogue::CatalogueCache,
@@ -116,6 +120,7 @@ impl App {
             keyring: std::sync::RwLock::new(keyring),
             oidc_signer,
             oidc_published: std::sync::Mutex::new(None),
+            webhook_key: std::sync::OnceLock::new(),
             failure_limiter,
             policy_cache: policy::PolicyCache::default(),
             catalogue_cache: catalogue::CatalogueCache::default(),
@@ -161,6 +166,9 @@ pub fn spawn_janitor(app: Arc<App>) -> tokio::task::JoinHandle<()> {
                         }
                         if let Err(e) = app.advance_recovery_cases(&t).await {
                             tracing::warn!(tenant = %t.name, error = %e, "could not move recovery cases on");
+                        }
+                        if let Err(e) = app.announce_expiring_clients(&t).await {
+                            tracing::warn!(tenant = %t.name, error = %e, "could not announce expiring machine clients");
                         }
                     }
                 }
