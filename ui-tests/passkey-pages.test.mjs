@@ -553,6 +553,19 @@ test("admin console: a machine client created (secret shown once), rotated and r
   page.once("dialog", (d) => d.accept("replaced by the new exporter"));
   await page.click("#clients li[data-name='siem-export'] button:has-text('Revoke')");
   await assertOutcome("ok", /^siem-export is revoked\.$/);
+  // A webhook endpoint: the form shows that kind's fields; the secret is its signing secret.
+  await page.selectOption("#client-kind", "webhook");
+  assert.equal(await page.isVisible("#client-scopes"), false, "no scopes for a webhook");
+  await page.fill("#client-name", "siem-hook");
+  await page.fill("#client-webhook-url", "https://siem.example.com/keyplane");
+  await page.fill("#client-events", "credential.revoked, fraud.alert_opened");
+  await clearStatus();
+  await page.click("#client-submit");
+  await assertOutcome("ok", /^Machine client siem-hook created\.$/);
+  assert.match(await page.textContent("#client-secret-value"), /^whsec_[A-Za-z0-9+/]{43}=$/);
+  await page.waitForSelector("#clients li[data-name='siem-hook']");
+  assert.match(await page.textContent("#clients li[data-name='siem-hook']"), /webhook endpoint/);
+  await page.selectOption("#client-kind", "api_token");
 
   // An exception alice asks for waits for someone else: she cannot approve her own request.
   await page.fill("#exception-user", RECOVERY_USERNAME);

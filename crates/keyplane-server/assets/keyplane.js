@@ -744,7 +744,8 @@ async function loadClients() {
     const title = el("p");
     title.append(el("strong", c.name), " ", el("span", c.status, c.status === "active" ? "badge" : "badge bad-text"));
     for (const f of c.findings || []) title.append(" ", el("span", f.replace(/_/g, " "), "badge bad-text"));
-    li.append(title, el("p", `owner ${c.owner_username || c.owner} · scopes ${(c.scopes || []).join(", ")} · expires ${when(c.expires_at)}`, "muted"));
+    const what = c.kind === "api_token" ? `scopes ${(c.scopes || []).join(", ")}` : c.kind === "oidc_client" ? "OpenID Connect application" : "webhook endpoint";
+    li.append(title, el("p", `owner ${c.owner_username || c.owner} · ${what} · expires ${when(c.expires_at)}`, "muted"));
     if (c.status === "active" && may("clients.manage")) {
       caseButton(li, "Rotate the secret", "secondary", async () => {
         try {
@@ -772,14 +773,26 @@ async function loadClients() {
   }
 }
 
+const commaList = (id) => document.getElementById(id).value.split(",").map((x) => x.trim()).filter(Boolean);
+
+// The new-client form shows the fields of the chosen kind only.
+function clientKindChanged() {
+  const kind = document.getElementById("client-kind").value;
+  for (const part of document.querySelectorAll("#client-form [data-kind]")) part.hidden = part.dataset.kind !== kind;
+}
+
 async function createClient(event) {
   event.preventDefault();
+  const kind = document.getElementById("client-kind").value;
   const body = {
+    kind,
     name: document.getElementById("client-name").value.trim(),
     owner: me_id,
-    scopes: document.getElementById("client-scopes").value.split(",").map((x) => x.trim()).filter(Boolean),
+    scopes: kind === "api_token" ? commaList("client-scopes") : [],
     expires_days: Number(document.getElementById("client-days").value),
   };
+  if (kind === "oidc_client") body.oidc = { redirect_uris: commaList("client-redirects"), scopes: commaList("client-oidc-scopes") };
+  if (kind === "webhook") body.webhook = { url: document.getElementById("client-webhook-url").value.trim(), event_types: commaList("client-events") };
   try {
     const r = await withStepUp("admin.clients.manage", () => call("POST", "/api/v1/admin/clients", body));
     if (r.secret) {
@@ -957,6 +970,7 @@ async function admin() {
   document.getElementById("creds-form").addEventListener("submit", (e) => searchCredentials(e).catch((x) => show(browserError(x), "error")));
   document.getElementById("exception-form").addEventListener("submit", requestException);
   document.getElementById("client-form").addEventListener("submit", createClient);
+  document.getElementById("client-kind").addEventListener("change", clientKindChanged);
   document.getElementById("report-show").addEventListener("click", showReport);
   document.getElementById("bulk-preview").addEventListener("click", () => bulk(true));
   document.getElementById("bulk-run").addEventListener("click", () => bulk(false));
