@@ -24,7 +24,10 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::internal(format!("{what} {}: {e}", path.display()))
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<(), Error> {
+/// Replaces `path` with `contents`, readable by the owner only (mode 0600): written to a
+/// temporary file, synced, then renamed, so a reader never sees half a key. Also used for the
+/// OpenID Connect signing key (`oidc_keys.rs`).
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
     {
         use std::io::Write;

@@ -70,7 +70,7 @@ fn load(path: &Path) -> Result<Loaded, Error> {
     })
 }
 
-/// Writes a fresh key to `path` (via a temporary file, mode 0600, then renamed).
+/// Writes a fresh key to `path` (mode 0600, replaced atomically).
 fn generate(path: &Path) -> Result<(), Error> {
     let key = loop {
         let mut bytes = [0u8; 32];
@@ -83,22 +83,7 @@ fn generate(path: &Path) -> Result<(), Error> {
     let pem = key
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| io("cannot encode a key for", path, e))?;
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp).map_err(|e| io("cannot write", &tmp, e))?;
-        f.write_all(pem.as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(|e| io("cannot write", &tmp, e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| io("cannot replace", path, e))
+    crate::audit_keys::write_private(path, &pem)
 }
 
 impl OidcSigner {
