@@ -1,5 +1,5 @@
 //! Machine clients: the non-human identities Keyplane itself issues secrets to. Admin API tokens
-//! today; OIDC clients, SCIM tokens and webhook endpoints later (each a [`ClientKind`]). Every
+//! and SCIM tokens today; OIDC clients and webhook endpoints later (each a [`ClientKind`]). Every
 //! client has a human owner, scopes (permission names, deny by default), an expiry, a last use and
 //! a rotation date. Its secrets are stored only as SHA-256 hashes; after a rotation the previous
 //! secret keeps working until its overlap ends.
@@ -28,19 +28,31 @@ pub const STALE_AFTER_DAYS: i64 = 30;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// What kind of software the client is. Only admin API tokens exist so far.
+/// What kind of software the client is. Each kind is accepted by one API only: an admin API
+/// token by the admin API, a SCIM token by `/scim/v2`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ClientKind {
     /// A bearer token for the admin API.
     ApiToken,
+    /// A bearer token for SCIM 2.0 provisioning (`/scim/v2`); it needs the `users.manage` scope.
+    ScimToken,
 }
 
 impl ClientKind {
-    pub const ALL: [ClientKind; 1] = [ClientKind::ApiToken];
+    pub const ALL: [ClientKind; 2] = [ClientKind::ApiToken, ClientKind::ScimToken];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ClientKind::ApiToken => "api_token",
+            ClientKind::ScimToken => "scim_token",
+        }
+    }
+
+    /// The scopes a client of this kind must hold to be of any use.
+    pub fn required_scopes(self) -> &'static [Permission] {
+        match self {
+            ClientKind::ApiToken => &[],
+            ClientKind::ScimToken => &[Permission::UsersManage],
         }
     }
 
@@ -365,7 +377,12 @@ mod tests {
         assert!(normalise_client_name(" ").is_err());
         assert!(normalise_client_name(&"x".repeat(65)).is_err());
         assert_eq!(ClientKind::parse("api_token"), Some(ClientKind::ApiToken));
-        assert_eq!(ClientKind::parse("scim_token"), None);
+        assert_eq!(ClientKind::parse("scim_token"), Some(ClientKind::ScimToken));
+        assert_eq!(ClientKind::parse("oidc"), None);
+        assert_eq!(
+            ClientKind::ScimToken.required_scopes(),
+            &[Permission::UsersManage]
+        );
         for s in ["active", "expired", "revoked"] {
             assert_eq!(ClientStatus::parse(s).unwrap().as_str(), s);
         }

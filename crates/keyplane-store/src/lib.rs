@@ -16,6 +16,7 @@ mod campaigns;
 mod notifications;
 mod pg_copy;
 mod rows;
+mod scim;
 mod sql;
 mod store;
 
@@ -23,6 +24,7 @@ pub use audit::{AuditBatch, AuditFilter};
 pub use audit_page::AuditPage;
 pub use bulk::ImportedUser;
 pub use notifications::{NotificationFilter, NotificationOutcome};
+pub use scim::{ScimUserChange, ScimUserRow};
 pub use sql::{redact as redact_url, Backend, SqlStore};
 pub use store::{
     AssertionRecord, CampaignMark, CaseFilter, CredentialFacts, PolicySubject, PolicyVersion,
