@@ -1,4 +1,4 @@
-//! `keyplane client …`: machine clients (admin API tokens). The same services as the admin API,
+//! `keyplane client …`: machine clients (admin API tokens and SCIM tokens). The same services as the admin API,
 //! acting as the operator (`cli:<login>`). Secrets are printed to stdout once, never logged.
 
 use crate::commands::{find_user, open, operator, tenant_or_default};
@@ -14,8 +14,12 @@ use serde_json::json;
 
 #[derive(Subcommand)]
 pub enum ClientCommand {
-    /// Create an admin API token owned by an administrator; prints its secret once.
+    /// Create an admin API token (or, with --kind scim_token, a SCIM token) owned by an
+    /// administrator; prints its secret once.
     Create {
+        /// `api_token` (the admin API) or `scim_token` (/scim/v2; needs --scope users.manage).
+        #[arg(long, default_value = "api_token")]
+        kind: String,
         /// What it is for (1-64 characters).
         #[arg(long)]
         name: String,
@@ -94,6 +98,7 @@ const COLUMNS: &[&str] = &[
 pub async fn run(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Create {
+            kind,
             name,
             owner,
             scopes,
@@ -105,7 +110,7 @@ pub async fn run(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
             let t = tenant_or_default(&app, tenant.as_deref()).await?;
             let owner = find_user(&app, &t, &owner).await?;
             let new = NewClient {
-                kind: "api_token".into(),
+                kind,
                 name,
                 owner: owner.id,
                 scopes,

@@ -81,7 +81,7 @@ pub async fn get(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
-    /// `api_token` (the default and, so far, the only kind).
+    /// `api_token` (the default) or `scim_token` (for `/scim/v2`; needs `users.manage`).
     kind: Option<String>,
     name: String,
     /// The owner's user id.

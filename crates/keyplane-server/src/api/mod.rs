@@ -12,6 +12,7 @@ pub mod me;
 pub mod ops;
 pub mod pages;
 pub mod recovery;
+pub mod scim;
 pub mod stepup;
 pub mod types;
 
@@ -177,6 +178,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .nest("/scim/v2", scim::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

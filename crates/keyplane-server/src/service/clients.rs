@@ -1,4 +1,4 @@
-//! Machine clients (admin API tokens so far): created with an owner, scopes and an expiry, under
+//! Machine clients (admin API tokens and SCIM tokens): created with an owner, scopes and an expiry, under
 //! dual control when the policy says so; listed with what a report must say about each; rotated
 //! with an overlap; revoked at once. And the check every machine client token goes through on
 //! the admin API (`client_for_token`).
@@ -24,7 +24,7 @@ use serde_json::json;
 /// for approval under dual control, so it never holds a secret.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NewClient {
-    /// `api_token`.
+    /// `api_token` or `scim_token`.
     pub kind: String,
     pub name: String,
     pub owner: UserId,
@@ -91,13 +91,19 @@ impl App {
             Error::invalid(
                 "invalid_kind",
                 format!(
-                    "{:?} is not a machine client kind Keyplane issues yet (api_token)",
+                    "{:?} is not a machine client kind Keyplane issues (api_token, scim_token)",
                     req.kind
                 ),
             )
         })?;
         let name = client::normalise_client_name(&req.name)?;
         let scopes = client::parse_scopes(&req.scopes)?;
+        if let Some(p) = kind.required_scopes().iter().find(|p| !scopes.contains(p)) {
+            return Err(Error::invalid(
+                "invalid_scope",
+                format!("a {} client needs the scope {}", kind.as_str(), p.as_str()),
+            ));
+        }
         let owner = self
             .store
             .user_by_id(&tenant.id, &req.owner)
@@ -422,10 +428,15 @@ impl App {
     /// client active and unexpired, its owner an active user with an administrative role. A
     /// refused token of a known client is recorded (`client.refused`); use is not an event, only
     /// `last_used_at`, written at most once a minute.
+    ///
+    /// A client of another `kind` than the API asks for (a SCIM token on the admin API, an
+    /// admin API token on `/scim/v2`) is refused with 403 `client_kind_not_accepted`, and
+    /// recorded: the holder has a valid secret, so saying why tells them nothing new.
     pub async fn client_for_token(
         &self,
         tenant: &Tenant,
         token: &Secret,
+        kind: ClientKind,
         context: &RequestContext,
     ) -> Result<(MachineClient, Role), Error> {
         let c = self
@@ -450,6 +461,20 @@ impl App {
             self.record_failure(tenant, event).await;
             return Err(rejected());
         };
+        if c.kind != kind {
+            let event = Caller::new(Actor::machine(&c.id), context.clone())
+                .event("client.refused", "client", c.id.as_str())
+                .outcome(Outcome::Denied, "client_kind_not_accepted");
+            self.record_failure(tenant, event).await;
+            return Err(Error::forbidden(
+                "client_kind_not_accepted",
+                format!(
+                    "a {} client's token is not accepted here; this API takes {} clients",
+                    c.kind.as_str(),
+                    kind.as_str()
+                ),
+            ));
+        }
         if c.last_used_at.is_none_or(|t| now.0 - t.0 >= 60_000) {
             self.store.touch_client(&tenant.id, &c.id, now).await?;
         }
