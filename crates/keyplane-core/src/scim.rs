@@ -30,6 +30,10 @@ pub struct ScimEmail {
 pub struct ScimProfile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
+    /// `displayName` as provisioned. The user record always has a display name (derived from
+    /// the name or username when none is given); this says whether SCIM gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub formatted: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,6 +67,7 @@ impl ScimProfile {
     pub fn check(&self) -> Result<(), Error> {
         let texts = [
             ("externalId", &self.external_id),
+            ("displayName", &self.display_name),
             ("name.formatted", &self.formatted),
             ("name.familyName", &self.family_name),
             ("name.givenName", &self.given_name),

@@ -27,6 +27,9 @@ pub struct ScimUser {
     pub updated_at: Timestamp,
     /// The groups it is a member of: (id, name).
     pub groups: Vec<(ScimGroupId, String)>,
+    /// Whether SCIM created or changed it (else its profile is empty and its display name the
+    /// one an administrator gave).
+    pub provisioned: bool,
 }
 
 /// What an identity provider writes to a user: a POST, a PUT, or a PATCH once applied.
@@ -89,12 +92,10 @@ fn display_name_of(input: &ScimUserInput, username: &str) -> String {
 
 /// Checks an input completely before anything is written: the username, the display name and
 /// every provisioned value.
-fn check_user_input(input: &ScimUserInput) -> Result<(String, String), Error> {
+fn check_user_input(input: &mut ScimUserInput) -> Result<(String, String), Error> {
     let username = normalise_username(&input.username)
         .map_err(|e| Error::invalid("invalid_value", format!("userName: {}", e.message)))?;
-    if let Some(d) = &input.display_name {
-        check_text("displayName", d)?;
-    }
+    input.profile.display_name = input.display_name.clone();
     input.profile.check()?;
     let display = display_name_of(input, &username);
     Ok((username, display))
@@ -129,6 +130,7 @@ impl App {
                     return None;
                 }
                 Some(ScimUser {
+                    provisioned: row.is_some(),
                     profile: row.map(|r| r.profile.clone()).unwrap_or_default(),
                     updated_at: row.map(|r| r.updated_at).unwrap_or(u.created_at),
                     groups: memberships.remove(&u.id).unwrap_or_default(),
@@ -153,6 +155,7 @@ impl App {
         let groups = self.group_names(tenant).await?;
         let populations = self.store.user_populations(&tenant.id, id).await?;
         Ok(ScimUser {
+            provisioned: row.is_some(),
             profile: row.as_ref().map(|r| r.profile.clone()).unwrap_or_default(),
             updated_at: row.map(|r| r.updated_at).unwrap_or(user.created_at),
             groups: populations
@@ -168,10 +171,10 @@ impl App {
     pub async fn scim_create_user(
         &self,
         tenant: &Tenant,
-        input: ScimUserInput,
+        mut input: ScimUserInput,
         caller: &Caller,
     ) -> Result<ScimUser, Error> {
-        let (username, display_name) = check_user_input(&input)?;
+        let (username, display_name) = check_user_input(&mut input)?;
         let now = self.clock.now();
         let mut handle = vec![0u8; USER_HANDLE_BYTES];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut handle);
@@ -216,11 +219,11 @@ impl App {
         &self,
         tenant: &Tenant,
         id: &UserId,
-        input: ScimUserInput,
+        mut input: ScimUserInput,
         caller: &Caller,
     ) -> Result<ScimUser, Error> {
         let current = self.scim_user(tenant, id).await?;
-        let (username, display_name) = check_user_input(&input)?;
+        let (username, display_name) = check_user_input(&mut input)?;
         if username != current.user.username {
             if let Some(other) = self.store.user_by_username(&tenant.id, &username).await? {
                 if other.id != current.user.id {
@@ -254,7 +257,7 @@ impl App {
         if contact != u.contact_email {
             changed.push("emails");
         }
-        if input.profile != current.profile {
+        if input.profile != current.profile || !current.provisioned {
             changed.push("profile");
         }
         if changed.is_empty() {

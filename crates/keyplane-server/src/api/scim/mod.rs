@@ -18,7 +18,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use keyplane_core::admin::Permission;
 use keyplane_core::audit::{Actor, Caller};
@@ -210,6 +210,8 @@ pub fn router() -> Router<Arc<App>> {
         .route("/Schemas", get(schemas))
         .route("/Schemas/{id}", get(schema))
         .route("/Users", get(list_users).post(create_user))
+        .route("/Users/.search", post(search_users))
+        .route("/.search", post(search_all))
         .route(
             "/Users/{id}",
             get(get_user)
@@ -218,6 +220,7 @@ pub fn router() -> Router<Arc<App>> {
                 .delete(delete_user),
         )
         .route("/Groups", get(list_groups).post(create_group))
+        .route("/Groups/.search", post(search_groups))
         .route(
             "/Groups/{id}",
             get(get_group)
@@ -449,6 +452,102 @@ async fn list_users(
     let rendered = all
         .iter()
         .map(|u| resources::user_json(u, &who.base))
+        .collect();
+    Ok(page(rendered, &lq))
+}
+
+/// A SearchRequest body (RFC 7644 §3.4.3) as the query parameters of a list.
+fn search_query(body: Result<Bytes, BytesRejection>) -> Result<HashMap<String, String>, ScimError> {
+    let body = json_body(body)?;
+    match filter::get(&body, "schemas") {
+        Some(Value::Array(s))
+            if s.iter().any(|x| {
+                x.as_str() == Some("urn:ietf:params:scim:api:messages:2.0:SearchRequest")
+            }) => {}
+        _ => return Err(ScimError::bad(
+            "invalidSyntax",
+            "a search body's schemas must hold urn:ietf:params:scim:api:messages:2.0:SearchRequest",
+        )),
+    }
+    let mut q = HashMap::new();
+    for name in [
+        "filter",
+        "startIndex",
+        "count",
+        "attributes",
+        "excludedAttributes",
+    ] {
+        match filter::get(&body, name) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => {
+                q.insert(name.to_string(), s.clone());
+            }
+            Some(Value::Number(n)) => {
+                q.insert(name.to_string(), n.to_string());
+            }
+            Some(Value::Array(items)) => {
+                let names: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+                let names = names.ok_or_else(|| {
+                    ScimError::bad(
+                        "invalidValue",
+                        format!("{name} must be a list of attribute names"),
+                    )
+                })?;
+                q.insert(name.to_string(), names.join(","));
+            }
+            Some(_) => {
+                return Err(ScimError::bad(
+                    "invalidValue",
+                    format!("{name} has the wrong type"),
+                ))
+            }
+        }
+    }
+    Ok(q)
+}
+
+async fn search_users(
+    State(app): State<Arc<App>>,
+    who: ScimClient,
+    body: Result<Bytes, BytesRejection>,
+) -> ScimResult {
+    let lq = list_query(Kind::User, &search_query(body)?)?;
+    let all = app.scim_users(&who.tenant).await?;
+    let rendered = all
+        .iter()
+        .map(|u| resources::user_json(u, &who.base))
+        .collect();
+    Ok(page(rendered, &lq))
+}
+
+/// `POST /.search`: users, then groups. A filter must name attributes of one of them.
+async fn search_all(
+    State(app): State<Arc<App>>,
+    who: ScimClient,
+    body: Result<Bytes, BytesRejection>,
+) -> ScimResult {
+    let q = search_query(body)?;
+    let lq = list_query(Kind::User, &q).or_else(|_| list_query(Kind::Group, &q))?;
+    let users = app.scim_users(&who.tenant).await?;
+    let groups = app.scim_groups(&who.tenant).await?;
+    let rendered = users
+        .iter()
+        .map(|u| resources::user_json(u, &who.base))
+        .chain(groups.iter().map(|g| resources::group_json(g, &who.base)))
+        .collect();
+    Ok(page(rendered, &lq))
+}
+
+async fn search_groups(
+    State(app): State<Arc<App>>,
+    who: ScimClient,
+    body: Result<Bytes, BytesRejection>,
+) -> ScimResult {
+    let lq = list_query(Kind::Group, &search_query(body)?)?;
+    let all = app.scim_groups(&who.tenant).await?;
+    let rendered = all
+        .iter()
+        .map(|g| resources::group_json(g, &who.base))
         .collect();
     Ok(page(rendered, &lq))
 }

@@ -89,7 +89,7 @@ impl Kind {
                 ("externalId", &[], false, true),
                 ("meta", META, false, false),
                 ("displayName", &[], false, true),
-                ("members", &["value", "$ref", "display", "type"], true, true),
+                ("members", &["value", "$ref", "type"], true, true),
             ],
         }
     }
@@ -158,9 +158,18 @@ pub fn user_json(u: &ScimUser, base: &str) -> Value {
         "schemas": [USER_SCHEMA],
         "id": u.user.id,
         "userName": u.user.username,
-        "displayName": u.user.display_name,
         "active": u.user.status == UserStatus::Active,
     });
+    // A provisioned user shows the displayName SCIM gave (none if none); any other user the
+    // display name an administrator gave.
+    let display = if u.provisioned {
+        p.display_name.as_ref()
+    } else {
+        Some(&u.user.display_name)
+    };
+    if let Some(d) = display {
+        r["displayName"] = json!(d);
+    }
     if let Some(e) = &p.external_id {
         r["externalId"] = json!(e);
     }
@@ -218,8 +227,8 @@ pub fn group_json(g: &ScimGroupView, base: &str) -> Value {
         "schemas": [GROUP_SCHEMA],
         "id": g.group.id,
         "displayName": g.group.display_name,
-        "members": g.members.iter().map(|(id, name)| json!({
-            "value": id, "display": name, "type": "User", "$ref": format!("{base}/Users/{id}"),
+        "members": g.members.iter().map(|(id, _)| json!({
+            "value": id, "type": "User", "$ref": format!("{base}/Users/{id}"),
         })).collect::<Vec<_>>(),
     });
     if let Some(e) = &g.group.external_id {
@@ -680,16 +689,6 @@ pub fn schema(kind: Kind, base: &str) -> Value {
                             "The user's id",
                         ),
                         reference("$ref", &["User"], "immutable"),
-                        attr(
-                            "display",
-                            "string",
-                            false,
-                            false,
-                            "readOnly",
-                            "none",
-                            false,
-                            "The user's userName",
-                        ),
                         {
                             let mut t = attr(
                                 "type",
