@@ -476,6 +476,8 @@ pub fn resource_type(kind: Kind, base: &str) -> Value {
     })
 }
 
+/// One attribute definition of RFC 7643 §7: its arguments are that section's fields, in order.
+#[allow(clippy::too_many_arguments)]
 fn attr(
     name: &str,
     kind: &str,
