@@ -146,7 +146,7 @@ macro_rules! suite {
 async fn tenants_round_trip_and_names_and_hostnames_are_unique(backend: Backend) {
     let f = fixture(backend).await;
     let s = &f.store;
-    assert_eq!(s.migration_level().await.unwrap(), 13);
+    assert_eq!(s.migration_level().await.unwrap(), 16);
     let acme = tenant("acme");
     s.create_tenant(&acme, none()).await.unwrap();
     assert_eq!(s.tenant_by_name("acme").await.unwrap().unwrap(), acme);
