@@ -1,4 +1,4 @@
-//! `keyplane client …`: machine clients (admin API tokens and OIDC clients). The same services as the admin API,
+//! `keyplane client …`: machine clients (admin API tokens, SCIM tokens, OIDC clients and webhook endpoints). The same services as the admin API,
 //! acting as the operator (`cli:<login>`). Secrets are printed to stdout once, never logged.
 
 use crate::commands::{find_user, open, operator, tenant_or_default};
@@ -16,9 +16,13 @@ use serde_json::json;
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum ClientCommand {
-    /// Create an admin API token (or, with --redirect-uri, an OpenID Connect client; with
-    /// --webhook-url, a webhook endpoint) owned by an administrator; prints its secret once.
+    /// Create an admin API token (with --kind scim_token, a SCIM token; with --redirect-uri, an
+    /// OpenID Connect client; with --webhook-url, a webhook endpoint) owned by an administrator;
+    /// prints its secret once.
     Create {
+        /// `api_token` (the admin API) or `scim_token` (/scim/v2; needs --scope users.manage).
+        #[arg(long, default_value = "api_token")]
+        kind: String,
         /// What it is for (1-64 characters).
         #[arg(long)]
         name: String,
@@ -122,6 +126,7 @@ const COLUMNS: &[&str] = &[
 pub async fn run(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Create {
+            kind,
             name,
             owner,
             scopes,
@@ -179,11 +184,10 @@ pub async fn run(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
             let owner = find_user(&app, &t, &owner).await?;
             let new = NewClient {
                 kind: match (&oidc, &webhook) {
-                    (Some(_), _) => "oidc_client",
-                    (_, Some(_)) => "webhook",
-                    _ => "api_token",
-                }
-                .into(),
+                    (Some(_), _) => "oidc_client".into(),
+                    (_, Some(_)) => "webhook".into(),
+                    _ => kind,
+                },
                 name,
                 owner: owner.id,
                 scopes,

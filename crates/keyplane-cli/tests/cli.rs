@@ -846,8 +846,8 @@ fn oidc_clients_are_created_and_signing_keys_rotated_from_the_command_line() {
     let secret = created["secret"].as_str().unwrap().to_owned();
     assert_eq!(
         get_with_token(&addr, "/api/v1/admin/users", &secret),
-        401,
-        "an OIDC client's secret is no admin API token"
+        403,
+        "an OIDC client's secret is no admin API token (client_kind_not_accepted)"
     );
     for (args, error) in [
         (

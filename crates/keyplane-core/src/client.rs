@@ -1,5 +1,5 @@
 //! Machine clients: the non-human identities Keyplane itself issues secrets to: admin API tokens,
-//! OpenID Connect relying parties and webhook endpoints (each a [`ClientKind`]). Every
+//! SCIM tokens, OpenID Connect relying parties and webhook endpoints (each a [`ClientKind`]). Every
 //! client has a human owner, scopes (permission names, deny by default), an expiry, a last use and
 //! a rotation date. Its secrets are stored only as SHA-256 hashes; after a rotation the previous
 //! secret keeps working until its overlap ends.
@@ -28,11 +28,15 @@ pub const STALE_AFTER_DAYS: i64 = 30;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// What kind of software the client is; each kind's secret works only where that kind belongs.
+/// What kind of software the client is. Each kind's secret works only where that kind belongs:
+/// an admin API token on the admin API, a SCIM token on `/scim/v2`, an OIDC client's at the
+/// token endpoint; a webhook endpoint's signs what Keyplane sends and opens nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ClientKind {
     /// A bearer token for the admin API, with admin permissions as scopes.
     ApiToken,
+    /// A bearer token for SCIM 2.0 provisioning (`/scim/v2`); it needs the `users.manage` scope.
+    ScimToken,
     /// An OpenID Connect relying party: its secret authenticates it at the token endpoint only;
     /// it has no admin scopes (its OIDC registration says what it may ask for).
     OidcClient,
@@ -41,8 +45,9 @@ pub enum ClientKind {
 }
 
 impl ClientKind {
-    pub const ALL: [ClientKind; 3] = [
+    pub const ALL: [ClientKind; 4] = [
         ClientKind::ApiToken,
+        ClientKind::ScimToken,
         ClientKind::OidcClient,
         ClientKind::Webhook,
     ];
@@ -50,8 +55,18 @@ impl ClientKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ClientKind::ApiToken => "api_token",
+            ClientKind::ScimToken => "scim_token",
             ClientKind::OidcClient => "oidc_client",
             ClientKind::Webhook => "webhook",
+        }
+    }
+
+    /// The scopes a client of this kind must hold to be of any use.
+    pub fn required_scopes(self) -> &'static [Permission] {
+        match self {
+            ClientKind::ApiToken => &[],
+            ClientKind::ScimToken => &[Permission::UsersManage],
+            ClientKind::OidcClient | ClientKind::Webhook => &[],
         }
     }
 
@@ -377,7 +392,12 @@ mod tests {
         assert!(normalise_client_name(" ").is_err());
         assert!(normalise_client_name(&"x".repeat(65)).is_err());
         assert_eq!(ClientKind::parse("api_token"), Some(ClientKind::ApiToken));
-        assert_eq!(ClientKind::parse("scim_token"), None);
+        assert_eq!(ClientKind::parse("scim_token"), Some(ClientKind::ScimToken));
+        assert_eq!(ClientKind::parse("oidc"), None);
+        assert_eq!(
+            ClientKind::ScimToken.required_scopes(),
+            &[Permission::UsersManage]
+        );
         for s in ["active", "expired", "revoked"] {
             assert_eq!(ClientStatus::parse(s).unwrap().as_str(), s);
         }

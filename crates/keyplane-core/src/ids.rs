@@ -97,6 +97,10 @@ id_type!(
     /// A re-enrolment campaign for one authenticator model.
     CampaignId
 );
+id_type!(
+    /// A SCIM group (a population as an identity provider provisions it).
+    ScimGroupId
+);
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@ pub mod oidc;
 pub mod policy;
 pub mod recovery_case;
 pub mod recovery_code;
+pub mod scim;
 pub mod secret;
 pub mod time;
 pub mod webhook;
@@ -27,8 +28,8 @@ pub use client::{ClientKind, ClientStatus, MachineClient};
 pub use error::{Error, ErrorKind};
 pub use ids::{
     ApprovalId, BulkJobId, CampaignId, CeremonyId, CredentialRecordId, EnrolmentId, ExceptionId,
-    FraudAlertId, MachineClientId, NotificationId, RecoveryCaseId, RecoveryCodeId, SessionId,
-    TenantId, UserId,
+    FraudAlertId, MachineClientId, NotificationId, RecoveryCaseId, RecoveryCodeId, ScimGroupId,
+    SessionId, TenantId, UserId,
 };
 pub use model::*;
 pub use notification::{Notification, NotificationStatus};

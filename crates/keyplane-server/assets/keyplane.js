@@ -744,7 +744,7 @@ async function loadClients() {
     const title = el("p");
     title.append(el("strong", c.name), " ", el("span", c.status, c.status === "active" ? "badge" : "badge bad-text"));
     for (const f of c.findings || []) title.append(" ", el("span", f.replace(/_/g, " "), "badge bad-text"));
-    const what = c.kind === "api_token" ? `scopes ${(c.scopes || []).join(", ")}` : c.kind === "oidc_client" ? "OpenID Connect application" : "webhook endpoint";
+    const what = { oidc_client: "OpenID Connect application", webhook: "webhook endpoint" }[c.kind] || `${c.kind === "scim_token" ? "SCIM token, " : ""}scopes ${(c.scopes || []).join(", ")}`;
     li.append(title, el("p", `owner ${c.owner_username || c.owner} · ${what} · expires ${when(c.expires_at)}`, "muted"));
     if (c.status === "active" && may("clients.manage")) {
       caseButton(li, "Rotate the secret", "secondary", async () => {
@@ -778,7 +778,7 @@ const commaList = (id) => document.getElementById(id).value.split(",").map((x) =
 // The new-client form shows the fields of the chosen kind only.
 function clientKindChanged() {
   const kind = document.getElementById("client-kind").value;
-  for (const part of document.querySelectorAll("#client-form [data-kind]")) part.hidden = part.dataset.kind !== kind;
+  for (const part of document.querySelectorAll("#client-form [data-kind]")) part.hidden = !part.dataset.kind.split(" ").includes(kind);
 }
 
 async function createClient(event) {
@@ -788,7 +788,7 @@ async function createClient(event) {
     kind,
     name: document.getElementById("client-name").value.trim(),
     owner: me_id,
-    scopes: kind === "api_token" ? commaList("client-scopes") : [],
+    scopes: kind === "api_token" || kind === "scim_token" ? commaList("client-scopes") : [],
     expires_days: Number(document.getElementById("client-days").value),
   };
   if (kind === "oidc_client") body.oidc = { redirect_uris: commaList("client-redirects"), scopes: commaList("client-oidc-scopes") };

@@ -761,9 +761,14 @@ async fn creation_refuses_unfit_scopes_owners_and_lifetimes(backend: Backend) {
             "invalid_expiry",
         ),
         (
-            json!({ "name": "x", "owner": ada_id, "scopes": ["users.read"], "kind": "scim_token" }),
+            json!({ "name": "x", "owner": ada_id, "scopes": ["users.read"], "kind": "oidc_client" }),
             StatusCode::BAD_REQUEST,
             "invalid_kind",
+        ),
+        (
+            json!({ "name": "x", "owner": ada_id, "scopes": ["users.read"], "kind": "scim_token" }),
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
         ),
         (
             json!({ "name": "  ", "owner": ada_id, "scopes": ["users.read"] }),

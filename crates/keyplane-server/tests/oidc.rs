@@ -499,8 +499,8 @@ async fn bad_requests_are_refused_and_change_nothing(backend: Backend) {
     let (s, _) = call(&server, Method::GET, "/api/v1/admin/users", &secret, None).await;
     assert_eq!(
         s,
-        StatusCode::UNAUTHORIZED,
-        "the OIDC client's secret on the admin API"
+        StatusCode::FORBIDDEN,
+        "the OIDC client's secret on the admin API: client_kind_not_accepted"
     );
 
     // acr_values the session does not reach: the user is asked to sign in with a stronger

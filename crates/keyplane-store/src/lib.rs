@@ -17,6 +17,7 @@ mod notifications;
 mod oidc;
 mod pg_copy;
 mod rows;
+mod scim;
 mod sql;
 mod store;
 mod webhooks;
@@ -25,6 +26,7 @@ pub use audit::{AuditBatch, AuditFilter};
 pub use audit_page::AuditPage;
 pub use bulk::ImportedUser;
 pub use notifications::{NotificationFilter, NotificationOutcome};
+pub use scim::{ScimUserChange, ScimUserRow};
 pub use sql::{redact as redact_url, Backend, SqlStore};
 pub use store::{
     AssertionRecord, CampaignMark, CaseFilter, CredentialFacts, PolicySubject, PolicyVersion,

@@ -2427,6 +2427,75 @@ impl Store for SqlStore {
         finish(tx, tenant, r.rows_affected() == 1, audit).await
     }
 
+    async fn scim_user_rows(&self, tenant: &TenantId) -> Result<Vec<crate::ScimUserRow>> {
+        crate::scim::user_rows(&self.pool, tenant).await
+    }
+
+    async fn scim_user_row(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Option<crate::ScimUserRow>> {
+        crate::scim::user_row_of(&self.pool, tenant, user).await
+    }
+
+    async fn scim_create_user(
+        &self,
+        user: &User,
+        profile: &keyplane_core::scim::ScimProfile,
+        audit: AuditBatch<'_>,
+    ) -> Result<()> {
+        crate::scim::create_user(&self.writer, user, profile, audit).await
+    }
+
+    async fn scim_update_user(
+        &self,
+        tenant: &TenantId,
+        change: &crate::ScimUserChange<'_>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        crate::scim::update_user(&self.writer, tenant, change, audit).await
+    }
+
+    async fn scim_delete_user(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        crate::scim::delete_user(&self.writer, tenant, user, audit).await
+    }
+
+    async fn scim_groups(&self, tenant: &TenantId) -> Result<Vec<keyplane_core::scim::ScimGroup>> {
+        crate::scim::groups(&self.pool, tenant).await
+    }
+
+    async fn scim_group(
+        &self,
+        tenant: &TenantId,
+        id: &ScimGroupId,
+    ) -> Result<Option<keyplane_core::scim::ScimGroup>> {
+        crate::scim::group(&self.pool, tenant, id).await
+    }
+
+    async fn scim_write_group(
+        &self,
+        group: &keyplane_core::scim::ScimGroup,
+        previous_name: Option<&str>,
+        members: &[UserId],
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        crate::scim::write_group(&self.writer, group, previous_name, members, audit).await
+    }
+
+    async fn scim_delete_group(
+        &self,
+        group: &keyplane_core::scim::ScimGroup,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool> {
+        crate::scim::delete_group(&self.writer, group, audit).await
+    }
+
     async fn catalogue_stamp(&self) -> Result<i64> {
         let row = sqlx::query(
             "SELECT COALESCE((SELECT MAX(imported_at) FROM mds_blobs), 0) AS a, \

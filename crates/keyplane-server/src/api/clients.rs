@@ -97,7 +97,8 @@ pub async fn get(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
-    /// `api_token` (the default) or `oidc_client`.
+    /// `api_token` (the default), `scim_token` (for `/scim/v2`; needs `users.manage`),
+    /// `oidc_client` or `webhook`.
     kind: Option<String>,
     name: String,
     /// The owner's user id.

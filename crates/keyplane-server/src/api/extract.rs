@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{header, Method};
 use keyplane_core::audit::{Actor, Caller, RequestContext};
 use keyplane_core::client::is_client_token;
+use keyplane_core::ClientKind;
 use keyplane_core::{Error, ErrorKind, Secret, Session, Tenant, User};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -38,7 +39,7 @@ impl FromRequestParts<Arc<App>> for TenantCtx {
 /// layer), the peer address and the user agent (truncated).
 pub struct Ctx(pub RequestContext);
 
-fn request_context(parts: &Parts) -> RequestContext {
+pub(crate) fn request_context(parts: &Parts) -> RequestContext {
     let header = |name: &str| {
         parts
             .headers
@@ -100,7 +101,7 @@ fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn presented_token(parts: &Parts) -> Result<Option<(Secret, AuthMethod)>, Error> {
+pub(crate) fn presented_token(parts: &Parts) -> Result<Option<(Secret, AuthMethod)>, Error> {
     if let Some(h) = parts.headers.get(header::AUTHORIZATION) {
         let v = h.to_str().map_err(|_| {
             Error::unauthenticated("unauthenticated", "malformed Authorization header")
@@ -288,7 +289,9 @@ impl FromRequestParts<Arc<App>> for Principal {
             if is_client_token(token.expose()) {
                 let TenantCtx(tenant) = TenantCtx::from_request_parts(parts, app).await?;
                 let context = request_context(parts);
-                let (client, owner_role) = app.client_for_token(&tenant, &token, &context).await?;
+                let (client, owner_role) = app
+                    .client_for_token(&tenant, &token, ClientKind::ApiToken, &context)
+                    .await?;
                 return Ok(Principal::Machine(MachineAuth {
                     tenant,
                     client,

@@ -13,6 +13,7 @@ pub mod oidc;
 pub mod ops;
 pub mod pages;
 pub mod recovery;
+pub mod scim;
 pub mod stepup;
 pub mod types;
 pub mod webhooks;
@@ -195,6 +196,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .nest("/scim/v2", scim::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

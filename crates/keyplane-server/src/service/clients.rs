@@ -1,4 +1,4 @@
-//! Machine clients (admin API tokens and OIDC clients): created with an owner, scopes and an expiry, under
+//! Machine clients (admin API tokens, SCIM tokens, OIDC clients, webhook endpoints): created with an owner, scopes and an expiry, under
 //! dual control when the policy says so; listed with what a report must say about each; rotated
 //! with an overlap; revoked at once. And the check every machine client token goes through on
 //! the admin API (`client_for_token`).
@@ -26,7 +26,7 @@ use serde_json::json;
 /// for approval under dual control, so it never holds a secret.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NewClient {
-    /// `api_token` or `oidc_client`.
+    /// `api_token`, `scim_token`, `oidc_client` or `webhook`.
     pub kind: String,
     pub name: String,
     pub owner: UserId,
@@ -169,7 +169,7 @@ impl App {
             Error::invalid(
                 "invalid_kind",
                 format!(
-                    "{:?} is not a machine client kind Keyplane issues yet (api_token)",
+                    "{:?} is not a machine client kind Keyplane issues (api_token, scim_token)",
                     req.kind
                 ),
             )
@@ -189,8 +189,15 @@ impl App {
             }
         };
         let (scopes, registration) = match (kind, &req.oidc, &req.webhook) {
-            (ClientKind::ApiToken, None, None) => {
-                (client::parse_scopes(&req.scopes)?, Registration::None)
+            (ClientKind::ApiToken | ClientKind::ScimToken, None, None) => {
+                let scopes = client::parse_scopes(&req.scopes)?;
+                if let Some(p) = kind.required_scopes().iter().find(|p| !scopes.contains(p)) {
+                    return Err(Error::invalid(
+                        "invalid_scope",
+                        format!("a {} client needs the scope {}", kind.as_str(), p.as_str()),
+                    ));
+                }
+                (scopes, Registration::None)
             }
             (ClientKind::OidcClient, Some(r), None) => {
                 (no_scopes()?, Registration::Oidc(r.config()?))
@@ -479,7 +486,7 @@ impl App {
                 None,
             ),
             ClientKind::Webhook => (None, self.store.webhook_endpoint(&tenant.id, &c.id).await?),
-            ClientKind::ApiToken => (None, None),
+            ClientKind::ApiToken | ClientKind::ScimToken => (None, None),
         })
     }
 
@@ -624,10 +631,15 @@ impl App {
     /// client active and unexpired, its owner an active user with an administrative role. A
     /// refused token of a known client is recorded (`client.refused`); use is not an event, only
     /// `last_used_at`, written at most once a minute.
+    ///
+    /// A client of another `kind` than the API asks for (a SCIM token, an OIDC client's or a
+    /// webhook endpoint's secret on the admin API, an admin API token on `/scim/v2`) is refused with 403 `client_kind_not_accepted`, and
+    /// recorded: the holder has a valid secret, so saying why tells them nothing new.
     pub async fn client_for_token(
         &self,
         tenant: &Tenant,
         token: &Secret,
+        kind: ClientKind,
         context: &RequestContext,
     ) -> Result<(MachineClient, Role), Error> {
         let c = self
@@ -639,8 +651,6 @@ impl App {
         let owner = self.store.user_by_id(&tenant.id, &c.owner).await?;
         let role = owner.as_ref().and_then(client::owner_role);
         let refusal = match (c.status_at(now), role) {
-            // Another kind's secret (an OIDC client's) is no admin API token.
-            _ if c.kind != ClientKind::ApiToken => Some("client_kind_not_api_token"),
             _ if !c.secret_matches(&token.hash(), now) => Some("client_secret_superseded"),
             (ClientStatus::Revoked, _) => Some("client_revoked"),
             (ClientStatus::Expired, _) => Some("client_expired"),
@@ -654,6 +664,20 @@ impl App {
             self.record_failure(tenant, event).await;
             return Err(rejected());
         };
+        if c.kind != kind {
+            let event = Caller::new(Actor::machine(&c.id), context.clone())
+                .event("client.refused", "client", c.id.as_str())
+                .outcome(Outcome::Denied, "client_kind_not_accepted");
+            self.record_failure(tenant, event).await;
+            return Err(Error::forbidden(
+                "client_kind_not_accepted",
+                format!(
+                    "a {} client's token is not accepted here; this API takes {} clients",
+                    c.kind.as_str(),
+                    kind.as_str()
+                ),
+            ));
+        }
         if c.last_used_at.is_none_or(|t| now.0 - t.0 >= 60_000) {
             self.store.touch_client(&tenant.id, &c.id, now).await?;
         }

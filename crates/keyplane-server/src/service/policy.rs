@@ -300,7 +300,8 @@ impl App {
         Ok(self.store.list_policies(&tenant.id).await?)
     }
 
-    /// Sets a user's populations (each must be declared by the active policy), recording
+    /// Sets a user's populations (each must be declared by the active policy or be a SCIM
+    /// group's), recording
     /// `user.populations_changed`.
     pub async fn set_populations(
         &self,
@@ -310,17 +311,17 @@ impl App {
         caller: &Caller,
     ) -> Result<(), Error> {
         let active = self.active_policy(tenant).await?;
-        if let Some(unknown) = populations
-            .iter()
-            .find(|p| !active.policy.populations.contains(p))
-        {
-            return Err(Error::invalid(
-                "unknown_population",
-                format!(
-                    "{unknown:?} is not a population of the active policy (declared: {})",
-                    active.policy.populations.join(", ")
-                ),
-            ));
+        for p in populations {
+            // A SCIM group is a population too (issue 9), whether or not the policy names it.
+            if !active.policy.populations.contains(p) && !self.is_scim_group(tenant, p).await? {
+                return Err(Error::invalid(
+                    "unknown_population",
+                    format!(
+                        "{p:?} is not a population of the active policy (declared: {}) nor a SCIM group",
+                        active.policy.populations.join(", ")
+                    ),
+                ));
+            }
         }
         let before = self.store.user_populations(&tenant.id, &user.id).await?;
         let event = caller
