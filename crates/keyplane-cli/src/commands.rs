@@ -229,6 +229,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Client(cmd) => crate::clients::run(settings, cmd).await,
         Command::Oidc(cmd) => crate::oidc::run(settings, cmd).await,
         Command::Webhook(cmd) => crate::webhook::run(settings, cmd).await,
+        Command::Backup { file } => crate::backup::backup(settings, file).await,
+        Command::Restore { file, trusted_keys } => {
+            crate::backup::restore(settings, file, trusted_keys).await
+        }
         Command::Fraud(cmd) => crate::manage::fraud(settings, cmd).await,
         Command::Case(cmd) => crate::cases::run(settings, cmd).await,
         Command::Exception(cmd) => crate::manage::exception(settings, cmd).await,

@@ -3,6 +3,7 @@
 
 mod approval;
 mod audit;
+mod backup;
 mod campaign;
 mod cases;
 mod clients;
@@ -100,6 +101,20 @@ pub enum Command {
     /// The OpenID Connect provider's signing keys: list, rotate.
     #[command(subcommand)]
     Oidc(oidc::OidcCommand),
+    /// Copy the SQLite database while the server runs (consistent, verified); PostgreSQL uses
+    /// pg_dump.
+    Backup {
+        /// The backup file to write (must not exist).
+        file: PathBuf,
+    },
+    /// Restore a backup into an empty data directory, after verifying its audit chain.
+    Restore {
+        file: PathBuf,
+        /// Checkpoint public keys (hex, one per line) when the data directory has no
+        /// audit-keys/ yet.
+        #[arg(long)]
+        trusted_keys: Option<PathBuf>,
+    },
     /// Webhook deliveries: list (pending, delivered, dead), replay a dead letter.
     #[command(subcommand)]
     Webhook(webhook::WebhookCommand),

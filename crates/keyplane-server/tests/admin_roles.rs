@@ -244,6 +244,27 @@ fn endpoints() -> Vec<Probe> {
             OK,
         ),
         probe(
+            M::GET,
+            "/api/v1/admin/webhooks/deliveries",
+            P::AuditRead,
+            None,
+            OK,
+        ),
+        probe(
+            M::GET,
+            "/api/v1/admin/webhooks/deliveries/{id}",
+            P::AuditRead,
+            None,
+            (StatusCode::NOT_FOUND, "delivery_not_found"),
+        ),
+        probe(
+            M::POST,
+            "/api/v1/admin/webhooks/deliveries/{id}/replay",
+            P::ClientsManage,
+            Some(json!({})),
+            (StatusCode::NOT_FOUND, "delivery_not_found"),
+        ),
+        probe(
             M::PUT,
             "/api/v1/admin/users/{id}/role",
             P::RolesAssign,

@@ -761,7 +761,7 @@ async fn creation_refuses_unfit_scopes_owners_and_lifetimes(backend: Backend) {
             "invalid_expiry",
         ),
         (
-            json!({ "name": "x", "owner": ada_id, "scopes": ["users.read"], "kind": "oidc_client" }),
+            json!({ "name": "x", "owner": ada_id, "scopes": ["users.read"], "kind": "saml_sp" }),
             StatusCode::BAD_REQUEST,
             "invalid_kind",
         ),

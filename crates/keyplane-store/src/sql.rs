@@ -179,6 +179,27 @@ impl SqlStore {
         &self.pool
     }
 
+    /// An online, consistent copy of a SQLite database into `path` (`VACUUM INTO`: one read
+    /// transaction, so writers go on while it runs and the copy holds every committed change up
+    /// to its start, and none after). `path` must not exist. PostgreSQL has its own tools
+    /// (`pg_dump`): refused here.
+    pub async fn backup_into(&self, path: &std::path::Path) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Err(StoreError::Database(
+                "keyplane backup copies a SQLite database; for PostgreSQL use pg_dump (docs/operations.md)".into(),
+            ));
+        }
+        let target = path.to_str().ok_or_else(|| {
+            StoreError::Database(format!("{} is not a UTF-8 path", path.display()))
+        })?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(target.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.pages.close().await;
         self.writer.close().await;

@@ -169,7 +169,7 @@ impl App {
             Error::invalid(
                 "invalid_kind",
                 format!(
-                    "{:?} is not a machine client kind Keyplane issues (api_token, scim_token)",
+                    "{:?} is not a machine client kind Keyplane issues (api_token, scim_token, oidc_client, webhook)",
                     req.kind
                 ),
             )

@@ -1,0 +1,162 @@
+//! `keyplane backup` and `keyplane restore` with the real binary: an online copy while the server
+//! runs, verified; a restore only into an empty data directory, only of a chain that verifies
+//! (with the deployment's checkpoint keys, or keys given), after which the data is all there.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn keyplane(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_keyplane"));
+    c.arg("--data-dir").arg(data);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KEYPLANE_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn run(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = keyplane(data).args(args).output().expect("run keyplane");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn ok(data: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = run(data, args);
+    assert!(ok, "keyplane {args:?} failed:\n{err}");
+    out
+}
+
+fn fails(data: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = run(data, args);
+    assert!(!ok, "keyplane {args:?} succeeded:\n{out}");
+    err
+}
+
+fn serve(data: &Path) -> Child {
+    let mut child = keyplane(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start keyplane serve");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("Keyplane listening on http://") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the server starts");
+    child
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_backup_is_taken_online_verified_and_restored_only_where_it_belongs() {
+    let live = tempfile::tempdir().unwrap();
+    let d = live.path();
+    let mut server = serve(d);
+    // Something to keep: a user, and a signed checkpoint over the chain.
+    ok(d, &["admin", "invite", "carol"]);
+    ok(d, &["audit", "checkpoint"]);
+    let backups = tempfile::tempdir().unwrap();
+    let file = backups.path().join("keyplane.backup");
+    let f = file.to_str().unwrap();
+    let out = ok(d, &["backup", f]);
+    assert!(out.contains("audit event(s) verified"), "{out}");
+    assert!(file.is_file());
+    let err = fails(d, &["backup", f]);
+    assert!(err.contains("never overwrites"), "{err}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // Not over a database that exists.
+    let err = fails(d, &["restore", f]);
+    assert!(
+        err.contains("restore only into an empty data directory"),
+        "{err}"
+    );
+
+    // Into an empty data directory without the checkpoint keys: refused, nothing left behind.
+    let bare = tempfile::tempdir().unwrap();
+    let err = fails(bare.path(), &["restore", f]);
+    assert!(
+        err.contains("does not verify") && err.contains("audit-keys"),
+        "{err}"
+    );
+    assert!(!bare.path().join("keyplane.db").exists());
+    assert!(!bare.path().join("keyplane.restoring").exists());
+
+    // With the keys given: restored.
+    let keys = backups.path().join("trusted.txt");
+    let pubs: Vec<String> = std::fs::read_dir(d.join("audit-keys"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pub"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    std::fs::write(&keys, pubs.join("\n")).unwrap();
+    let out = ok(
+        bare.path(),
+        &["restore", f, "--trusted-keys", keys.to_str().unwrap()],
+    );
+    assert!(out.contains("restored"), "{out}");
+
+    // The usual way: the key directory first, then the database.
+    let fresh = tempfile::tempdir().unwrap();
+    copy_dir(&d.join("audit-keys"), &fresh.path().join("audit-keys"));
+    ok(fresh.path(), &["restore", f]);
+    let users = ok(fresh.path(), &["user", "list", "--format", "json"]);
+    assert!(users.contains("\"carol\""), "{users}");
+    ok(fresh.path(), &["audit", "verify"]);
+
+    // A tampered backup is refused.
+    let url = format!("sqlite:{}", file.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE audit_events SET actor_id = 'cli:mallory' WHERE seq = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let other = tempfile::tempdir().unwrap();
+    copy_dir(&d.join("audit-keys"), &other.path().join("audit-keys"));
+    let err = fails(other.path(), &["restore", f]);
+    assert!(err.contains("does not verify"), "{err}");
+    assert!(!other.path().join("keyplane.db").exists());
+
+    // PostgreSQL has its own tools.
+    let (okay, _, err) = {
+        let out = keyplane(d)
+            .args([
+                "--database-url",
+                "postgres://nobody@127.0.0.1:1/none",
+                "backup",
+                "x.db",
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            (),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    assert!(!okay && err.contains("pg_dump"), "{err}");
+}
