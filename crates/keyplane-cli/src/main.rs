@@ -9,6 +9,7 @@ mod cases;
 mod clients;
 mod commands;
 mod config;
+mod doctor;
 mod manage;
 mod mds;
 mod oidc;
@@ -101,6 +102,12 @@ pub enum Command {
     /// The OpenID Connect provider's signing keys: list, rotate.
     #[command(subcommand)]
     Oidc(oidc::OidcCommand),
+    /// Check the deployment and say what is wrong: database and migrations, clock skew, each
+    /// tenant's origins against its RP ID, keys, TLS, machine clients, MDS data age.
+    Doctor {
+        #[arg(long, value_enum, default_value_t)]
+        format: output::Format,
+    },
     /// Copy the SQLite database while the server runs (consistent, verified); PostgreSQL uses
     /// pg_dump.
     Backup {

@@ -160,3 +160,56 @@ async fn a_backup_is_taken_online_verified_and_restored_only_where_it_belongs() 
     };
     assert!(!okay && err.contains("pg_dump"), "{err}");
 }
+
+#[test]
+fn doctor_says_what_is_wrong_in_plain_words() {
+    let live = tempfile::tempdir().unwrap();
+    let d = live.path();
+    let mut server = serve(d);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    // A fresh quickstart: plain http on localhost, no MDS BLOB, keys present.
+    let out = ok(d, &["doctor", "--format", "json"]);
+    let checks: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let status = |name: &str| {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap_or_else(|| panic!("no check {name}: {checks}"))["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(status("database"), "ok");
+    assert_eq!(status("clock"), "ok");
+    assert_eq!(
+        status("tenant default: origins"),
+        "warn",
+        "plain http on localhost"
+    );
+    assert_eq!(status("audit checkpoint key"), "ok");
+    assert_eq!(status("OpenID Connect signing key"), "ok");
+    assert_eq!(status("authenticator metadata"), "warn");
+    // A key others can read, and a public URL that is not https: failures, non-zero exit.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = d.join("oidc-keys/signing.pem");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let config = d.join("keyplane.toml");
+    std::fs::write(&config, "public_url = \"http://keyplane.example\"\n").unwrap();
+    let (okay, out, err) = run(d, &["--config", config.to_str().unwrap(), "doctor"]);
+    assert!(!okay, "{out}");
+    assert!(err.contains("2 check(s) failed"), "{err}");
+    assert!(
+        out.contains("FAIL  OpenID Connect signing key") && out.contains("chmod 600"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL  tls") && out.contains("not https"),
+        "{out}"
+    );
+}

@@ -13,6 +13,7 @@ pub mod api;
 pub mod audit_export;
 pub mod audit_keys;
 pub mod config;
+pub mod doctor;
 pub mod metrics;
 pub mod notify;
 pub mod oidc_keys;

@@ -179,6 +179,30 @@ impl SqlStore {
         &self.pool
     }
 
+    /// The newest migration this build carries (what `migration_level` is after a connect).
+    pub fn known_migration_level(&self) -> i64 {
+        let m = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("migrations/postgres"),
+        };
+        m.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    /// The database server's clock (milliseconds since the epoch), for a skew check; `None` for
+    /// SQLite, which runs in this process.
+    pub async fn database_time(&self) -> Result<Option<Timestamp>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) AS ms",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(Some(Timestamp(row.try_get("ms").map_err(db)?)))
+    }
+
     /// An online, consistent copy of a SQLite database into `path` (`VACUUM INTO`: one read
     /// transaction, so writers go on while it runs and the copy holds every committed change up
     /// to its start, and none after). `path` must not exist. PostgreSQL has its own tools
