@@ -229,6 +229,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Client(cmd) => crate::clients::run(settings, cmd).await,
         Command::Oidc(cmd) => crate::oidc::run(settings, cmd).await,
         Command::Webhook(cmd) => crate::webhook::run(settings, cmd).await,
+        Command::Migrate { from, to } => crate::migrate::run(settings, from, to).await,
         Command::Doctor { format } => crate::doctor::run(settings, format).await,
         Command::Backup { file } => crate::backup::backup(settings, file).await,
         Command::Restore { file, trusted_keys } => {

@@ -12,6 +12,7 @@ mod config;
 mod doctor;
 mod manage;
 mod mds;
+mod migrate;
 mod oidc;
 mod output;
 mod policy;
@@ -121,6 +122,16 @@ pub enum Command {
         /// audit-keys/ yet.
         #[arg(long)]
         trusted_keys: Option<PathBuf>,
+    },
+    /// Move a deployment from SQLite to PostgreSQL: every tenant, user, passkey, policy, case,
+    /// client and the whole audit chain; resumable; verified on the target.
+    Migrate {
+        /// The SQLite database: sqlite:PATH.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database: postgres://USER:PASSWORD@HOST/DB (created empty).
+        #[arg(long)]
+        to: String,
     },
     /// Webhook deliveries: list (pending, delivered, dead), replay a dead letter.
     #[command(subcommand)]

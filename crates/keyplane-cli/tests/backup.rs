@@ -213,3 +213,51 @@ fn doctor_says_what_is_wrong_in_plain_words() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn migrate_moves_a_sqlite_deployment_to_postgresql_from_the_command_line() {
+    if keyplane_testkit::database::postgres_skip_allowed()
+        && keyplane_testkit::postgres_admin_url().is_none()
+    {
+        return;
+    }
+    let live = tempfile::tempdir().unwrap();
+    let d = live.path();
+    let mut server = serve(d);
+    ok(d, &["admin", "invite", "carol"]);
+    ok(d, &["audit", "checkpoint"]);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let pg = keyplane_testkit::TestDatabase::new(keyplane_testkit::Backend::Postgres).await;
+    let from = format!("sqlite:{}", d.join("keyplane.db").display());
+    let out = ok(d, &["migrate", "--from", &from, "--to", &pg.url]);
+    assert!(out.contains("audit event(s) verified"), "{out}");
+    // Resumable: again, nothing new.
+    let (okay, _, err) = run(d, &["migrate", "--from", &from, "--to", &pg.url]);
+    assert!(okay && err.contains("already there"), "{err}");
+    let users = ok(
+        d,
+        &[
+            "--database-url",
+            &pg.url,
+            "user",
+            "list",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(users.contains("\"carol\""), "{users}");
+    ok(d, &["--database-url", &pg.url, "audit", "verify"]);
+    let err = fails(
+        d,
+        &[
+            "migrate",
+            "--from",
+            "postgres://x@localhost/y",
+            "--to",
+            &pg.url,
+        ],
+    );
+    assert!(err.contains("--from must be sqlite:PATH"), "{err}");
+    pg.drop_database().await;
+}

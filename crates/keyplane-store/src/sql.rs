@@ -179,6 +179,11 @@ impl SqlStore {
         &self.pool
     }
 
+    /// Which database this is.
+    pub fn backend_kind(&self) -> Backend {
+        self.backend
+    }
+
     /// The newest migration this build carries (what `migration_level` is after a connect).
     pub fn known_migration_level(&self) -> i64 {
         let m = match self.backend {
