@@ -72,8 +72,15 @@ fn convert(v: ValueRef<'_>, target_type: &str, table: &str, column: &str) -> Res
     })
 }
 
-/// The tables to copy, in creation order, with their columns and primary key.
-fn tables(conn: &rusqlite::Connection) -> Result<Vec<(String, Vec<String>, Vec<String>)>> {
+/// A table to copy: its name, columns, and primary key columns.
+struct Table {
+    name: String,
+    columns: Vec<String>,
+    pk: Vec<String>,
+}
+
+/// The tables to copy, in creation order.
+fn tables(conn: &rusqlite::Connection) -> Result<Vec<Table>> {
     let mut stmt = conn
         .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
@@ -101,11 +108,11 @@ fn tables(conn: &rusqlite::Connection) -> Result<Vec<(String, Vec<String>, Vec<S
             .map(|(c, k)| (*k, c.clone()))
             .collect();
         pk.sort();
-        out.push((
+        out.push(Table {
             name,
-            cols.into_iter().map(|(c, _)| c).collect(),
-            pk.into_iter().map(|(_, c)| c).collect(),
-        ));
+            columns: cols.into_iter().map(|(c, _)| c).collect(),
+            pk: pk.into_iter().map(|(_, c)| c).collect(),
+        });
     }
     Ok(out)
 }
@@ -141,7 +148,12 @@ pub async fn copy_sqlite_to_postgres(
         )));
     }
     let mut report = vec![];
-    for (table, columns, pk) in tables(&conn)? {
+    for Table {
+        name: table,
+        columns,
+        pk,
+    } in tables(&conn)?
+    {
         let types: std::collections::HashMap<String, String> = sqlx::query(
             "SELECT CAST(column_name AS TEXT) AS column_name, CAST(data_type AS TEXT) AS data_type FROM information_schema.columns \
              WHERE table_schema = current_schema() AND table_name = $1",
