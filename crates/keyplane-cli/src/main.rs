@@ -8,6 +8,7 @@ mod cases;
 mod clients;
 mod commands;
 mod config;
+mod inspect;
 mod manage;
 mod mds;
 mod oidc;
