@@ -401,6 +401,33 @@ fn the_good_registration_passes_every_given_check() {
     assert!(report["authenticator_data"]["flags"]["up"].is_boolean());
     assert!(report["client_data"]["origin"].is_string());
     assert!(report["policy"].is_null(), "no tenant, no policy decision");
+    // The documented shape (docs/support.md): every field, always present.
+    let keys: Vec<&str> = report
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut documented = vec![
+        "type",
+        "source",
+        "credential_id",
+        "client_data",
+        "authenticator_data",
+        "aaguid",
+        "authenticator",
+        "algorithm",
+        "attestation",
+        "stored_credential",
+        "at",
+        "checks",
+        "verdict",
+        "policy",
+    ];
+    documented.sort_unstable();
+    let mut keys = keys;
+    keys.sort_unstable();
+    assert_eq!(keys, documented);
 }
 
 #[test]

@@ -684,6 +684,27 @@ impl Inspection<'_> {
                          server runs it)"
                     ),
                 };
+                // The server refuses a passkey that is not active before it verifies anything
+                // (service/signin.rs), with this code.
+                if let Some(c) = stored.as_ref().filter(|_| self.public_key.is_none()) {
+                    if c.status == keyplane_core::CredentialStatus::Active {
+                        self.check(
+                            "credential_status",
+                            Status::Passed,
+                            "the stored passkey is active",
+                        );
+                    } else {
+                        let why = format!("the stored passkey is {}", c.status.as_str());
+                        self.check("credential_status", Status::Failed, why.clone());
+                        report.verdict = report::Verdict {
+                            status: "rejected",
+                            code: Some("credential_inactive".into()),
+                            message: format!(
+                                "the signature verifies, but {why}: the server refuses it"
+                            ),
+                        };
+                    }
+                }
             }
             Err(e) => {
                 match e.code {
