@@ -67,6 +67,7 @@ pub struct InspectArgs {
     /// With --tenant: the user whose populations and passkey count the policy decision uses.
     #[arg(long, requires = "tenant")]
     pub user: Option<String>,
+    /// `table`: the readable report; `json`: the shape documented in docs/support.md.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }
