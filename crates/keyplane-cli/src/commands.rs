@@ -173,6 +173,9 @@ pub enum CredentialCommand {
     /// Bulk actions over passkeys chosen by a filter.
     #[command(subcommand)]
     Bulk(crate::manage::BulkCommand),
+    /// Show what Keyplane sees in a captured registration or authentication response (WebAuthn
+    /// JSON, a HAR capture or a log line): decoded fields, checks and the server's verdict.
+    Inspect(Box<crate::inspect::InspectArgs>),
 }
 
 pub(crate) async fn open(settings: Settings) -> anyhow::Result<Arc<App>> {
@@ -343,6 +346,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::campaign::lost(settings, &a.id, &a.reason, a.tenant.as_deref()).await
         }
         Command::Campaign(cmd) => crate::campaign::run(settings, cmd).await,
+        Command::Credential(CredentialCommand::Inspect(args)) => {
+            crate::inspect::run(settings, *args).await
+        }
         Command::Credential(CredentialCommand::Bulk(cmd)) => {
             crate::manage::bulk(settings, cmd).await
         }

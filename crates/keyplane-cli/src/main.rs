@@ -10,6 +10,7 @@ mod clients;
 mod commands;
 mod config;
 mod doctor;
+mod inspect;
 mod manage;
 mod mds;
 mod migrate;

@@ -9,6 +9,7 @@
 
 mod errors;
 mod facts;
+pub mod inspect;
 pub mod mds;
 mod rp;
 mod wire;
@@ -16,6 +17,6 @@ mod wire;
 pub use errors::map_webauthn_error;
 pub use facts::RegistrationFacts;
 pub use rp::{
-    AssertionOutcome, ParsedAssertion, ParsedRegistration, RegisteredCredential, RelyingParty,
-    RpConfig, TrustAnchors, VerifyOptions,
+    offered_algorithm_ids, AssertionOutcome, ParsedAssertion, ParsedRegistration,
+    RegisteredCredential, RelyingParty, RpConfig, TrustAnchors, VerifyOptions,
 };

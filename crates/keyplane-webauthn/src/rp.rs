@@ -123,6 +123,14 @@ impl ParsedAssertion {
     pub fn user_handle(&self) -> Option<&[u8]> {
         self.inner.get_user_unique_id()
     }
+
+    pub fn client_data_json(&self) -> &[u8] {
+        &self.inner.response.client_data_json
+    }
+
+    pub fn authenticator_data(&self) -> &[u8] {
+        &self.inner.response.authenticator_data
+    }
 }
 
 /// A client's registration response, decoded but not yet verified.
@@ -160,6 +168,14 @@ impl ParsedRegistration {
 
     pub fn facts(&self) -> &RegistrationFacts {
         &self.facts
+    }
+
+    pub fn client_data_json(&self) -> &[u8] {
+        &self.inner.response.client_data_json
+    }
+
+    pub fn attestation_object(&self) -> &[u8] {
+        &self.inner.response.attestation_object
     }
 }
 
@@ -216,6 +232,12 @@ fn decode_error(e: &serde_json::Error) -> Error {
         code,
         format!("credential is not a valid WebAuthn JSON response: {text}"),
     )
+}
+
+/// The COSE numbers of the algorithms Keyplane offers for new credentials (what a registration
+/// whose challenge was issued elsewhere is judged against).
+pub fn offered_algorithm_ids() -> Vec<i64> {
+    offered_algorithms().into_iter().map(|a| a as i64).collect()
 }
 
 /// The algorithms Keyplane offers for new credentials, in order of preference: those whose
