@@ -25,6 +25,11 @@ pub struct Settings {
     pub enrolment_ttl_secs: i64,
     /// Largest request body accepted, bytes.
     pub max_body_bytes: usize,
+    /// On SIGTERM, how long `/readyz` answers 503 `draining` before the server stops accepting
+    /// (time for a load balancer to take this node out), milliseconds.
+    pub shutdown_grace_ms: u64,
+    /// How long requests in flight may take to finish after that, seconds; then they are cut.
+    pub shutdown_timeout_secs: u64,
     /// `json` (default) or `pretty`.
     pub log_format: String,
     /// The tenant created on first start.
@@ -274,6 +279,8 @@ impl Default for Settings {
             session_ttl_secs: 12 * 3600,
             enrolment_ttl_secs: 7 * 24 * 3600,
             max_body_bytes: 64 * 1024,
+            shutdown_grace_ms: 0,
+            shutdown_timeout_secs: 30,
             log_format: "json".into(),
             default_tenant: TenantSettings::default(),
             audit: AuditSettings::default(),

@@ -31,15 +31,60 @@ use tokio::net::TcpListener;
 /// A running server: its address and a handle to stop it.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    app: Arc<App>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl RunningServer {
-    /// Stops accepting, lets in-flight requests finish, and waits for the server to end.
+    /// Ends the server gracefully: `/readyz` turns 503 (`draining`) at once; after
+    /// `shutdown_grace_ms` the server stops accepting; requests in flight get
+    /// `shutdown_timeout_secs` to finish (then they are cut); last, one delivery pass empties
+    /// what is due in the notification and webhook outboxes (what is not delivered stays in the
+    /// outbox for the next start or another node).
     pub async fn shutdown(self) -> std::io::Result<()> {
+        let settings = &self.app.settings;
+        self.app
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if settings.shutdown_grace_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(settings.shutdown_grace_ms)).await;
+        }
         let _ = self.shutdown.send(true);
-        self.task.await.map_err(std::io::Error::other)?
+        let limit = std::time::Duration::from_secs(settings.shutdown_timeout_secs);
+        let mut task = self.task;
+        let served = match tokio::time::timeout(limit, &mut task).await {
+            Ok(joined) => joined.map_err(std::io::Error::other)?,
+            Err(_) => {
+                tracing::warn!(
+                    seconds = settings.shutdown_timeout_secs,
+                    "requests still in flight at the shutdown timeout were cut"
+                );
+                task.abort();
+                Ok(())
+            }
+        };
+        let flush = async {
+            if settings.notifications.interval_ms > 0 {
+                if let Err(e) = self.app.deliver_notifications().await {
+                    tracing::warn!(error = %e, "last notification pass failed; the outbox keeps them");
+                }
+            }
+            if settings.webhooks.interval_ms > 0 {
+                if let Err(e) = self.app.deliver_webhooks().await {
+                    tracing::warn!(error = %e, "last webhook pass failed; the outbox keeps them");
+                }
+            }
+        };
+        if tokio::time::timeout(std::time::Duration::from_secs(10), flush)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the last outbox pass did not finish in 10 s; the outbox keeps the rest"
+            );
+        }
+        served
     }
 }
 
@@ -48,6 +93,7 @@ pub fn spawn(app: Arc<App>, listener: TcpListener) -> std::io::Result<RunningSer
     let addr = listener.local_addr()?;
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let router = router(app.clone());
+    let handle = app.clone();
     let janitor = service::spawn_janitor(app.clone());
     let notifier = service::spawn_notifier(app.clone());
     let webhooks = service::spawn_webhook_worker(app);
@@ -68,6 +114,7 @@ pub fn spawn(app: Arc<App>, listener: TcpListener) -> std::io::Result<RunningSer
     });
     Ok(RunningServer {
         addr,
+        app: handle,
         shutdown: tx,
         task,
     })

@@ -19,6 +19,14 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// Ready when the database answers and is migrated.
 pub async fn readyz(State(app): State<Arc<App>>) -> ApiResult<impl IntoResponse> {
+    if app.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::new(
+            keyplane_core::ErrorKind::Unavailable,
+            "draining",
+            "this node is shutting down; send new requests elsewhere",
+        )
+        .into());
+    }
     app.store.ping().await.map_err(Error::from)?;
     let level = app.store.migration_level().await.map_err(Error::from)?;
     Ok(Json(

@@ -71,6 +71,8 @@ pub struct App {
     oidc_published: std::sync::Mutex<Option<String>>,
     /// The webhook key, read (or created) on first use.
     webhook_key: std::sync::OnceLock<Vec<u8>>,
+    /// Set when the node is shutting down: `/readyz` answers 503 from then on.
+    pub draining: std::sync::atomic::AtomicBool,
     failure_limiter: audit::FailureLimiter,
     policy_cache: policy::PolicyCache,
     catalogue_cache: catalogue::CatalogueCache,
@@ -123,6 +125,7 @@ impl App {
             oidc_signer,
             oidc_published: std::sync::Mutex::new(None),
             webhook_key: std::sync::OnceLock::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
             failure_limiter,
             policy_cache: policy::PolicyCache::default(),
             catalogue_cache: catalogue::CatalogueCache::default(),
