@@ -25,6 +25,10 @@ pub struct Settings {
     pub enrolment_ttl_secs: i64,
     /// Largest request body accepted, bytes.
     pub max_body_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` is believed (addresses or CIDR ranges). A request from
+    /// one of them is attributed to the rightmost address in that header that is not itself a
+    /// trusted proxy; from anywhere else, to its peer address. Empty: the header is ignored.
+    pub trusted_proxies: Vec<String>,
     /// On SIGTERM, how long `/readyz` answers 503 `draining` before the server stops accepting
     /// (time for a load balancer to take this node out), milliseconds.
     pub shutdown_grace_ms: u64,
@@ -279,6 +283,7 @@ impl Default for Settings {
             session_ttl_secs: 12 * 3600,
             enrolment_ttl_secs: 7 * 24 * 3600,
             max_body_bytes: 64 * 1024,
+            trusted_proxies: vec![],
             shutdown_grace_ms: 0,
             shutdown_timeout_secs: 30,
             log_format: "json".into(),
@@ -373,6 +378,13 @@ impl Settings {
             || url.starts_with("postgresql:"))
         {
             problems.push("database.url must start with sqlite: or postgres://".into());
+        }
+        for p in &self.trusted_proxies {
+            if crate::client_ip::parse_range(p).is_none() {
+                problems.push(format!(
+                    "trusted_proxies: {p:?} is neither an IP address nor a CIDR range"
+                ));
+            }
         }
         if !(1..=100).contains(&self.webhooks.max_attempts) {
             problems.push("webhooks.max_attempts must be 1 to 100".into());

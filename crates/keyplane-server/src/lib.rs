@@ -12,6 +12,7 @@
 pub mod api;
 pub mod audit_export;
 pub mod audit_keys;
+pub mod client_ip;
 pub mod config;
 pub mod doctor;
 pub mod metrics;

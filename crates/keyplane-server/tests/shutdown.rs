@@ -1,6 +1,7 @@
-//! Graceful shutdown, on both backends: readiness turns 503 `draining` first (health stays 200)
-//! while requests are still served; then the server stops, and a last pass empties the
-//! notification outbox, so what was due is delivered before the process ends.
+//! Serving, on both backends: graceful shutdown (readiness turns 503 `draining` first while
+//! requests are still served; then the server stops, and a last pass empties the notification
+//! outbox, so what was due is delivered before the process ends), and the client address behind
+//! trusted proxies.
 
 mod common;
 
@@ -67,4 +68,34 @@ async fn shutdown_drains_readiness_first_and_flushes_the_outbox(backend: Backend
     server.shutdown().await;
 }
 
-both_backends!(shutdown_drains_readiness_first_and_flushes_the_outbox);
+/// Behind a trusted proxy, the audit log records the client's address from X-Forwarded-For;
+/// from anywhere else, the header is ignored (a client cannot choose its own address).
+async fn the_client_address_comes_from_trusted_proxies_only(backend: Backend) {
+    for (trusted, expected) in [
+        (vec![], "127.0.0.1"),
+        (vec!["127.0.0.0/8".to_owned()], "198.51.100.4"),
+    ] {
+        let server = TestServer::builder(backend)
+            .settings(move |s| s.trusted_proxies = trusted)
+            .start()
+            .await;
+        let (_, token) = server.user_with_passkey("alice").await;
+        let r = server
+            .http
+            .post(server.url("/api/v1/logout"))
+            .bearer_auth(&token)
+            .header("x-forwarded-for", "6.6.6.6, 198.51.100.4")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let ended = server.events("session.ended").await;
+        assert_eq!(ended.last().unwrap().client_ip.as_deref(), Some(expected));
+        server.shutdown().await;
+    }
+}
+
+both_backends!(
+    shutdown_drains_readiness_first_and_flushes_the_outbox,
+    the_client_address_comes_from_trusted_proxies_only,
+);

@@ -51,8 +51,8 @@ pub(crate) fn request_context(parts: &Parts) -> RequestContext {
         request_id: header("x-request-id"),
         client_ip: parts
             .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string()),
+            .get::<crate::client_ip::ClientIp>()
+            .map(|c| c.0.to_string()),
         user_agent: header("user-agent").map(|ua| ua.chars().take(256).collect()),
     }
 }

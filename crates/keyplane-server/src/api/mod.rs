@@ -37,6 +37,12 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Every route of the server. `openapi.json` documents exactly these (a test holds them equal).
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.settings.max_body_bytes;
+    let trusted: Vec<ipnet::IpNet> = app
+        .settings
+        .trusted_proxies
+        .iter()
+        .filter_map(|p| crate::client_ip::parse_range(p))
+        .collect();
     crate::metrics::handle();
     // Ceremony endpoints are reachable without a session: they are limited per client address.
     let ceremonies = Router::new()
@@ -209,7 +215,35 @@ pub fn router(app: Arc<App>) -> Router {
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(middleware::map_request(screen_request_id))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(trusted),
+            client_address,
+        ))
         .with_state(app)
+}
+
+/// Puts the request's client address ([`crate::client_ip::ClientIp`]) on it: the peer's, or for
+/// a trusted proxy the address it forwards (`trusted_proxies`).
+async fn client_address(
+    State(trusted): State<Arc<Vec<ipnet::IpNet>>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if let Some(peer) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+    {
+        let forwarded: Vec<&str> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let ip = crate::client_ip::client_ip(peer, &forwarded, &trusted);
+        req.extensions_mut().insert(crate::client_ip::ClientIp(ip));
+    }
+    next.run(req).await
 }
 
 /// Refuses a ceremony request with 429 `rate_limited` once its client address (per tenant host)
@@ -217,8 +251,8 @@ pub fn router(app: Arc<App>) -> Router {
 async fn limit_by_address(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let ip = req
         .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .get::<crate::client_ip::ClientIp>()
+        .map(|c| c.0.to_string())
         .unwrap_or_default();
     let host = req
         .headers()
