@@ -643,11 +643,19 @@ async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let server = keyplane_server::spawn(app.clone(), listener)?;
+    let server = keyplane_server::spawn(app.clone(), listener).await?;
     let stop = shutdown_signal();
-    tracing::info!(addr = %server.addr, database = app.store.backend().as_str(), "keyplane listening");
+    if let Some(config) = server.tls.clone() {
+        reload_tls_on_sighup(config, app.settings.tls.clone());
+    }
+    let scheme = if server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(addr = %server.addr, database = app.store.backend().as_str(), scheme, "keyplane listening");
     eprintln!(
-        "Keyplane listening on http://{} ({} database)",
+        "Keyplane listening on {scheme}://{} ({} database)",
         server.addr,
         app.store.backend().as_str()
     );
@@ -655,6 +663,44 @@ async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await?;
     Ok(())
+}
+
+/// On SIGHUP, reads the TLS certificate and key again (a renewed certificate takes effect without
+/// a restart; connections already open keep theirs). A file that does not load leaves the
+/// served certificate as it was, and says so.
+fn reload_tls_on_sighup(
+    config: axum_server::tls_rustls::RustlsConfig,
+    tls: keyplane_server::config::TlsSettings,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: the TLS certificate reloads only on restart");
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match config
+                    .reload_from_pem_file(&tls.cert_file, &tls.key_file)
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::info!(cert = %tls.cert_file.display(), "TLS certificate reloaded");
+                        eprintln!("TLS certificate reloaded from {}", tls.cert_file.display());
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS reload failed; serving the previous certificate");
+                        eprintln!("TLS reload failed ({e}); serving the previous certificate");
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (config, tls);
+    }
 }
 
 /// Installs the SIGTERM and SIGINT handlers now (before the server announces itself, so a signal

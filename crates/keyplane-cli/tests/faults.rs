@@ -192,3 +192,166 @@ async fn postgres_kill_9_under_load_loses_no_acknowledged_registration() {
     killed_mid_burst_loses_nothing_acknowledged(Some(&pg.url)).await;
     pg.drop_database().await;
 }
+
+/// Writes a fresh self-signed certificate for localhost; returns its PEM.
+fn new_certificate(cert: &Path, key: &Path) -> String {
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(cert, c.cert.pem()).unwrap();
+    std::fs::write(key, c.signing_key.serialize_pem()).unwrap();
+    c.cert.pem()
+}
+
+fn trusting(pem: &str, port: u16) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_served_from_the_files_and_reloaded_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (cert, key) = (d.join("tls.crt"), d.join("tls.key"));
+    let first = new_certificate(&cert, &key);
+    let config = d.join("keyplane.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = keyplane(d, None)
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let port: u16 = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server starts");
+        if let Some(rest) = line.strip_prefix("Keyplane listening on https://") {
+            break rest.split([' ', ':']).nth(1).unwrap().parse().unwrap();
+        }
+    };
+    let url = format!("https://localhost:{port}/healthz");
+    assert_eq!(
+        trusting(&first, port)
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(
+        reqwest::Client::builder()
+            .resolve("localhost", ([127, 0, 0, 1], port).into())
+            .build()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await
+            .is_err(),
+        "a client that does not trust the certificate is refused"
+    );
+
+    // A renewed certificate, then SIGHUP: served without a restart.
+    let second = new_certificate(&cert, &key);
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let reloaded = (0..50).find(|_| {
+        rx.try_iter()
+            .any(|l| l.starts_with("TLS certificate reloaded"))
+            || {
+                std::thread::sleep(Duration::from_millis(100));
+                false
+            }
+    });
+    assert!(reloaded.is_some(), "the server says it reloaded");
+    assert_eq!(
+        trusting(&second, port)
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(
+        trusting(&first, port).get(&url).send().await.is_err(),
+        "the old certificate is gone"
+    );
+
+    // The doctor reads the certificate's expiry.
+    let doctor = keyplane(d, None)
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "doctor",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let checks: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let tls = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "tls")
+        .unwrap()
+        .clone();
+    assert_eq!(tls["status"], "ok", "{tls}");
+    assert!(
+        tls["message"].as_str().unwrap().contains("expires in"),
+        "{tls}"
+    );
+
+    // A broken file on SIGHUP keeps the served certificate.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let failed = (0..50).find(|_| {
+        rx.try_iter().any(|l| l.starts_with("TLS reload failed")) || {
+            std::thread::sleep(Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(failed.is_some(), "the failure is reported");
+    assert_eq!(
+        trusting(&second, port)
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

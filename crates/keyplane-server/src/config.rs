@@ -43,6 +43,24 @@ pub struct Settings {
     pub mds: MdsSettings,
     pub notifications: NotificationSettings,
     pub webhooks: WebhookSettings,
+    pub tls: TlsSettings,
+}
+
+/// TLS terminated by Keyplane itself (`[tls]`), for deployments without a proxy. Both files or
+/// neither; PEM. Reloaded on SIGHUP.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// The certificate chain (leaf first).
+    pub cert_file: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+impl TlsSettings {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
 }
 
 /// Delivery of webhook endpoints' outbox (docs/configuration.md, `[webhooks]`).
@@ -293,6 +311,7 @@ impl Default for Settings {
             mds: MdsSettings::default(),
             notifications: NotificationSettings::default(),
             webhooks: WebhookSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -378,6 +397,9 @@ impl Settings {
             || url.starts_with("postgresql:"))
         {
             problems.push("database.url must start with sqlite: or postgres://".into());
+        }
+        if self.tls.cert_file.as_os_str().is_empty() != self.tls.key_file.as_os_str().is_empty() {
+            problems.push("tls.cert_file and tls.key_file go together".into());
         }
         for p in &self.trusted_proxies {
             if crate::client_ip::parse_range(p).is_none() {

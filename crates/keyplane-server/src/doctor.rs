@@ -261,8 +261,56 @@ fn keys(app: &App, out: &mut Vec<Check>) {
     }
 }
 
+/// A certificate expiring within this many days is reported.
+const CERT_WARN_DAYS: u64 = 14;
+
 fn tls(app: &App, out: &mut Vec<Check>) {
     let public = &app.settings.public_url;
+    let tls = &app.settings.tls;
+    if tls.enabled() {
+        use rustls::pki_types::pem::PemObject;
+        let read = rustls::pki_types::CertificateDer::from_pem_file(&tls.cert_file)
+            .map_err(|e| e.to_string())
+            .and_then(|der| {
+                keyplane_webauthn::inspect::certificate_view(&der).map_err(|e| e.message)
+            });
+        let now = std::time::SystemTime::now();
+        out.push(match read {
+            Err(e) => check("tls", "fail", format!("{}: {e}", tls.cert_file.display())),
+            Ok(c) if now > c.not_after => check(
+                "tls",
+                "fail",
+                format!(
+                    "the certificate {} ({}) has expired",
+                    tls.cert_file.display(),
+                    c.subject
+                ),
+            ),
+            Ok(c) => {
+                let days = c
+                    .not_after
+                    .duration_since(now)
+                    .map(|d| d.as_secs() / 86_400)
+                    .unwrap_or(0);
+                let status = if days < CERT_WARN_DAYS { "warn" } else { "ok" };
+                check(
+                    "tls",
+                    status,
+                    format!(
+                        "Keyplane serves TLS with {} ({}), which expires in {days} day(s){}",
+                        tls.cert_file.display(),
+                        c.subject,
+                        if status == "warn" {
+                            ": renew it, then send SIGHUP"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+            }
+        });
+        return;
+    }
     if public.starts_with("https://") {
         out.push(check(
             "tls",

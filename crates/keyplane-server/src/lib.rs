@@ -29,9 +29,31 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// Reads `[tls]`'s certificate and key (PEM) into a rustls configuration, with the ring
+/// provider installed as the process default (once). Also what a SIGHUP reload reads.
+pub async fn load_tls(
+    tls: &config::TlsSettings,
+) -> std::io::Result<axum_server::tls_rustls::RustlsConfig> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot load the TLS certificate {} and key {}: {e}",
+                    tls.cert_file.display(),
+                    tls.key_file.display()
+                ),
+            )
+        })
+}
+
 /// A running server: its address and a handle to stop it.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The TLS configuration being served, when Keyplane terminates TLS (`[tls]`).
+    pub tls: Option<axum_server::tls_rustls::RustlsConfig>,
     app: Arc<App>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -89,24 +111,51 @@ impl RunningServer {
     }
 }
 
-/// Serves `app` on an already-bound listener until [`RunningServer::shutdown`] is called.
-pub fn spawn(app: Arc<App>, listener: TcpListener) -> std::io::Result<RunningServer> {
+/// Serves `app` on an already-bound listener until [`RunningServer::shutdown`] is called:
+/// plain HTTP, or HTTPS when `[tls]` names a certificate and key (see [`load_tls`]).
+pub async fn spawn(app: Arc<App>, listener: TcpListener) -> std::io::Result<RunningServer> {
     let addr = listener.local_addr()?;
+    let tls = if app.settings.tls.enabled() {
+        Some(load_tls(&app.settings.tls).await?)
+    } else {
+        None
+    };
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let router = router(app.clone());
     let handle = app.clone();
     let janitor = service::spawn_janitor(app.clone());
     let notifier = service::spawn_notifier(app.clone());
-    let webhooks = service::spawn_webhook_worker(app);
+    let webhooks = service::spawn_webhook_worker(app.clone());
+    let limit = std::time::Duration::from_secs(app.settings.shutdown_timeout_secs);
+    let served_tls = tls.clone();
     let task = tokio::spawn(async move {
-        let r = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        })
-        .await;
+        let make = router.into_make_service_with_connect_info::<SocketAddr>();
+        let r = match served_tls {
+            None => {
+                axum::serve(listener, make)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.wait_for(|stop| *stop).await;
+                    })
+                    .await
+            }
+            Some(config) => {
+                let server_handle = axum_server::Handle::new();
+                let stopper = server_handle.clone();
+                tokio::spawn(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                    stopper.graceful_shutdown(Some(limit));
+                });
+                match listener.into_std() {
+                    Ok(std_listener) => {
+                        axum_server::from_tcp_rustls(std_listener, config)
+                            .handle(server_handle)
+                            .serve(make)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
         janitor.abort();
         for worker in [notifier, webhooks].into_iter().flatten() {
             worker.abort();
@@ -115,6 +164,7 @@ pub fn spawn(app: Arc<App>, listener: TcpListener) -> std::io::Result<RunningSer
     });
     Ok(RunningServer {
         addr,
+        tls,
         app: handle,
         shutdown: tx,
         task,

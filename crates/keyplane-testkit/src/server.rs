@@ -70,7 +70,9 @@ impl TestServerBuilder {
         let app = App::new(Arc::new(store.clone()), self.clock, settings)
             .expect("open the audit key ring");
         let invitation = app.bootstrap().await.expect("bootstrap");
-        let server = keyplane_server::spawn(app.clone(), listener).expect("start server");
+        let server = keyplane_server::spawn(app.clone(), listener)
+            .await
+            .expect("start server");
         let http = reqwest::Client::builder()
             .resolve("localhost", addr)
             .build()

@@ -144,22 +144,33 @@ pub fn attestation_certificates(attestation_object: &[u8]) -> Result<Vec<Certifi
                     "attStmt.x5c holds something other than a certificate",
                 ));
             };
-            let cert = Certificate::from_der(der).map_err(|e| {
+            certificate_view(der).map_err(|e| {
                 Error::invalid(
                     "malformed_attestation",
-                    format!("a certificate in attStmt.x5c does not parse: {e}"),
+                    format!("a certificate in attStmt.x5c does not parse: {}", e.message),
                 )
-            })?;
-            let tbs = cert.tbs_certificate();
-            Ok(CertificateView {
-                subject: tbs.subject().to_string(),
-                issuer: tbs.issuer().to_string(),
-                serial: tbs.serial_number().to_string(),
-                not_before: tbs.validity().not_before.to_system_time(),
-                not_after: tbs.validity().not_after.to_system_time(),
             })
         })
         .collect()
+}
+
+/// Subject, issuer, serial and validity of one DER certificate (also what `keyplane doctor`
+/// reads from the TLS certificate file).
+pub fn certificate_view(der: &[u8]) -> Result<CertificateView, Error> {
+    let cert = Certificate::from_der(der).map_err(|e| {
+        Error::invalid(
+            "malformed_certificate",
+            format!("the certificate does not parse: {e}"),
+        )
+    })?;
+    let tbs = cert.tbs_certificate();
+    Ok(CertificateView {
+        subject: tbs.subject().to_string(),
+        issuer: tbs.issuer().to_string(),
+        serial: tbs.serial_number().to_string(),
+        not_before: tbs.validity().not_before.to_system_time(),
+        not_after: tbs.validity().not_after.to_system_time(),
+    })
 }
 
 fn attestation_map(bytes: &[u8]) -> Result<std::collections::BTreeMap<Cbor, Cbor>, Error> {
