@@ -355,3 +355,154 @@ async fn tls_is_served_from_the_files_and_reloaded_on_sighup() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A small tmpfs for the data directory, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// `None` where mounting is not allowed (outside CI, not root): the test says so and stops.
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = std::env::temp_dir().join(format!("keyplane-disk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI can mount a tmpfs (root)"
+            );
+            eprintln!("cannot mount a tmpfs here: test skipped outside CI");
+            let _ = std::fs::remove_dir(&dir);
+            return None;
+        }
+        Some(SmallDisk(dir))
+    }
+
+    fn remount(&self, mode: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount {mode}");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_or_read_only_data_directory_gives_clear_errors_and_no_corruption() {
+    let Some(disk) = SmallDisk::mount("8m") else {
+        return;
+    };
+    let d = disk.0.clone();
+    let (mut child, port) = serve(&d, None);
+    let tokens: Vec<String> = (0..6)
+        .map(|i| {
+            ok(&d, None, &["admin", "invite", &format!("user{i}")])
+                .split("token=")
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next())
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let http = reqwest::Client::builder()
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let base = format!("http://localhost:{port}");
+    assert!(
+        register(&http, &base, &tokens[0]).await.is_some(),
+        "works while there is room"
+    );
+
+    // Full: fill what is left, then a registration is refused with a JSON error.
+    let filler = d.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let refused = attempt(&http, &base, &tokens[1]).await;
+    assert_eq!(refused.0, 503, "{}", refused.1);
+    assert_eq!(
+        refused.1["error"]["code"], "storage_unavailable",
+        "{}",
+        refused.1
+    );
+    std::fs::remove_file(&filler).unwrap();
+    assert!(
+        register(&http, &base, &tokens[2]).await.is_some(),
+        "room again: works without a restart"
+    );
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // A read-only data directory (remounted so while nothing writes to it): the server still
+    // serves what only reads, and refuses every change with a clear error.
+    disk.remount("ro");
+    let (mut reader, port) = serve(&d, None);
+    let http = reqwest::Client::builder()
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let base = format!("http://localhost:{port}");
+    let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let refused = attempt(&http, &base, &tokens[3]).await;
+    assert_eq!(refused.0, 503, "{}", refused.1);
+    assert_eq!(
+        refused.1["error"]["code"], "storage_unavailable",
+        "{}",
+        refused.1
+    );
+    reader.kill().unwrap();
+    reader.wait().unwrap();
+    disk.remount("rw");
+
+    // Nothing corrupted: the chain verifies, and the refused registration left no passkey.
+    ok(&d, None, &["audit", "verify"]);
+    let creds: Value =
+        serde_json::from_str(&ok(&d, None, &["credential", "list", "--format", "json"])).unwrap();
+    assert_eq!(creds.as_array().unwrap().len(), 2, "{creds}");
+    drop(disk);
+}
+
+/// One registration: (status of the verify step, its body), or of the options step if that failed.
+async fn attempt(http: &reqwest::Client, base: &str, token: &str) -> (u16, Value) {
+    let mut auth = SoftAuthenticator::new(ORIGIN, true, true);
+    let r = http
+        .post(format!("{base}/api/v1/registration/options"))
+        .json(&json!({ "enrolment_token": token }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let options: Value = r.json().await.unwrap();
+    if status != 200 {
+        return (status, options);
+    }
+    let credential = auth.register(&options["publicKey"]).await.unwrap();
+    let r = http
+        .post(format!("{base}/api/v1/registration/verify"))
+        .json(&json!({ "ceremony": options["ceremony"], "credential": credential }))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
