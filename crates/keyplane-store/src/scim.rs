@@ -119,23 +119,7 @@ pub(crate) async fn create_user(
     audit: AuditBatch<'_>,
 ) -> Result<()> {
     let mut tx = writer.begin().await.map_err(db)?;
-    sqlx::query(
-        "INSERT INTO users (id, tenant_id, username, display_name, user_handle, status, role, created_at, re_enrol_reason, contact_email) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(u.id.as_str())
-    .bind(u.tenant_id.as_str())
-    .bind(&u.username)
-    .bind(&u.display_name)
-    .bind(&u.user_handle)
-    .bind(u.status.as_str())
-    .bind(u.role.clone())
-    .bind(u.created_at.0)
-    .bind(u.re_enrol_reason.clone())
-    .bind(u.contact_email.clone())
-    .execute(&mut *tx)
-    .await
-    .map_err(db)?;
+    crate::sql::insert_user(&mut tx, u).await?;
     upsert_profile(&mut tx, &u.tenant_id, &u.id, profile, audit.at).await?;
     audit::append(&mut tx, &u.tenant_id, audit).await?;
     tx.commit().await.map_err(db)

@@ -271,6 +271,29 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Inserts a user's row (its caller owns the transaction and the audit event); also SCIM's
+/// provisioning (`scim.rs`), which adds the SCIM profile in the same transaction.
+pub(crate) async fn insert_user(tx: &mut sqlx::AnyConnection, u: &User) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO users (id, tenant_id, username, display_name, user_handle, status, role, created_at, re_enrol_reason, contact_email) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(u.id.as_str())
+    .bind(u.tenant_id.as_str())
+    .bind(&u.username)
+    .bind(&u.display_name)
+    .bind(&u.user_handle)
+    .bind(u.status.as_str())
+    .bind(u.role.clone())
+    .bind(u.created_at.0)
+    .bind(u.re_enrol_reason.clone())
+    .bind(u.contact_email.clone())
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
 /// Inserts a machine client's row (its caller owns the transaction and the audit event).
 async fn insert_client(tx: &mut sqlx::AnyConnection, c: &MachineClient) -> Result<()> {
     let scopes: Vec<String> = c.scopes.iter().map(|p| p.as_str().to_string()).collect();
@@ -394,23 +417,7 @@ impl Store for SqlStore {
 
     async fn create_user(&self, u: &User, audit: AuditBatch<'_>) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db)?;
-        sqlx::query(
-            "INSERT INTO users (id, tenant_id, username, display_name, user_handle, status, role, created_at, re_enrol_reason, contact_email) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(u.id.as_str())
-        .bind(u.tenant_id.as_str())
-        .bind(&u.username)
-        .bind(&u.display_name)
-        .bind(&u.user_handle)
-        .bind(u.status.as_str())
-        .bind(u.role.clone())
-        .bind(u.created_at.0)
-        .bind(u.re_enrol_reason.clone())
-        .bind(u.contact_email.clone())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        insert_user(&mut tx, u).await?;
         audit::append(&mut tx, &u.tenant_id, audit).await?;
         tx.commit().await.map_err(db)
     }
