@@ -139,11 +139,6 @@ pub async fn logout(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl I
 pub async fn sessions(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl IntoResponse> {
     let sessions = app.my_sessions(&auth.tenant, &auth.user.id).await?;
     let creds = app.my_credentials(&auth.tenant, &auth.user.id).await?;
-    let nickname = |id: &Option<keyplane_core::CredentialRecordId>| {
-        id.as_ref()
-            .and_then(|id| creds.iter().find(|c| &c.id == id))
-            .map(|c| c.nickname.clone())
-    };
     let list: Vec<_> = sessions
         .iter()
         .map(|s| {
@@ -155,7 +150,7 @@ pub async fn sessions(State(app): State<Arc<App>>, auth: Auth) -> ApiResult<impl
                 "last_seen_at": s.last_seen_at.to_rfc3339(),
                 "expires_at": s.expires_at.to_rfc3339(),
                 "credential": s.credential_id,
-                "passkey": nickname(&s.credential_id),
+                "passkey": passkey_nickname(&creds, s.credential_id.as_ref()),
                 "restricted": s.restricted.is_some(),
                 "recovery": s.recovery.is_some(),
             })
@@ -188,11 +183,7 @@ pub async fn sign_ins(
     let list: Vec<_> = records
         .iter()
         .map(|r| {
-            let passkey = r
-                .credential
-                .as_ref()
-                .and_then(|id| creds.iter().find(|c| &c.id == id))
-                .map(|c| c.nickname.clone());
+            let passkey = passkey_nickname(&creds, r.credential.as_ref());
             json!({
                 "at": r.at.to_rfc3339(),
                 "aal": r.aal.map(|a| a.as_str()),

@@ -254,8 +254,7 @@ async fn account_view(app: &App, auth: &super::extract::Auth) -> Result<AccountV
     let credentials = app.my_credentials(tenant, user).await?;
     let catalogue = app.catalogue().await?;
     let nickname = |id: Option<&keyplane_core::CredentialRecordId>| {
-        id.and_then(|id| credentials.iter().find(|c| &c.id == id))
-            .map(|c| c.nickname.clone())
+        super::types::passkey_nickname(&credentials, id)
     };
     let passkeys = credentials
         .iter()

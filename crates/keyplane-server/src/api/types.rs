@@ -66,6 +66,16 @@ pub fn credential_json(c: &Credential, catalogue: &Catalogue) -> Value {
     })
 }
 
+/// The nickname of passkey `id` among a user's own `creds`, if it is still there (sessions and
+/// sign-ins name the passkey they were opened with).
+pub fn passkey_nickname(
+    creds: &[Credential],
+    id: Option<&keyplane_core::CredentialRecordId>,
+) -> Option<String> {
+    id.and_then(|id| creds.iter().find(|c| &c.id == id))
+        .map(|c| c.nickname.clone())
+}
+
 pub fn user_json(u: &User) -> Value {
     json!({
         "id": u.id,
