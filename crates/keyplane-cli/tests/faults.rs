@@ -1,7 +1,10 @@
 //! Fault tests with the real binary: `kill -9` of `keyplane serve` in the middle of a burst of
-//! registrations, then a restart on the same database. Every registration the server
-//! acknowledged (201) is there, nothing is half-written, and the audit chain verifies — on
-//! SQLite and on PostgreSQL. Bounded: 40 registrations, the kill after the first 15 answers.
+//! registrations and sign-ins, then a restart on the same database. Every registration the
+//! server acknowledged (201) is there, every acknowledged sign-in's session still works and its
+//! event is recorded, nothing is half-written, each passkey still signs in (its stored counter
+//! is consistent), and the audit chain verifies — on SQLite and on PostgreSQL. Bounded: 60
+//! registrations and ten people signing in over and over, the kill after 15 registrations and
+//! 8 sign-ins were acknowledged.
 
 use keyplane_testkit::{Backend, SoftAuthenticator, TestDatabase};
 use serde_json::{json, Value};
@@ -65,8 +68,12 @@ fn serve(data: &Path, database: Option<&str>) -> (Child, u16) {
     (child, port)
 }
 
-async fn register(http: &reqwest::Client, base: &str, token: &str) -> Option<String> {
-    let mut auth = SoftAuthenticator::new(ORIGIN, true, true);
+async fn register(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    auth: &mut SoftAuthenticator,
+) -> Option<String> {
     let options: Value = http
         .post(format!("{base}/api/v1/registration/options"))
         .json(&json!({ "enrolment_token": token }))
@@ -90,57 +97,156 @@ async fn register(http: &reqwest::Client, base: &str, token: &str) -> Option<Str
     body["id"].as_str().map(str::to_owned)
 }
 
+/// One passkey sign-in (options, the authenticator, verify); the session token when the
+/// server acknowledged it with 200.
+async fn sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    username: &str,
+    auth: &mut SoftAuthenticator,
+) -> Option<String> {
+    let options: Value = http
+        .post(format!("{base}/api/v1/authentication/options"))
+        .json(&json!({ "username": username }))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let assertion = auth.authenticate(&options["publicKey"]).await.ok()?;
+    let r = http
+        .post(format!("{base}/api/v1/authentication/verify"))
+        .json(&json!({ "ceremony": options["ceremony"], "credential": assertion }))
+        .send()
+        .await
+        .ok()?;
+    if r.status() != reqwest::StatusCode::OK {
+        return None;
+    }
+    let body: Value = r.json().await.ok()?;
+    body["token"].as_str().map(str::to_owned)
+}
+
+fn invite(d: &Path, database: Option<&str>, username: &str) -> String {
+    let out = ok(d, database, &["admin", "invite", username]);
+    out.split("token=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .expect("an invitation link")
+        .to_owned()
+}
+
+fn client(port: u16) -> reqwest::Client {
+    reqwest::Client::builder()
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// Signs in with every passkey in `users` until the server stops answering, recording each
+/// acknowledged session as `(username, token)`.
+fn sign_in_until_killed(
+    http: &reqwest::Client,
+    base: &str,
+    users: Vec<(String, SoftAuthenticator)>,
+    acked: &Arc<Mutex<Vec<(String, String)>>>,
+    answered: &Arc<tokio::sync::Notify>,
+) -> Vec<tokio::task::JoinHandle<(String, SoftAuthenticator)>> {
+    users
+        .into_iter()
+        .map(|(username, mut auth)| {
+            let (http, base, acked, answered) = (
+                http.clone(),
+                base.to_owned(),
+                acked.clone(),
+                answered.clone(),
+            );
+            tokio::spawn(async move {
+                while let Some(token) = sign_in(&http, &base, &username, &mut auth).await {
+                    acked.lock().unwrap().push((username.clone(), token));
+                    answered.notify_one();
+                }
+                (username, auth)
+            })
+        })
+        .collect()
+}
+
+const REGISTRATIONS: usize = 60;
+
 async fn killed_mid_burst_loses_nothing_acknowledged(database: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (mut child, port) = serve(d, database);
-    let tokens: Vec<String> = (0..40)
-        .map(|i| {
-            let out = ok(d, database, &["admin", "invite", &format!("user{i}")]);
-            out.split("token=")
-                .nth(1)
-                .and_then(|t| t.split_whitespace().next())
-                .expect("an invitation link")
-                .to_owned()
-        })
-        .collect();
-    let http = reqwest::Client::builder()
-        .resolve("localhost", ([127, 0, 0, 1], port).into())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let http = client(port);
     let base = format!("http://localhost:{port}");
+    // Ten people with a passkey already, who keep signing in during the burst.
+    let mut regulars = vec![];
+    for i in 0..10 {
+        let username = format!("regular{i}");
+        let mut auth = SoftAuthenticator::new(ORIGIN, true, true);
+        let token = invite(d, database, &username);
+        register(&http, &base, &token, &mut auth)
+            .await
+            .expect("a passkey before the burst");
+        regulars.push((username, auth));
+    }
+    let tokens: Vec<String> = (0..REGISTRATIONS)
+        .map(|i| invite(d, database, &format!("user{i}")))
+        .collect();
+
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sessions: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let answered = Arc::new(tokio::sync::Notify::new());
     let mut tasks = vec![];
     for token in tokens {
         let (http, base, acked, answered) =
             (http.clone(), base.clone(), acked.clone(), answered.clone());
         tasks.push(tokio::spawn(async move {
-            if let Some(id) = register(&http, &base, &token).await {
+            let mut auth = SoftAuthenticator::new(ORIGIN, true, true);
+            if let Some(id) = register(&http, &base, &token, &mut auth).await {
                 acked.lock().unwrap().push(id);
                 answered.notify_one();
             }
         }));
     }
-    // Kill -9 once 15 registrations were acknowledged (or after 20 s at most).
-    let waited = tokio::time::timeout(Duration::from_secs(20), async {
-        while acked.lock().unwrap().len() < 15 {
+    let signing_in = sign_in_until_killed(&http, &base, regulars, &sessions, &answered);
+    // Kill -9 once 15 registrations and 8 sign-ins were acknowledged (or after 30 s at most),
+    // while both are still going on.
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        while acked.lock().unwrap().len() < 15 || sessions.lock().unwrap().len() < 8 {
             answered.notified().await;
         }
     })
     .await;
     child.kill().unwrap(); // SIGKILL: no shutdown of any kind
     child.wait().unwrap();
-    assert!(waited.is_ok(), "15 registrations in 20 s");
+    assert!(
+        waited.is_ok(),
+        "15 registrations and 8 sign-ins in 30 s (got {} and {})",
+        acked.lock().unwrap().len(),
+        sessions.lock().unwrap().len()
+    );
     for t in tasks {
         let _ = t.await;
     }
+    let mut regulars = vec![];
+    for t in signing_in {
+        regulars.push(t.await.unwrap());
+    }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 15 && acked.len() <= 40);
+    let sessions = sessions.lock().unwrap().clone();
+    assert!(acked.len() >= 15 && acked.len() <= REGISTRATIONS);
+    eprintln!(
+        "killed after {} registrations and {} sign-ins were acknowledged",
+        acked.len(),
+        sessions.len()
+    );
 
     // Restart on the same database: every acknowledged passkey is there, the chain verifies.
-    let (mut again, _) = serve(d, database);
+    let (mut again, port) = serve(d, database);
     let creds: Value = serde_json::from_str(&ok(
         d,
         database,
@@ -171,18 +277,54 @@ async fn killed_mid_burst_loses_nothing_acknowledged(database: Option<&str>) {
             "the registration of {id} is in the audit log"
         );
     }
+    // Every acknowledged sign-in: its session is still good, and its event was recorded.
+    let http = client(port);
+    let base = format!("http://localhost:{port}");
+    for (username, token) in &sessions {
+        let me = http
+            .get(format!("{base}/api/v1/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            me.status(),
+            200,
+            "{username}'s acknowledged session survived"
+        );
+        let me: Value = me.json().await.unwrap();
+        assert_eq!(me["user"]["username"], username.as_str(), "{me}");
+    }
+    let signed_in = ok(
+        d,
+        database,
+        &["audit", "export", "--action", "authentication.succeeded"],
+    );
+    let recorded = signed_in.lines().filter(|l| !l.trim().is_empty()).count();
+    assert!(
+        recorded >= sessions.len(),
+        "{recorded} sign-in events for {} acknowledged sign-ins",
+        sessions.len()
+    );
+    // The stored signature counters are consistent: each passkey signs in again.
+    for (username, mut auth) in regulars {
+        assert!(
+            sign_in(&http, &base, &username, &mut auth).await.is_some(),
+            "{username} signs in after the restart"
+        );
+    }
     ok(d, database, &["audit", "verify"]);
     again.kill().unwrap();
     again.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_kill_9_under_load_loses_no_acknowledged_registration() {
+async fn sqlite_kill_9_under_load_loses_no_acknowledged_registration_or_sign_in() {
     killed_mid_burst_loses_nothing_acknowledged(None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_kill_9_under_load_loses_no_acknowledged_registration() {
+async fn postgres_kill_9_under_load_loses_no_acknowledged_registration_or_sign_in() {
     if keyplane_testkit::database::postgres_skip_allowed()
         && keyplane_testkit::postgres_admin_url().is_none()
     {
@@ -407,23 +549,19 @@ async fn a_full_or_read_only_data_directory_gives_clear_errors_and_no_corruption
     let d = disk.0.clone();
     let (mut child, port) = serve(&d, None);
     let tokens: Vec<String> = (0..6)
-        .map(|i| {
-            ok(&d, None, &["admin", "invite", &format!("user{i}")])
-                .split("token=")
-                .nth(1)
-                .and_then(|t| t.split_whitespace().next())
-                .unwrap()
-                .to_owned()
-        })
+        .map(|i| invite(&d, None, &format!("user{i}")))
         .collect();
-    let http = reqwest::Client::builder()
-        .resolve("localhost", ([127, 0, 0, 1], port).into())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let http = client(port);
     let base = format!("http://localhost:{port}");
     assert!(
-        register(&http, &base, &tokens[0]).await.is_some(),
+        register(
+            &http,
+            &base,
+            &tokens[0],
+            &mut SoftAuthenticator::new(ORIGIN, true, true)
+        )
+        .await
+        .is_some(),
         "works while there is room"
     );
 
@@ -445,7 +583,14 @@ async fn a_full_or_read_only_data_directory_gives_clear_errors_and_no_corruption
     );
     std::fs::remove_file(&filler).unwrap();
     assert!(
-        register(&http, &base, &tokens[2]).await.is_some(),
+        register(
+            &http,
+            &base,
+            &tokens[2],
+            &mut SoftAuthenticator::new(ORIGIN, true, true)
+        )
+        .await
+        .is_some(),
         "room again: works without a restart"
     );
 
