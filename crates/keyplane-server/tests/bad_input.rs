@@ -547,7 +547,272 @@ async fn admin_requests_with_bad_input_get_coded_4xx_and_change_nothing(backend:
     server.shutdown().await;
 }
 
+/// The integration endpoints (OIDC token, SCIM, the webhook and client admin API): oversized,
+/// malformed and mistyped bodies, and another tenant's ids, get a coded 4xx in each protocol's
+/// own error shape, and nothing changes (rows, machine clients, the audit chain's length).
+async fn integration_endpoints_refuse_bad_bodies_and_change_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let owner = common::member(&server, "ada", Some("owner")).await;
+    let (_, me) = common::call(&server, reqwest::Method::GET, "/api/v1/me", &owner, None).await;
+    let ada = me["user"]["id"].as_str().unwrap().to_owned();
+    let create = |body: Value| {
+        let (server, owner) = (&server, &owner);
+        async move {
+            let (status, body) = common::call(
+                server,
+                reqwest::Method::POST,
+                "/api/v1/admin/clients",
+                owner,
+                Some(body),
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            (
+                body["client"]["id"].as_str().unwrap().to_owned(),
+                body["secret"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let (oidc_id, oidc_secret) = create(json!({
+        "kind": "oidc_client", "name": "wiki", "owner": ada,
+        "oidc": { "redirect_uris": ["https://wiki.example/cb"] }
+    }))
+    .await;
+    let (_, scim_secret) = create(json!({
+        "kind": "scim_token", "name": "hr", "owner": ada, "scopes": ["users.manage"]
+    }))
+    .await;
+    // Another tenant's user and webhook delivery ids are unknown here.
+    let other = server.create_tenant("other", "other.test").await;
+    let stranger = server
+        .app
+        .invite(
+            &other,
+            "stranger",
+            None,
+            None,
+            &keyplane_core::audit::Caller::operator("test"),
+        )
+        .await
+        .unwrap()
+        .user
+        .id;
+    let foreign_delivery = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
+
+    let tenant = server.default_tenant().await;
+    let clients = |server: &TestServer| {
+        let (store, tenant) = (server.app.store.clone(), tenant.id.clone());
+        // An authenticated client is "used" even when its request is refused: ignore that.
+        async move {
+            let mut clients = store.list_clients(&tenant).await.unwrap();
+            clients.iter_mut().for_each(|c| c.last_used_at = None);
+            clients
+        }
+    };
+    let events = |server: &TestServer| {
+        let (store, tenant) = (server.app.store.clone(), tenant.id.clone());
+        async move { store.audit_head(&tenant).await.unwrap().0 }
+    };
+    let before = (row_counts(&server).await, clients(&server).await);
+    let n_events = events(&server).await;
+    let big = "a".repeat(70 * 1024);
+
+    // OAuth 2.0 token endpoint: its errors are RFC 6749's `{"error": …}`.
+    let token = |form: String| {
+        server
+            .http
+            .post(server.url("/oidc/token"))
+            .basic_auth(&oidc_id, Some(&oidc_secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+    };
+    for (name, form, status, error) in [
+        (
+            "oversized form",
+            format!("grant_type=authorization_code&code={big}"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+        ),
+        (
+            "no grant type",
+            "code=abc".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "bad percent-encoding and duplicate fields",
+            "grant_type=authorization_code&grant_type=refresh_token&code=%zz".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "unknown grant type",
+            "grant_type=password&username=ada&password=x".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+        ),
+        (
+            "a code that was never issued",
+            "grant_type=authorization_code&code=nope&redirect_uri=https%3A%2F%2Fwiki.example%2Fcb&code_verifier=abcdefghijklmnopqrstuvwxyzabcdefghijklmnopq".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+        ),
+    ] {
+        let r = token(form).await.unwrap();
+        let got = r.status();
+        let text = r.text().await.unwrap();
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{name}: the error is JSON: {text:?}"));
+        assert_eq!((got, body["error"].as_str()), (status, Some(error)), "{name}: {body}");
+    }
+
+    // SCIM: RFC 7644 errors (`schemas`, `status`, `scimType`).
+    let scim = |method: reqwest::Method, path: &str, ct: &str, body: String| {
+        server
+            .http
+            .request(method, server.url(path))
+            .bearer_auth(&scim_secret)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    for (name, method, path, body, status, scim_type) in [
+        (
+            "oversized user",
+            reqwest::Method::POST,
+            "/scim/v2/Users".to_owned(),
+            format!(
+                r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"{big}"}}"#
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+        ),
+        (
+            "syntax error",
+            reqwest::Method::POST,
+            "/scim/v2/Users".to_owned(),
+            r#"{"userName": "#.to_owned(),
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+        ),
+        (
+            "userName of the wrong type",
+            reqwest::Method::POST,
+            "/scim/v2/Users".to_owned(),
+            r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":5}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+            Some("invalidValue"),
+        ),
+        (
+            "a patch that is not one",
+            reqwest::Method::PATCH,
+            format!("/scim/v2/Users/{ada}"),
+            r#"{"Operations": "all"}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+        ),
+        (
+            "another tenant's user",
+            reqwest::Method::PATCH,
+            format!("/scim/v2/Users/{stranger}"),
+            r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"active","value":false}]}"#.to_owned(),
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+        (
+            "oversized search",
+            reqwest::Method::POST,
+            "/scim/v2/.search".to_owned(),
+            format!(
+                r#"{{"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],"filter":"userName eq \"{big}\""}}"#
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+        ),
+    ] {
+        let r = scim(method, &path, "application/scim+json", body)
+            .await
+            .unwrap();
+        let got = r.status();
+        let text = r.text().await.unwrap();
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{name}: the error is JSON: {text:?}"));
+        assert_eq!(got, status, "{name}: {body}");
+        assert_eq!(body["status"], got.as_u16().to_string(), "{name}: {body}");
+        assert_eq!(body["scimType"].as_str(), scim_type, "{name}: {body}");
+    }
+
+    // The admin API for machine clients and webhook deliveries: Keyplane's own error shape.
+    for (name, path, body, status, code) in [
+        (
+            "oversized webhook endpoint",
+            "/api/v1/admin/clients".to_owned(),
+            format!(
+                r#"{{"kind":"webhook","name":"{big}","owner":"{ada}","webhook":{{"url":"https://siem.example/hook"}}}}"#
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "webhook endpoint: events of the wrong type",
+            "/api/v1/admin/clients".to_owned(),
+            format!(
+                r#"{{"kind":"webhook","name":"siem","owner":"{ada}","webhook":{{"url":"https://siem.example/hook","events":"all"}}}}"#
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "unknown client kind",
+            "/api/v1/admin/clients".to_owned(),
+            format!(r#"{{"kind":"root","name":"x","owner":"{ada}"}}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_kind",
+        ),
+        (
+            "replay of a delivery that is not this tenant's",
+            format!("/api/v1/admin/webhooks/deliveries/{foreign_delivery}/replay"),
+            "{}".to_owned(),
+            StatusCode::NOT_FOUND,
+            "delivery_not_found",
+        ),
+        (
+            "replay of a malformed delivery id",
+            "/api/v1/admin/webhooks/deliveries/..%2F..%2Fetc/replay".to_owned(),
+            "{}".to_owned(),
+            StatusCode::NOT_FOUND,
+            "delivery_not_found",
+        ),
+    ] {
+        let r = server
+            .http
+            .post(server.url(&path))
+            .bearer_auth(&owner)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let got = r.status();
+        let text = r.text().await.unwrap();
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{name}: the error is JSON: {text:?}"));
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{name}: {body}"
+        );
+    }
+
+    let after = (row_counts(&server).await, clients(&server).await);
+    assert_eq!(before, after, "nothing changed");
+    assert_eq!(events(&server).await, n_events, "nothing was recorded");
+    server.shutdown().await;
+}
+
 both_backends!(
+    integration_endpoints_refuse_bad_bodies_and_change_nothing,
     admin_requests_with_bad_input_get_coded_4xx_and_change_nothing,
     invariant9_malformed_requests_get_coded_4xx_and_change_nothing,
     unknown_routes_and_methods_answer_in_json

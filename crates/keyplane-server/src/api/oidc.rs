@@ -7,6 +7,7 @@ use super::extract::{Ctx, MaybeAuth, TenantCtx};
 use crate::service::{AuthorizeOutcome, AuthorizeQuery, ClientCredentials, TokenGrant};
 use crate::App;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -127,6 +128,7 @@ pub async fn continue_authorization(
 fn oauth_error(e: Error) -> Response {
     let status = match e.kind {
         ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Internal | ErrorKind::Unavailable => return ApiError(e).into_response(),
         _ => StatusCode::BAD_REQUEST,
     };
@@ -204,10 +206,21 @@ pub async fn token(
     TenantCtx(tenant): TenantCtx,
     ctx: Ctx,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let caller = caller_for(ctx);
     let result = async {
+        let body = body.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::new(
+                    ErrorKind::TooLarge,
+                    "invalid_request",
+                    "the request body is larger than this server accepts",
+                )
+            } else {
+                Error::invalid("invalid_request", rejection.body_text())
+            }
+        })?;
         let mut f = form(&headers, &body)?;
         let creds = ClientCredentials {
             basic: basic_credentials(&headers)?,
