@@ -96,7 +96,8 @@ pub async fn authorize(
 
 #[derive(Deserialize)]
 pub struct ContinueQuery {
-    authz: String,
+    #[serde(default)]
+    authz: Option<String>,
     #[serde(default)]
     cancel: Option<String>,
 }
@@ -111,10 +112,13 @@ pub async fn continue_authorization(
     Query(q): Query<ContinueQuery>,
 ) -> Result<Response, ApiError> {
     let session = auth.and_then(Result::ok).map(|a| a.session);
+    let authz = q
+        .authz
+        .ok_or_else(|| Error::invalid("invalid_request", "authz is missing"))?;
     let outcome = app
         .oidc_continue(
             &tenant,
-            &q.authz,
+            &authz,
             session.as_ref(),
             q.cancel.is_some(),
             &caller_for(ctx),
