@@ -194,14 +194,15 @@ pub(crate) async fn open(settings: Settings) -> anyhow::Result<Arc<App>> {
                 .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         }
     }
-    let store = SqlStore::connect(&url, settings.max_connections())
-        .await
-        .map_err(|e| {
-            anyhow!(
-                "cannot open database {}: {e}",
-                keyplane_store::redact_url(&url)
-            )
-        })?;
+    let store =
+        SqlStore::connect_with(&url, settings.max_connections(), settings.acquire_timeout())
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "cannot open database {}: {e}",
+                    keyplane_store::redact_url(&url)
+                )
+            })?;
     App::new(Arc::new(store), Arc::new(SystemClock), settings).map_err(|e| anyhow!("{}", e.message))
 }
 

@@ -38,3 +38,46 @@ pub fn load(cli: &Cli) -> anyhow::Result<Settings> {
     }
     Ok(settings)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ```toml blocks of a Markdown document.
+    fn toml_blocks(doc: &str) -> Vec<String> {
+        doc.split("```toml\n")
+            .skip(1)
+            .map(|rest| rest.split("```").next().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Every configuration example in the docs loads as written (no unknown or mistyped key,
+    /// every value valid), so the docs cannot drift from the settings.
+    #[test]
+    fn the_configuration_examples_in_the_docs_load() {
+        let docs = [
+            (
+                "docs/configuration.md",
+                include_str!("../../../docs/configuration.md"),
+            ),
+            (
+                "docs/operations.md",
+                include_str!("../../../docs/operations.md"),
+            ),
+        ];
+        let mut loaded = 0;
+        for (name, doc) in docs {
+            for block in toml_blocks(doc) {
+                let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+                    .merge(Toml::string(&block))
+                    .extract()
+                    .unwrap_or_else(|e| panic!("{name}: {e}\n{block}"));
+                if let Err(problems) = settings.validate() {
+                    panic!("{name}: {problems:?}\n{block}");
+                }
+                loaded += 1;
+            }
+        }
+        assert!(loaded >= 3, "found the examples ({loaded})");
+    }
+}

@@ -261,6 +261,10 @@ pub struct DatabaseSettings {
     pub url: String,
     /// Connection pool size.
     pub max_connections: u32,
+    /// How long a request waits for a database connection before it gets 503
+    /// `storage_unavailable`, seconds; 0 = 10. Also how long a request takes to fail while the
+    /// database is unreachable.
+    pub acquire_timeout_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -296,6 +300,7 @@ impl Default for Settings {
             database: DatabaseSettings {
                 url: String::new(),
                 max_connections: 0,
+                acquire_timeout_secs: 0,
             },
             ceremony_ttl_secs: 300,
             session_ttl_secs: 12 * 3600,
@@ -367,6 +372,14 @@ impl Settings {
         }
     }
 
+    /// How long a request waits for a database connection: the setting, or 10 seconds.
+    pub fn acquire_timeout(&self) -> std::time::Duration {
+        match self.database.acquire_timeout_secs {
+            0 => keyplane_store::DEFAULT_ACQUIRE_TIMEOUT,
+            n => std::time::Duration::from_secs(n),
+        }
+    }
+
     /// Checks values that serde cannot; every problem is reported, not just the first.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
@@ -381,6 +394,12 @@ impl Settings {
             if v <= 0 {
                 problems.push(format!("{name} must be positive (got {v})"));
             }
+        }
+        if self.database.acquire_timeout_secs > 300 {
+            problems.push(format!(
+                "database.acquire_timeout_secs must be at most 300 (got {})",
+                self.database.acquire_timeout_secs
+            ));
         }
         if self.max_body_bytes < 1024 {
             problems.push("max_body_bytes must be at least 1024".into());
@@ -491,6 +510,18 @@ mod tests {
             vec!["http://localhost:8080".to_string()]
         );
         assert!(s.database_url().starts_with("sqlite:keyplane-data"));
+        assert_eq!(s.acquire_timeout(), std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_connection_wait_is_bounded() {
+        let mut s = Settings::default();
+        s.database.acquire_timeout_secs = 2;
+        assert!(s.validate().is_ok());
+        assert_eq!(s.acquire_timeout(), std::time::Duration::from_secs(2));
+        s.database.acquire_timeout_secs = 301;
+        let problems = s.validate().unwrap_err();
+        assert!(problems[0].contains("acquire_timeout_secs"), "{problems:?}");
     }
 
     #[test]

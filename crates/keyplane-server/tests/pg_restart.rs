@@ -286,11 +286,13 @@ async fn postgresql_restarted_under_load_loses_nothing_acknowledged() {
         return;
     };
     let _turn = CLUSTER.lock().await;
-    // One address, a few accounts, many ceremonies a second: no rate limits for this load.
+    // One address, a few accounts, many ceremonies a second: no rate limits for this load. A
+    // request gives up waiting for a connection after 2 s (`database.acquire_timeout_secs`).
     let server = TestServer::builder(Backend::Postgres)
         .settings(|s| {
             s.rate_limits.per_address_per_minute = 0;
             s.rate_limits.per_account_per_minute = 0;
+            s.database.acquire_timeout_secs = 2;
         })
         .start()
         .await;

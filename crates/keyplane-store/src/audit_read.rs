@@ -67,10 +67,10 @@ pub(crate) enum PageReader {
 impl PageReader {
     /// A PostgreSQL reader connects on first use, so a store that never verifies opens no
     /// extra connection.
-    pub(crate) fn postgres(url: &str) -> Result<Self> {
+    pub(crate) fn postgres(url: &str, acquire_timeout: Duration) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(READERS as u32)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .connect_lazy(url)
             .map_err(db)?;
         Ok(PageReader::Postgres(pool))

@@ -29,7 +29,7 @@ pub use bulk::ImportedUser;
 pub use copy::{copy_sqlite_to_postgres, TableCopy};
 pub use notifications::{NotificationFilter, NotificationOutcome};
 pub use scim::{ScimUserChange, ScimUserRow};
-pub use sql::{redact as redact_url, Backend, SqlStore};
+pub use sql::{redact as redact_url, Backend, SqlStore, DEFAULT_ACQUIRE_TIMEOUT};
 pub use store::{
     AssertionRecord, CampaignMark, CaseFilter, CredentialFacts, PolicySubject, PolicyVersion,
     RecoveryCodesStatus, RecoveryFinish, Store, StoreError,

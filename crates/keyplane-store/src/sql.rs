@@ -104,10 +104,24 @@ const SESSION_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, aut
 const SESSION_READ_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, \
      restricted, elevated_aal, elevated_at, idle_secs, last_seen_at, recovery";
 
+/// How long a request waits for a database connection unless told otherwise.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl SqlStore {
     /// Connects, applies pending migrations, and for SQLite turns on WAL, foreign keys and a
-    /// busy timeout. A `sqlite:` URL creates the file if it is missing.
+    /// busy timeout. A `sqlite:` URL creates the file if it is missing. A request waits at most
+    /// [`DEFAULT_ACQUIRE_TIMEOUT`] for a connection.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        Self::connect_with(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// [`SqlStore::connect`], waiting at most `acquire_timeout` for a connection (after which
+    /// the call fails, and a request gets 503 `storage_unavailable`).
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url).ok_or_else(|| {
             StoreError::Database(format!(
@@ -128,7 +142,7 @@ impl SqlStore {
         let options = |max: u32| {
             let opts = AnyPoolOptions::new()
                 .max_connections(max)
-                .acquire_timeout(Duration::from_secs(10));
+                .acquire_timeout(acquire_timeout);
             if backend != Backend::Sqlite {
                 return opts;
             }
@@ -164,7 +178,7 @@ impl SqlStore {
         };
         let pages = match backend {
             Backend::Sqlite => PageReader::sqlite(&url)?,
-            Backend::Postgres => PageReader::postgres(&url)?,
+            Backend::Postgres => PageReader::postgres(&url, acquire_timeout)?,
         };
         Ok(SqlStore {
             pool,

@@ -62,9 +62,10 @@ impl TestServerBuilder {
             .public_url
             .unwrap_or_else(|| format!("http://localhost:{}", addr.port()));
         settings.database.url = url.clone();
-        let store = SqlStore::connect(&url, settings.max_connections())
-            .await
-            .expect("open the test database");
+        let store =
+            SqlStore::connect_with(&url, settings.max_connections(), settings.acquire_timeout())
+                .await
+                .expect("open the test database");
         let data_dir = tempfile::tempdir().expect("data directory");
         settings.data_dir = data_dir.path().to_path_buf();
         let app = App::new(Arc::new(store.clone()), self.clock, settings)
