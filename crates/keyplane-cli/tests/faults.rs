@@ -68,64 +68,78 @@ fn serve(data: &Path, database: Option<&str>) -> (Child, u16) {
     (child, port)
 }
 
+/// A WebAuthn ceremony over HTTP: `{ceremony}/options` with `start`, the authenticator's
+/// response, `{ceremony}/verify`; the verify reply when it has status `acknowledged`.
+async fn ceremony(
+    http: &reqwest::Client,
+    base: &str,
+    ceremony: &str,
+    start: Value,
+    auth: &mut SoftAuthenticator,
+    acknowledged: reqwest::StatusCode,
+) -> Option<Value> {
+    let options: Value = http
+        .post(format!("{base}/api/v1/{ceremony}/options"))
+        .json(&start)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let response = if ceremony == "registration" {
+        auth.register(&options["publicKey"]).await.ok()?
+    } else {
+        auth.authenticate(&options["publicKey"]).await.ok()?
+    };
+    let r = http
+        .post(format!("{base}/api/v1/{ceremony}/verify"))
+        .json(&json!({ "ceremony": options["ceremony"], "credential": response }))
+        .send()
+        .await
+        .ok()?;
+    if r.status() != acknowledged {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// A registration with an enrolment token; the new passkey's id once acknowledged (201).
 async fn register(
     http: &reqwest::Client,
     base: &str,
     token: &str,
     auth: &mut SoftAuthenticator,
 ) -> Option<String> {
-    let options: Value = http
-        .post(format!("{base}/api/v1/registration/options"))
-        .json(&json!({ "enrolment_token": token }))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    let credential = auth.register(&options["publicKey"]).await.ok()?;
-    let r = http
-        .post(format!("{base}/api/v1/registration/verify"))
-        .json(&json!({ "ceremony": options["ceremony"], "credential": credential }))
-        .send()
-        .await
-        .ok()?;
-    if r.status() != reqwest::StatusCode::CREATED {
-        return None;
-    }
-    let body: Value = r.json().await.ok()?;
-    body["id"].as_str().map(str::to_owned)
+    let start = json!({ "enrolment_token": token });
+    let body = ceremony(
+        http,
+        base,
+        "registration",
+        start,
+        auth,
+        reqwest::StatusCode::CREATED,
+    );
+    body.await?["id"].as_str().map(str::to_owned)
 }
 
-/// One passkey sign-in (options, the authenticator, verify); the session token when the
-/// server acknowledged it with 200.
+/// A username-first sign-in; the session token once acknowledged (200).
 async fn sign_in(
     http: &reqwest::Client,
     base: &str,
     username: &str,
     auth: &mut SoftAuthenticator,
 ) -> Option<String> {
-    let options: Value = http
-        .post(format!("{base}/api/v1/authentication/options"))
-        .json(&json!({ "username": username }))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    let assertion = auth.authenticate(&options["publicKey"]).await.ok()?;
-    let r = http
-        .post(format!("{base}/api/v1/authentication/verify"))
-        .json(&json!({ "ceremony": options["ceremony"], "credential": assertion }))
-        .send()
-        .await
-        .ok()?;
-    if r.status() != reqwest::StatusCode::OK {
-        return None;
-    }
-    let body: Value = r.json().await.ok()?;
-    body["token"].as_str().map(str::to_owned)
+    let start = json!({ "username": username });
+    let body = ceremony(
+        http,
+        base,
+        "authentication",
+        start,
+        auth,
+        reqwest::StatusCode::OK,
+    );
+    body.await?["token"].as_str().map(str::to_owned)
 }
 
 fn invite(d: &Path, database: Option<&str>, username: &str) -> String {

@@ -339,6 +339,14 @@ async fn unknown_routes_and_methods_answer_in_json(backend: Backend) {
     server.shutdown().await;
 }
 
+/// A user of another tenant (created for the purpose): their id is unknown to this one.
+async fn stranger(server: &TestServer) -> keyplane_core::UserId {
+    let other = server.create_tenant("other", "other.test").await;
+    let caller = keyplane_core::audit::Caller::operator("test");
+    let invited = server.app.invite(&other, "stranger", None, None, &caller);
+    invited.await.unwrap().user.id
+}
+
 /// The admin API: malformed JSON, unknown or mistyped fields, malformed ids, bad filters and
 /// query strings all get a coded 4xx, and nothing changes (rows and audit chain length).
 async fn admin_requests_with_bad_input_get_coded_4xx_and_change_nothing(backend: Backend) {
@@ -351,20 +359,7 @@ async fn admin_requests_with_bad_input_get_coded_4xx_and_change_nothing(backend:
         .unwrap()
         .id;
     // A user of another tenant: their id is unknown here.
-    let other = server.create_tenant("other", "other.test").await;
-    let stranger = server
-        .app
-        .invite(
-            &other,
-            "stranger",
-            None,
-            None,
-            &keyplane_core::audit::Caller::operator("test"),
-        )
-        .await
-        .unwrap()
-        .user
-        .id;
+    let stranger = stranger(&server).await;
     let before = (
         row_counts(&server).await,
         server.store_credentials(&tenant).await,
@@ -583,20 +578,7 @@ async fn integration_endpoints_refuse_bad_bodies_and_change_nothing(backend: Bac
     }))
     .await;
     // Another tenant's user and webhook delivery ids are unknown here.
-    let other = server.create_tenant("other", "other.test").await;
-    let stranger = server
-        .app
-        .invite(
-            &other,
-            "stranger",
-            None,
-            None,
-            &keyplane_core::audit::Caller::operator("test"),
-        )
-        .await
-        .unwrap()
-        .user
-        .id;
+    let stranger = stranger(&server).await;
     let foreign_delivery = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
 
     let tenant = server.default_tenant().await;

@@ -192,35 +192,54 @@ impl Load {
         }
     }
 
+    /// One WebAuthn ceremony (`registration` or `authentication`): options with `start`, the
+    /// authenticator, verify, which must answer `acknowledged`. After a 503 it pauses briefly.
+    async fn ceremony(
+        &self,
+        ceremony: &str,
+        start: Value,
+        auth: &mut SoftAuthenticator,
+        acknowledged: StatusCode,
+    ) -> Step {
+        let options = self
+            .step(
+                &format!("/api/v1/{ceremony}/options"),
+                &start,
+                StatusCode::OK,
+            )
+            .await;
+        let step = match options {
+            Step::Done(options) => {
+                let response = if ceremony == "registration" {
+                    auth.register(&options["publicKey"]).await.unwrap()
+                } else {
+                    auth.authenticate(&options["publicKey"]).await.unwrap()
+                };
+                let body = json!({ "ceremony": options["ceremony"], "credential": response });
+                self.step(&format!("/api/v1/{ceremony}/verify"), &body, acknowledged)
+                    .await
+            }
+            other => other,
+        };
+        if let Step::Unavailable = step {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        step
+    }
+
     /// Signs in as `username` over and over until told to stop.
     async fn sign_ins(self: Arc<Self>, username: String, mut auth: SoftAuthenticator) {
         while !self.stop.load(Ordering::SeqCst) {
-            let options = match self
-                .step(
-                    "/api/v1/authentication/options",
-                    &json!({ "username": username }),
-                    StatusCode::OK,
-                )
-                .await
-            {
-                Step::Done(o) => o,
-                Step::Unavailable => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-                Step::Wrong => return,
-            };
-            let assertion = auth.authenticate(&options["publicKey"]).await.unwrap();
-            let body = json!({ "ceremony": options["ceremony"], "credential": assertion });
+            let start = json!({ "username": username });
             match self
-                .step("/api/v1/authentication/verify", &body, StatusCode::OK)
+                .ceremony("authentication", start, &mut auth, StatusCode::OK)
                 .await
             {
                 Step::Done(session) => {
                     let token = session["token"].as_str().unwrap().to_owned();
                     self.acknowledged(|t| t.sessions.push((username.clone(), token)));
                 }
-                Step::Unavailable => tokio::time::sleep(Duration::from_millis(50)).await,
+                Step::Unavailable => {}
                 Step::Wrong => return,
             }
         }
@@ -233,33 +252,17 @@ impl Load {
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
-            let options = match self
-                .step(
-                    "/api/v1/registration/options",
-                    &json!({ "enrolment_token": token }),
-                    StatusCode::OK,
-                )
-                .await
-            {
-                Step::Done(o) => o,
-                Step::Unavailable => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-                Step::Wrong => return,
-            };
             let mut auth = SoftAuthenticator::new(&self.origin, true, true);
-            let credential = auth.register(&options["publicKey"]).await.unwrap();
-            let body = json!({ "ceremony": options["ceremony"], "credential": credential });
+            let start = json!({ "enrolment_token": token });
             match self
-                .step("/api/v1/registration/verify", &body, StatusCode::CREATED)
+                .ceremony("registration", start, &mut auth, StatusCode::CREATED)
                 .await
             {
                 Step::Done(c) => {
                     let id = c["id"].as_str().unwrap().to_owned();
                     self.acknowledged(|t| t.registered.push(id));
                 }
-                Step::Unavailable => tokio::time::sleep(Duration::from_millis(50)).await,
+                Step::Unavailable => {}
                 Step::Wrong => return,
             }
         }
