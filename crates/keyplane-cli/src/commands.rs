@@ -178,6 +178,26 @@ pub enum CredentialCommand {
     Inspect(Box<crate::inspect::InspectArgs>),
 }
 
+/// The stores this command opened, closed when it ends ([`close_stores`]).
+static OPENED: std::sync::Mutex<Vec<SqlStore>> = std::sync::Mutex::new(Vec::new());
+
+/// Closes every store this command opened, waiting at most 5 s. Closing the last connection to
+/// a SQLite database checkpoints its write-ahead log into the database file and removes the
+/// log, so a stopped Keyplane leaves one self-contained `keyplane.db` (a copy of that file alone
+/// is complete). Nothing is lost without it (the next start replays the log); this is tidiness
+/// for operators who copy files.
+pub async fn close_stores() {
+    let stores = std::mem::take(&mut *OPENED.lock().unwrap_or_else(|e| e.into_inner()));
+    for store in stores {
+        if tokio::time::timeout(std::time::Duration::from_secs(5), store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("a database connection was still busy at exit; not waiting for it");
+        }
+    }
+}
+
 pub(crate) async fn open(settings: Settings) -> anyhow::Result<Arc<App>> {
     let url = settings.database_url();
     if let Some(path) = url.strip_prefix("sqlite:") {
@@ -203,6 +223,10 @@ pub(crate) async fn open(settings: Settings) -> anyhow::Result<Arc<App>> {
                     keyplane_store::redact_url(&url)
                 )
             })?;
+    OPENED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(store.clone());
     App::new(Arc::new(store), Arc::new(SystemClock), settings).map_err(|e| anyhow!("{}", e.message))
 }
 
