@@ -353,6 +353,28 @@ async fn enrolment_is_consumed_with_its_credential_atomically(backend: Backend) 
         .await
         .unwrap()
         .is_none());
+    // The other way round: a registration whose credential cannot be stored (its id is taken)
+    // does not spend its invitation; the refused attempt leaves the token usable.
+    let e2 = Enrolment {
+        id: EnrolmentId::generate(),
+        token_hash: TokenHash::of(b"token-2"),
+        ..e.clone()
+    };
+    s.create_enrolment(&e2, none()).await.unwrap();
+    let taken = s
+        .register_credential(
+            &credential(&a, &u, b"cred-1"),
+            Some(&e2.id),
+            AuditBatch::new(Timestamp(70), &[]),
+        )
+        .await;
+    assert!(taken.is_err(), "cred-1 is already registered");
+    let unused = s
+        .enrolment_by_token(&a.id, &TokenHash::of(b"token-2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unused.used_at, None, "the refused registration rolled back");
     f.done().await;
 }
 
