@@ -13,7 +13,7 @@
 //! credentials, loading whole records took seconds and most of a gigabyte.
 
 use crate::audit::{self, AuditBatch};
-use crate::sql::{b, db, json, SqlStore, CREDENTIAL_COLUMNS, USER_COLUMNS};
+use crate::sql::{b, bind_user, db, json, SqlStore, CREDENTIAL_COLUMNS, USER_COLUMNS};
 use crate::store::{CredentialFacts, PolicySubject, Result, StoreError};
 use futures::TryStreamExt;
 use keyplane_core::*;
@@ -72,17 +72,7 @@ impl SqlStore {
             let q = insert_sql("users", USER_COLUMNS, 10, chunk.len());
             let mut query = sqlx::query(AssertSqlSafe(q));
             for u in chunk.iter().map(|i| &i.user) {
-                query = query
-                    .bind(u.id.as_str())
-                    .bind(u.tenant_id.as_str())
-                    .bind(&u.username)
-                    .bind(&u.display_name)
-                    .bind(&u.user_handle)
-                    .bind(u.status.as_str())
-                    .bind(u.role.clone())
-                    .bind(u.created_at.0)
-                    .bind(u.re_enrol_reason.clone())
-                    .bind(u.contact_email.clone());
+                query = bind_user(query, u);
             }
             query.execute(&mut *tx).await.map_err(db)?;
         }

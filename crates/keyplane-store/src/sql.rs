@@ -99,6 +99,23 @@ pub(crate) const CREDENTIAL_COLUMNS: &str = "id, tenant_id, user_id, credential_
      status_reason, library_state, attestation_trusted";
 pub(crate) const USER_COLUMNS: &str =
     "id, tenant_id, username, display_name, user_handle, status, role, created_at, re_enrol_reason, contact_email";
+
+/// A query on the `Any` driver, as [`bind_user`] extends it.
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds a user row's values, in [`USER_COLUMNS`] order (ten parameters).
+pub(crate) fn bind_user<'q>(q: AnyQuery<'q>, u: &'q User) -> AnyQuery<'q> {
+    q.bind(u.id.as_str())
+        .bind(u.tenant_id.as_str())
+        .bind(&u.username)
+        .bind(&u.display_name)
+        .bind(&u.user_handle)
+        .bind(u.status.as_str())
+        .bind(u.role.clone())
+        .bind(u.created_at.0)
+        .bind(u.re_enrol_reason.clone())
+        .bind(u.contact_email.clone())
+}
 const SESSION_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, restricted, \
      idle_secs, last_seen_at, recovery";
 const SESSION_READ_COLUMNS: &str = "id, tenant_id, user_id, token_hash, aal, amr, auth_time, credential_id, created_at, expires_at, \
@@ -288,23 +305,13 @@ pub fn redact(url: &str) -> String {
 /// Inserts a user's row (its caller owns the transaction and the audit event); also SCIM's
 /// provisioning (`scim.rs`), which adds the SCIM profile in the same transaction.
 pub(crate) async fn insert_user(tx: &mut sqlx::AnyConnection, u: &User) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO users (id, tenant_id, username, display_name, user_handle, status, role, created_at, re_enrol_reason, contact_email) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(u.id.as_str())
-    .bind(u.tenant_id.as_str())
-    .bind(&u.username)
-    .bind(&u.display_name)
-    .bind(&u.user_handle)
-    .bind(u.status.as_str())
-    .bind(u.role.clone())
-    .bind(u.created_at.0)
-    .bind(u.re_enrol_reason.clone())
-    .bind(u.contact_email.clone())
-    .execute(&mut *tx)
-    .await
-    .map_err(db)?;
+    let q = format!(
+        "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    );
+    bind_user(sqlx::query(AssertSqlSafe(q)), u)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
     Ok(())
 }
 
