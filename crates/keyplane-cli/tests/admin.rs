@@ -3,26 +3,14 @@
 //! control), reports as CSV and JSON, fraud alerts, and exceptions granted only by a second
 //! operator. Every run ends with an intact audit chain.
 
+mod common;
+
+use common::{keyplane, serve};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 /// A valid id that names nothing.
 const UNKNOWN: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
-
-fn keyplane(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_keyplane"));
-    c.arg("--data-dir").arg(data);
-    // Keep the developer's or CI's own settings out of these tests.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KEYPLANE_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
 
 /// Runs a command as the operator named `login` (the CLI's actor is the OS login).
 fn run_as(data: &Path, login: &str, args: &[&str]) -> (bool, String, String) {
@@ -61,33 +49,11 @@ fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
 }
 
-/// Starts `keyplane serve` on a random port and waits until it listens.
-fn serve(data: &Path) -> Child {
-    let mut child = keyplane(data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start keyplane serve");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.starts_with("Keyplane listening on http://") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("server announces its address");
-    child
-}
-
 /// A data directory whose database has the default tenant (a first start creates it, with the
 /// bootstrap administrator `admin`, an owner).
 fn bootstrapped() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = serve(dir.path());
+    let (mut child, _) = serve(dir.path(), &[]);
     // The bootstrap is committed before the server listens. Killed rather than sent SIGTERM:
     // `serve` announces its address before it handles SIGTERM, so an early SIGTERM ends it by the
     // default action (graceful shutdown is tested in cli.rs).

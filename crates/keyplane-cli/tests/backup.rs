@@ -2,63 +2,11 @@
 //! runs, verified; a restore only into an empty data directory, only of a chain that verifies
 //! (with the deployment's checkpoint keys, or keys given), after which the data is all there.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::{fails, keyplane, ok, run, serve};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-fn keyplane(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_keyplane"));
-    c.arg("--data-dir").arg(data);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KEYPLANE_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-fn run(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = keyplane(data).args(args).output().expect("run keyplane");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let (ok, out, err) = run(data, args);
-    assert!(ok, "keyplane {args:?} failed:\n{err}");
-    out
-}
-
-fn fails(data: &Path, args: &[&str]) -> String {
-    let (ok, out, err) = run(data, args);
-    assert!(!ok, "keyplane {args:?} succeeded:\n{out}");
-    err
-}
-
-fn serve(data: &Path) -> Child {
-    let mut child = keyplane(data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start keyplane serve");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.starts_with("Keyplane listening on http://") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("the server starts");
-    child
-}
+use std::process::Command;
 
 /// A server stopped with SIGTERM leaves one self-contained SQLite file: the write-ahead log is
 /// checkpointed into it and removed, so copying `keyplane.db` alone copies everything.
@@ -66,7 +14,7 @@ fn serve(data: &Path) -> Child {
 fn a_stopped_server_leaves_a_self_contained_database_file() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut child = serve(d);
+    let mut child = serve(d, &[]).0;
     for i in 0..20 {
         ok(d, &["admin", "invite", &format!("person{i}")]);
     }
@@ -108,7 +56,7 @@ fn copy_dir(from: &Path, to: &Path) {
 async fn a_backup_is_taken_online_verified_and_restored_only_where_it_belongs() {
     let live = tempfile::tempdir().unwrap();
     let d = live.path();
-    let mut server = serve(d);
+    let mut server = serve(d, &[]).0;
     // Something to keep: a user, and a signed checkpoint over the chain.
     ok(d, &["admin", "invite", "carol"]);
     ok(d, &["audit", "checkpoint"]);
@@ -201,7 +149,7 @@ async fn a_backup_is_taken_online_verified_and_restored_only_where_it_belongs() 
 fn doctor_says_what_is_wrong_in_plain_words() {
     let live = tempfile::tempdir().unwrap();
     let d = live.path();
-    let mut server = serve(d);
+    let mut server = serve(d, &[]).0;
     server.kill().unwrap();
     server.wait().unwrap();
     // A fresh quickstart: plain http on localhost, no MDS BLOB, keys present.
@@ -259,7 +207,7 @@ async fn migrate_moves_a_sqlite_deployment_to_postgresql_from_the_command_line()
     }
     let live = tempfile::tempdir().unwrap();
     let d = live.path();
-    let mut server = serve(d);
+    let mut server = serve(d, &[]).0;
     ok(d, &["admin", "invite", "carol"]);
     ok(d, &["audit", "checkpoint"]);
     server.kill().unwrap();

@@ -1,31 +1,13 @@
 //! The `keyplane` binary end to end: first start and restart, the admin commands, configuration
 //! from file and environment, and errors that say what is wrong.
 
+mod common;
+
+use common::{keyplane, run};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn keyplane(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_keyplane"));
-    c.arg("--data-dir").arg(data);
-    // Keep the developer's or CI's own settings out of these tests.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KEYPLANE_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-fn run(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = keyplane(data).args(args).output().expect("run keyplane");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 /// Starts `keyplane serve` on a random port; returns the child, its address and its stdout so far.
 fn serve(data: &Path) -> (Child, String, String) {

@@ -6,66 +6,23 @@
 //! registrations and ten people signing in over and over, the kill after 15 registrations and
 //! 8 sign-ins were acknowledged.
 
+mod common;
+
+use common::{keyplane, ok, serve};
 use keyplane_testkit::{Backend, SoftAuthenticator, TestDatabase};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const ORIGIN: &str = "http://localhost:8080"; // the default tenant's origin (default public_url)
 
-fn keyplane(data: &Path, database: Option<&str>) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_keyplane"));
-    c.arg("--data-dir").arg(data);
-    if let Some(url) = database {
-        c.arg("--database-url").arg(url);
-    }
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KEYPLANE_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-fn ok(data: &Path, database: Option<&str>, args: &[&str]) -> String {
-    let out = keyplane(data, database).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "keyplane {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Starts `keyplane serve`; returns the child and its port.
-fn serve(data: &Path, database: Option<&str>) -> (Child, u16) {
-    let mut child = keyplane(data, database)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("Keyplane listening on http://") {
-                let port = rest
-                    .split([' ', ':'])
-                    .nth(1)
-                    .and_then(|p| p.parse::<u16>().ok());
-                let _ = tx.send(port);
-            }
-        }
-    });
-    let port = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server starts")
-        .expect("a port");
-    (child, port)
+/// `args` against `database` (the data directory's SQLite database when `None`).
+fn on<'a>(database: Option<&'a str>, args: &[&'a str]) -> Vec<&'a str> {
+    let url = database.map(|url| ["--database-url", url]);
+    url.iter().flatten().chain(args).copied().collect()
 }
 
 /// A WebAuthn ceremony over HTTP: `{ceremony}/options` with `start`, the authenticator's
@@ -143,7 +100,7 @@ async fn sign_in(
 }
 
 fn invite(d: &Path, database: Option<&str>, username: &str) -> String {
-    let out = ok(d, database, &["admin", "invite", username]);
+    let out = ok(d, &on(database, &["admin", "invite", username]));
     out.split("token=")
         .nth(1)
         .and_then(|t| t.split_whitespace().next())
@@ -193,7 +150,7 @@ const REGISTRATIONS: usize = 60;
 async fn killed_mid_burst_loses_nothing_acknowledged(database: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (mut child, port) = serve(d, database);
+    let (mut child, port) = serve(d, &on(database, &[]));
     let http = client(port);
     let base = format!("http://localhost:{port}");
     // Ten people with a passkey already, who keep signing in during the burst.
@@ -260,11 +217,10 @@ async fn killed_mid_burst_loses_nothing_acknowledged(database: Option<&str>) {
     );
 
     // Restart on the same database: every acknowledged passkey is there, the chain verifies.
-    let (mut again, port) = serve(d, database);
+    let (mut again, port) = serve(d, &on(database, &[]));
     let creds: Value = serde_json::from_str(&ok(
         d,
-        database,
-        &["credential", "list", "--format", "json"],
+        &on(database, &["credential", "list", "--format", "json"]),
     ))
     .unwrap();
     let stored: Vec<&str> = creds
@@ -282,8 +238,10 @@ async fn killed_mid_burst_loses_nothing_acknowledged(database: Option<&str>) {
     // No half-written registration: each stored passkey has its audit event.
     let registered = ok(
         d,
-        database,
-        &["audit", "export", "--action", "credential.registered"],
+        &on(
+            database,
+            &["audit", "export", "--action", "credential.registered"],
+        ),
     );
     for id in &stored {
         assert!(
@@ -311,8 +269,10 @@ async fn killed_mid_burst_loses_nothing_acknowledged(database: Option<&str>) {
     }
     let signed_in = ok(
         d,
-        database,
-        &["audit", "export", "--action", "authentication.succeeded"],
+        &on(
+            database,
+            &["audit", "export", "--action", "authentication.succeeded"],
+        ),
     );
     let recorded = signed_in.lines().filter(|l| !l.trim().is_empty()).count();
     assert!(
@@ -327,7 +287,7 @@ async fn killed_mid_burst_loses_nothing_acknowledged(database: Option<&str>) {
             "{username} signs in after the restart"
         );
     }
-    ok(d, database, &["audit", "verify"]);
+    ok(d, &on(database, &["audit", "verify"]));
     again.kill().unwrap();
     again.wait().unwrap();
 }
@@ -382,7 +342,7 @@ async fn tls_is_served_from_the_files_and_reloaded_on_sighup() {
         ),
     )
     .unwrap();
-    let mut child = keyplane(d, None)
+    let mut child = keyplane(d)
         .args([
             "--config",
             config.to_str().unwrap(),
@@ -462,7 +422,7 @@ async fn tls_is_served_from_the_files_and_reloaded_on_sighup() {
     );
 
     // The doctor reads the certificate's expiry.
-    let doctor = keyplane(d, None)
+    let doctor = keyplane(d)
         .args([
             "--config",
             config.to_str().unwrap(),
@@ -561,7 +521,7 @@ async fn a_full_or_read_only_data_directory_gives_clear_errors_and_no_corruption
         return;
     };
     let d = disk.0.clone();
-    let (mut child, port) = serve(&d, None);
+    let (mut child, port) = serve(&d, &[]);
     let tokens: Vec<String> = (0..6)
         .map(|i| invite(&d, None, &format!("user{i}")))
         .collect();
@@ -614,7 +574,7 @@ async fn a_full_or_read_only_data_directory_gives_clear_errors_and_no_corruption
     // A read-only data directory (remounted so while nothing writes to it): the server still
     // serves what only reads, and refuses every change with a clear error.
     disk.remount("ro");
-    let (mut reader, port) = serve(&d, None);
+    let (mut reader, port) = serve(&d, &[]);
     let http = reqwest::Client::builder()
         .resolve("localhost", ([127, 0, 0, 1], port).into())
         .timeout(Duration::from_secs(20))
@@ -635,9 +595,9 @@ async fn a_full_or_read_only_data_directory_gives_clear_errors_and_no_corruption
     disk.remount("rw");
 
     // Nothing corrupted: the chain verifies, and the refused registration left no passkey.
-    ok(&d, None, &["audit", "verify"]);
+    ok(&d, &["audit", "verify"]);
     let creds: Value =
-        serde_json::from_str(&ok(&d, None, &["credential", "list", "--format", "json"])).unwrap();
+        serde_json::from_str(&ok(&d, &["credential", "list", "--format", "json"])).unwrap();
     assert_eq!(creds.as_array().unwrap().len(), 2, "{creds}");
     drop(disk);
 }

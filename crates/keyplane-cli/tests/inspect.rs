@@ -4,21 +4,13 @@
 //! verdict — or Keyplane's listed difference — and must never panic; input it cannot use, and
 //! checks that fail, are reported as such.
 
+mod common;
+
+use common::keyplane;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-fn keyplane(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_keyplane"));
-    c.arg("--data-dir").arg(data);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KEYPLANE_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
+use std::process::Stdio;
 
 struct Run {
     ok: bool,
