@@ -86,6 +86,9 @@ pub struct App {
     /// The notification sinks, built on first delivery (their secrets are read from files then,
     /// so commands that never deliver do not need them).
     sinks: tokio::sync::OnceCell<Arc<crate::notify::Sinks>>,
+    /// The HTTP client of webhook deliveries, built on first delivery and kept, so that its
+    /// connections are reused from one pass to the next.
+    webhook_http: tokio::sync::OnceCell<reqwest::Client>,
 }
 
 impl App {
@@ -134,6 +137,7 @@ impl App {
             recovery_address_limiter,
             recovery_account_limiter,
             sinks: tokio::sync::OnceCell::new(),
+            webhook_http: tokio::sync::OnceCell::new(),
         }))
     }
 

@@ -101,11 +101,16 @@ impl App {
 
     /// One pass over every tenant's due deliveries. Returns how many were attempted.
     pub async fn deliver_webhooks(&self) -> Result<u64, Error> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(self.settings.webhooks.timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::internal(format!("webhook HTTP client: {e}")))?;
+        let http = self
+            .webhook_http
+            .get_or_try_init(|| async {
+                reqwest::Client::builder()
+                    .timeout(Duration::from_millis(self.settings.webhooks.timeout_ms))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| Error::internal(format!("webhook HTTP client: {e}")))
+            })
+            .await?;
         let mut attempted = 0;
         for tenant in self.store.list_tenants().await? {
             let now = self.clock.now();
@@ -127,7 +132,7 @@ impl App {
                     continue; // another node has it
                 }
                 attempted += 1;
-                let outcome = self.attempt_delivery(&tenant, &d, &http).await;
+                let outcome = self.attempt_delivery(&tenant, &d, http).await;
                 if !self
                     .store
                     .finish_webhook_delivery(&tenant.id, &d.id, lease, &outcome)
